@@ -1,0 +1,3 @@
+from pvha.cli.app import main
+
+main()
