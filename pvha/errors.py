@@ -46,3 +46,70 @@ class FenceError(PvhaError):
 
 class IllegalTransition(PvhaError):
     """A state machine got an event that is not legal in its current state."""
+
+
+
+# --- API error classes (added by the real-path adapters, issue #4) -------------------------
+# ``ApiError`` stays the one class the CLI edge has to know; the subclasses tell the
+# imperative shell whether trying again can help (transient) or not (permanent).
+# Messages carry PVE's own text (its reason phrase or JSON ``message``), never a secret.
+
+
+class _ApiErrorFields(ApiError):
+    """Shared fields: HTTP ``status`` (None if no HTTP answer), PVE's ``pve_message``,
+    the per-parameter ``errors`` map of a 400, the API ``host`` that answered, and
+    ``request_sent``: False if the request certainly never reached the node meant to act
+    (so repeating a write is safe), None if unknown."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        pve_message: str | None = None,
+        errors: dict[str, str] | None = None,
+        host: str | None = None,
+        request_sent: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.pve_message = pve_message
+        self.errors = errors or {}
+        self.host = host
+        self.request_sent = request_sent
+
+
+class ApiTransientError(_ApiErrorFields):
+    """A failure that may go away on its own: PVE (or the node it forwards to) could not
+    be reached, timed out, or answered 502/503/504/595-599 or a lock timeout."""
+
+
+class ApiPermanentError(_ApiErrorFields):
+    """PVE refused the request; repeating it unchanged gives the same answer
+    (400 parameter errors, 403, 500 handler errors such as ``CT 100 already running``)."""
+
+
+class ApiAuthError(ApiPermanentError):
+    """Authentication failed (401, bad token or password, ticket not renewable)."""
+
+
+class ApiTlsError(ApiPermanentError):
+    """The TLS peer could not be verified (CA mismatch or pinned fingerprint mismatch)."""
+
+
+class TaskFailedError(ApiPermanentError):
+    """A PVE task stopped with an exit status other than ``OK`` / ``WARNINGS: n``.
+    ``upid`` and ``exitstatus`` say which task and what PVE reported."""
+
+    def __init__(self, message: str, *, upid: str, exitstatus: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.upid = upid
+        self.exitstatus = exitstatus
+
+
+class TaskTimeoutError(ApiTransientError):
+    """A PVE task was still running when pvha stopped waiting; it may still finish."""
+
+    def __init__(self, message: str, *, upid: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.upid = upid

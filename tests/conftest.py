@@ -6,18 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_path() -> Path | None:
-    """The ../shared folder beside the checkout (or $PVHA_SHARED), if present."""
-    candidate = Path(os.environ.get("PVHA_SHARED", REPO.parent / "shared"))
-    return candidate if candidate.is_dir() else None
+from shared_data import shared_path
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
+    """../shared beside the checkout; CI always has it, elsewhere tests skip without it."""
     path = shared_path()
     if path is None:
         if os.environ.get("CI"):

@@ -1,5 +1,63 @@
-"""`pvha sim ...`: the simulator commands (filled in by the engine work)."""
+"""`pvha sim ...`: run PVE regression-format scenarios in the deterministic simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from pvha.errors import PvhaError
+
 sim_app = typer.Typer(name="sim", help="Deterministic HA simulator.", no_args_is_help=True)
+
+
+def _fail(exc: PvhaError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@sim_app.command("run")
+def run_cmd(
+    directory: Annotated[Path, typer.Argument(help="Scenario directory (PVE test format).")],
+    log: Annotated[Path | None, typer.Option("--log", help="Write the log here instead of stdout.")] = None,
+) -> None:
+    """Run one scenario and write its log (PVE's simulator format)."""
+    from pvha.sim.runner import run_scenario
+    from pvha.sim.scenario import load_scenario
+
+    try:
+        text = run_scenario(load_scenario(directory))
+    except PvhaError as exc:
+        _fail(exc)
+        return
+    if log is None:
+        typer.echo(text, nl=False)
+    else:
+        log.write_text(text)
+
+
+@sim_app.command("check")
+def check_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Scenario directories or folders of them.")],
+    tier: Annotated[str, typer.Option("--tier", help="exact | decisions | relaxed")] = "exact",
+) -> None:
+    """Run every scenario with a log.expect under PATHS and compare at TIER."""
+    from pvha.sim.check import TIERS, check_paths
+
+    if tier not in TIERS:
+        typer.secho(f"error: unknown tier '{tier}' (choose from {', '.join(TIERS)})", fg="red", err=True)
+        raise typer.Exit(2)
+    passed = failed = 0
+    try:
+        for result in check_paths(paths, tier):
+            typer.echo(result.line())
+            if result.ok:
+                passed += 1
+            else:
+                failed += 1
+    except PvhaError as exc:
+        _fail(exc)
+    typer.echo(f"{passed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,364 @@
+"""The PVE API adapter: the only module that knows API paths (besides the login in
+``pve_client``). One method per endpoint, each returning frozen dataclasses from
+``pvha.ports``; ``PveApi`` implements the ``ClusterReads`` and ``GuestActions`` ports.
+
+Wire rules kept here: booleans go out as 1/0 (PVE rejects ``True``), lists are joined
+by the caller's rule, ``None`` parameters are left out; numbers and booleans coming back
+are normalised (PVE sends 0/1 integers, loadavg as strings, and leaves keys out).
+Guest actions wait for their task (UPID) on the node named in the UPID, polling
+``/nodes/{node}/tasks/{upid}/status`` until ``stopped``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pvha.adapters.pve_client import PveClient
+from pvha.errors import ApiPermanentError, TaskFailedError, TaskTimeoutError
+from pvha.ports import (
+    NODE_NAME_RE,
+    ClusterNode,
+    ClusterResources,
+    ClusterSnapshot,
+    ClusterStatus,
+    Guest,
+    GuestRef,
+    GuestStatus,
+    NodeResource,
+    NodeStatus,
+    PveHaResource,
+    TaskResult,
+)
+from pvha.settings import ApiSettings
+
+_UPID_RE = re.compile(
+    r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
+    r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s/]+):"
+    r"(?P<id>[^:\s/]*):(?P<user>[^:\s/]+):$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Upid:
+    """A parsed UPID (``UPID:node:pid:pstart:starttime:type:id:user:``)."""
+
+    upid: str
+    node: str
+    pid: int
+    starttime: int
+    type: str
+    id: str
+    user: str
+
+
+def parse_upid(upid: str) -> Upid:
+    """Parse a UPID; raises ApiPermanentError for anything PVE would not have produced."""
+    m = _UPID_RE.match(upid.strip()) if isinstance(upid, str) else None
+    if m is None:
+        raise ApiPermanentError(f"not a PVE task id: {upid!r}")
+    return Upid(upid.strip(), m["node"], int(m["pid"], 16), int(m["starttime"], 16),
+                m["type"], m["id"], m["user"])
+
+
+def form(**params: Any) -> dict[str, Any]:
+    """Parameters as PVE wants them: bool -> 1/0, None dropped, the rest as is."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        out[key] = int(value) if isinstance(value, bool) else value
+    return out
+
+
+class PveApi:
+    """Typed PVE API over a :class:`PveClient`; implements ClusterReads and GuestActions.
+
+    ``clock`` (wall time for snapshots), ``monotonic`` and ``sleep`` (task polling) are
+    injectable. ``task_timeout`` bounds every wait for a task.
+    """
+
+    def __init__(
+        self,
+        client: PveClient,
+        *,
+        task_timeout: float = 600.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_interval: tuple[float, float] = (0.5, 5.0),
+    ) -> None:
+        self.client = client
+        self.task_timeout = task_timeout
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._poll = poll_interval
+
+    @classmethod
+    def from_settings(cls, settings: ApiSettings, **kw: Any) -> PveApi:
+        """Build client and adapter from settings (``monotonic``/``sleep`` go to both)."""
+        client_kw = {k: kw[k] for k in ("monotonic", "sleep") if k in kw}
+        client = PveClient(settings, **client_kw)
+        return cls(client, task_timeout=settings.task_timeout, **kw)
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self.client.call("GET", path, form(**params), idempotent=True)
+
+    def _post(self, path: str, **params: Any) -> Any:
+        return self.client.call("POST", path, form(**params), idempotent=False)
+
+    # --- reads: one method per endpoint ------------------------------------------------
+
+    def get_version(self) -> dict[str, Any]:
+        """``GET /version``: a cheap "is the API there" call."""
+        return dict(self._get("version") or {})
+
+    def get_cluster_status(self) -> ClusterStatus:
+        """``GET /cluster/status``: quorum and per-node online, from the answering node."""
+        return parse_cluster_status(self._get("cluster/status") or [])
+
+    def get_cluster_resources(self) -> ClusterResources:
+        """``GET /cluster/resources``: guests and nodes (one call, one consistent view)."""
+        return parse_cluster_resources(self._get("cluster/resources") or [])
+
+    def get_node_status(self, node: str) -> NodeStatus:
+        """``GET /nodes/{node}/status`` (proxied to ``node``)."""
+        return parse_node_status(_node(node), self._get(f"nodes/{_node(node)}/status") or {})
+
+    def get_guest_status(self, ref: GuestRef) -> GuestStatus:
+        """``GET /nodes/{node}/{qemu|lxc}/{vmid}/status/current`` (proxied)."""
+        return parse_guest_status(ref, self._get(f"{_guest_path(ref)}/status/current") or {})
+
+    def get_ha_resources(self) -> tuple[PveHaResource, ...]:
+        """``GET /cluster/ha/resources``: the guests PVE's own HA manages."""
+        return tuple(parse_ha_resource(r) for r in self._get("cluster/ha/resources") or [])
+
+    def get_task_status(self, node: str, upid: str) -> dict[str, Any]:
+        """``GET /nodes/{node}/tasks/{upid}/status`` (ask the UPID's node; proxied)."""
+        return dict(self._get(f"nodes/{_node(node)}/tasks/{upid}/status") or {})
+
+    # --- actions: one method per endpoint, each returns the UPID -----------------------
+
+    def post_start(self, ref: GuestRef) -> str:
+        """``POST .../status/start``."""
+        return _upid(self._post(f"{_guest_path(ref)}/status/start"))
+
+    def post_stop(self, ref: GuestRef, timeout: int | None = None) -> str:
+        """``POST .../status/stop`` (qemu takes ``timeout``; lxc has none)."""
+        t = timeout if ref.kind == "qemu" else None
+        return _upid(self._post(f"{_guest_path(ref)}/status/stop", timeout=t))
+
+    def post_shutdown(self, ref: GuestRef, timeout: int | None = None,
+                      force_stop: bool = False) -> str:
+        """``POST .../status/shutdown`` with ``forceStop`` as 1/0."""
+        path = f"{_guest_path(ref)}/status/shutdown"
+        return _upid(self._post(path, timeout=timeout, forceStop=force_stop))
+
+    def post_qemu_migrate(self, node: str, vmid: int, target: str, *, online: bool,
+                          with_local_disks: bool = False) -> str:
+        """``POST /nodes/{node}/qemu/{vmid}/migrate`` (live when ``online``)."""
+        path = f"{_guest_path(GuestRef('qemu', vmid, node))}/migrate"
+        params = {"target": _node(target), "online": online}
+        if with_local_disks:
+            params["with-local-disks"] = True
+        return _upid(self._post(path, **params))
+
+    def post_lxc_migrate(self, node: str, vmid: int, target: str, *, restart: bool,
+                         timeout: int | None = None) -> str:
+        """``POST /nodes/{node}/lxc/{vmid}/migrate``; ``restart`` = shutdown, move, start
+        (``timeout`` is the shutdown timeout, PVE's default 180 s)."""
+        path = f"{_guest_path(GuestRef('lxc', vmid, node))}/migrate"
+        t = timeout if restart else None
+        return _upid(self._post(path, target=_node(target), restart=restart, timeout=t))
+
+    # --- tasks -------------------------------------------------------------------------
+
+    def wait_task(self, upid: str, timeout: float | None = None) -> TaskResult:
+        """Poll the task on its node until it stops. Returns the TaskResult for ``OK`` or
+        ``WARNINGS: n``; raises TaskFailedError with PVE's exit status otherwise, and
+        TaskTimeoutError after ``timeout`` (default ``task_timeout``) seconds. Transient
+        errors while polling (e.g. 595, the node died) are retried by the client, then
+        raised: the outcome of the task is then unknown."""
+        info = parse_upid(upid)
+        limit = self.task_timeout if timeout is None else timeout
+        deadline = self._monotonic() + limit
+        interval, cap = self._poll
+        while True:
+            st = self.get_task_status(info.node, info.upid)
+            if st.get("status") == "stopped":
+                return _task_result(info, st)
+            left = deadline - self._monotonic()
+            if left <= 0:
+                raise TaskTimeoutError(
+                    f"task {info.type} {info.id} on {info.node} still running after "
+                    f"{limit:g} s ({info.upid})", upid=info.upid, host=self.client.current_host)
+            self._sleep(min(interval, left))
+            interval = min(interval * 2, cap)
+
+    # --- ClusterReads ------------------------------------------------------------------
+
+    def snapshot(self) -> ClusterSnapshot:
+        """Cluster status, resources and PVE HA resources from one answering host;
+        read again (once) if the client failed over between the reads."""
+        for _ in range(2):
+            host = self.client.current_host
+            status = self.get_cluster_status()
+            resources = self.get_cluster_resources()
+            ha = self.get_ha_resources()
+            if self.client.current_host == host:
+                break
+        return ClusterSnapshot(status, resources, ha, self.client.current_host, self._clock())
+
+    def node_status(self, node: str) -> NodeStatus:
+        return self.get_node_status(node)
+
+    def guest_status(self, ref: GuestRef) -> GuestStatus:
+        return self.get_guest_status(ref)
+
+    # --- GuestActions ------------------------------------------------------------------
+
+    def start(self, ref: GuestRef) -> TaskResult:
+        return self.wait_task(self.post_start(ref))
+
+    def stop(self, ref: GuestRef, timeout: int | None = None) -> TaskResult:
+        return self.wait_task(self.post_stop(ref, timeout))
+
+    def shutdown(self, ref: GuestRef, timeout: int | None = None,
+                 force_stop: bool = False) -> TaskResult:
+        return self.wait_task(self.post_shutdown(ref, timeout, force_stop))
+
+    def migrate(self, ref: GuestRef, target: str, online: bool) -> TaskResult:
+        if ref.kind == "qemu":
+            return self.wait_task(self.post_qemu_migrate(ref.node, ref.vmid, target,
+                                                         online=online))
+        return self.wait_task(self.post_lxc_migrate(ref.node, ref.vmid, target,
+                                                    restart=online))
+
+
+# --- parsing (pure functions, tested on PVE's documented shapes) -----------------------------
+
+
+def parse_cluster_status(items: list[Mapping[str, Any]]) -> ClusterStatus:
+    """Entries in hash order; no ``cluster`` entry means a standalone node (quorate)."""
+    cluster = next((i for i in items if i.get("type") == "cluster"), None)
+    nodes = tuple(
+        sorted(
+            (ClusterNode(str(i["name"]), _int(i.get("nodeid")) or 0, _bool(i.get("online")),
+                         _bool(i.get("local")), i.get("ip") or None)
+             for i in items if i.get("type") == "node"),
+            key=lambda n: n.name,
+        )
+    )
+    if cluster is None:
+        return ClusterStatus(None, True, None, len(nodes), nodes)
+    return ClusterStatus(str(cluster.get("name", "")), _bool(cluster.get("quorate")),
+                         _int(cluster.get("version")), _int(cluster.get("nodes")) or len(nodes),
+                         nodes)
+
+
+def parse_cluster_resources(items: list[Mapping[str, Any]]) -> ClusterResources:
+    """Nodes and guests; pools, storages, sdn and unknown types are skipped. A guest's
+    status is stale when its node is not ``online`` here or the status is ``unknown``."""
+    nodes = tuple(
+        sorted(
+            (NodeResource(str(i["node"]), str(i.get("status", "unknown")), _int(i.get("maxcpu")),
+                          _int(i.get("maxmem")), _float(i.get("cpu")), _int(i.get("mem")),
+                          _int(i.get("uptime")), i.get("hastate"))
+             for i in items if i.get("type") == "node"),
+            key=lambda n: n.node,
+        )
+    )
+    online = {n.node for n in nodes if n.status == "online"}
+    guests = []
+    for i in items:
+        if i.get("type") not in ("qemu", "lxc"):
+            continue
+        status = str(i.get("status", "unknown"))
+        tags = tuple(t for t in re.split(r"[;, ]", str(i.get("tags") or "")) if t)
+        guests.append(Guest(
+            vmid=int(i["vmid"]), kind=i["type"], node=str(i["node"]), status=status,
+            status_stale=status == "unknown" or i["node"] not in online,
+            name=i.get("name"), template=_bool(i.get("template")), lock=i.get("lock"),
+            hastate=i.get("hastate"), tags=tags, maxcpu=_float(i.get("maxcpu")),
+            maxmem=_int(i.get("maxmem")), cpu=_float(i.get("cpu")), mem=_int(i.get("mem")),
+            uptime=_int(i.get("uptime")),
+        ))
+    guests.sort(key=lambda g: g.vmid)
+    return ClusterResources(nodes, tuple(guests))
+
+
+def parse_node_status(node: str, d: Mapping[str, Any]) -> NodeStatus:
+    mem = d.get("memory") or {}
+    return NodeStatus(node, _int(d.get("uptime")) or 0, _float(d.get("cpu")) or 0.0,
+                      tuple(_float(x) or 0.0 for x in d.get("loadavg") or ()),
+                      _int(mem.get("total")) or 0, _int(mem.get("used")) or 0,
+                      d.get("pveversion"), d.get("kversion"))
+
+
+def parse_guest_status(ref: GuestRef, d: Mapping[str, Any]) -> GuestStatus:
+    ha = d.get("ha") or {}
+    return GuestStatus(ref, str(d.get("status", "unknown")), d.get("qmpstatus"), d.get("name"),
+                       d.get("lock"), _int(d.get("uptime")), _bool(ha.get("managed")),
+                       ha.get("state"))
+
+
+def parse_ha_resource(d: Mapping[str, Any]) -> PveHaResource:
+    failback = d.get("failback")
+    return PveHaResource(str(d["sid"]), str(d.get("type") or str(d["sid"]).split(":")[0]),
+                         d.get("state"), d.get("group"), _int(d.get("max_restart")),
+                         _int(d.get("max_relocate")),
+                         None if failback is None else _bool(failback), d.get("comment"))
+
+
+def _task_result(info: Upid, st: Mapping[str, Any]) -> TaskResult:
+    exitstatus = str(st.get("exitstatus") or "unexpected status")
+    result = TaskResult(info.upid, info.node, info.type, exitstatus)
+    if not result.ok:
+        raise TaskFailedError(
+            f"task {info.type} {info.id} on {info.node} failed: {exitstatus}",
+            upid=info.upid, exitstatus=exitstatus, pve_message=exitstatus)
+    return result
+
+
+def _guest_path(ref: GuestRef) -> str:
+    if ref.kind not in ("qemu", "lxc"):
+        raise ValueError(f"unknown guest kind {ref.kind!r}")
+    if not isinstance(ref.vmid, int) or isinstance(ref.vmid, bool) or ref.vmid < 1:
+        raise ValueError(f"invalid vmid {ref.vmid!r}")
+    return f"nodes/{_node(ref.node)}/{ref.kind}/{ref.vmid}"
+
+
+def _node(node: str) -> str:
+    """Node names go into URL paths: only PVE's node-name format is accepted."""
+    if not isinstance(node, str) or not NODE_NAME_RE.match(node):
+        raise ValueError(f"invalid node name {node!r}")
+    return node
+
+
+def _upid(data: Any) -> str:
+    if not isinstance(data, str):
+        raise ApiPermanentError(f"expected a task id from PVE, got {data!r}")
+    return parse_upid(data).upid
+
+
+def _bool(v: Any) -> bool:
+    return v in (1, True, "1", "true")
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return None if v is None or v == "" else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(v: Any) -> float | None:
+    try:
+        return None if v is None or v == "" else float(v)
+    except (TypeError, ValueError):
+        return None
+

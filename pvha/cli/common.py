@@ -1,0 +1,74 @@
+"""Option types shared by the commands, and the store behind ``--config-dir``.
+
+Metavars carry meaning: the completion generator (``tools/gen_docs.py``) completes a
+parameter whose metavar is SID, GROUP, RULE or NODE with ids from the local config.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from pvha.config.store import Store, resolve_config_dir
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+    json_pretty = "json-pretty"
+    yaml = "yaml"
+
+
+class ResourceType(str, Enum):
+    vm = "vm"
+    ct = "ct"
+
+
+class State(str, Enum):
+    started = "started"
+    stopped = "stopped"
+    enabled = "enabled"
+    disabled = "disabled"
+    ignored = "ignored"
+
+
+class Bool(str, Enum):
+    """PVE booleans on the command line: 0 or 1."""
+
+    no = "0"
+    yes = "1"
+
+
+CONFIG_DIR_HELP = (
+    "Configuration directory [env: PVHA_CONFIG_DIR; default: /etc/pve/pvha if /etc/pve exists,"
+    " else /etc/pvha for root, else ~/.config/pvha]."
+)
+
+ConfigDirOpt = Annotated[str | None, typer.Option("--config-dir", metavar="DIR", help=CONFIG_DIR_HELP, show_default=False)]
+OutputOpt = Annotated[
+    OutputFormat, typer.Option("--output-format", help="Output format; text is a table on a terminal.")
+]
+SidArg = Annotated[str, typer.Argument(metavar="SID", help="HA resource id: vm:<vmid> or ct:<vmid>.", show_default=False)]
+NodeArg = Annotated[str, typer.Argument(metavar="NODE", help="Cluster node name.", show_default=False)]
+GroupArg = Annotated[str, typer.Argument(metavar="GROUP", help="HA group id.", show_default=False)]
+RuleArg = Annotated[str, typer.Argument(metavar="RULE", help="HA rule id.", show_default=False)]
+CommentOpt = Annotated[str | None, typer.Option("--comment", help="Description.", show_default=False)]
+DeleteOpt = Annotated[
+    str | None,
+    typer.Option("--delete", metavar="KEYS", help="Comma-separated list of options to delete.", show_default=False),
+]
+
+
+def store_for(ctx: typer.Context, config_dir: str | None) -> Store:
+    """The store: the command's ``--config-dir``, else the top-level one, else env/default."""
+    root_dir = ctx.find_root().params.get("config_dir")
+    return Store(resolve_config_dir(config_dir or root_dir))
+
+
+def value(option: Enum | str | None) -> str | None:
+    """Raw string of an option value (enums give their value)."""
+    if option is None:
+        return None
+    return str(option.value) if isinstance(option, Enum) else option

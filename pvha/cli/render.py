@@ -1,0 +1,112 @@
+"""The one place that knows output formats: rich tables, plain text, JSON, YAML.
+
+``render(rows, columns, fmt)`` writes ``rows`` (plain dicts) to stdout:
+
+* ``json``: compact, one line; ``json-pretty``: indented, keys sorted (PVE's style);
+* ``yaml``: a YAML list of mappings;
+* ``text``: a rich table on a terminal, aligned plain text when piped; or, when the
+  caller passes ``text=``, that function's string (used for ``ha-manager``'s own text
+  layouts such as ``config`` and ``status``).
+
+Diagnostics go to stderr through :func:`error` and :func:`warn`, never to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("text", "json", "json-pretty", "yaml")
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column: row key and header."""
+
+    key: str
+    header: str
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def plain_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
+    """Left-aligned columns separated by two spaces, header first; no trailing blanks."""
+    table = [[c.header for c in columns]] + [[_cell(r.get(c.key)) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n" for line in table)
+
+
+def _rich_table(rows: Sequence[Row], columns: Sequence[Column], out: TextIO) -> None:
+    table = Table(show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(column.header)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c.key)) for c in columns))
+    Console(file=out).print(table)
+
+
+def render(
+    rows: Sequence[Row],
+    columns: Sequence[Column],
+    fmt: str,
+    *,
+    text: Callable[[Sequence[Row]], str] | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Write ``rows`` to ``out`` (stdout) in ``fmt`` (one of FORMATS)."""
+    out = out or sys.stdout
+    if fmt == "json":
+        out.write(json.dumps(list(rows), separators=(",", ":")) + "\n")
+    elif fmt == "json-pretty":
+        out.write(json.dumps(list(rows), indent=4, sort_keys=True) + "\n")
+    elif fmt == "yaml":
+        out.write(yaml.safe_dump(list(rows), sort_keys=False, default_flow_style=False, allow_unicode=True))
+    elif text is not None:
+        out.write(text(rows))
+    elif out.isatty():
+        _rich_table(rows, columns, out)
+    else:
+        out.write(plain_table(rows, columns))
+
+
+def section_text(rows: Sequence[Row], header: Callable[[Row], str], skip: Sequence[str]) -> str:
+    """``ha-manager config``/``groupconfig`` layout: header line, ``\\t<key> <value>`` lines
+    for the sorted keys not in ``skip``, then a blank line."""
+    lines = []
+    for row in rows:
+        lines.append(header(row) + "\n")
+        lines.extend(f"\t{k} {_cell(row[k])}\n" for k in sorted(row) if k not in skip)
+        lines.append("\n")
+    return "".join(lines)
+
+
+def _stderr() -> Console:
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """One red line on stderr."""
+    _stderr().print(f"pvha: error: {message}", style="red", markup=False)
+
+
+def warn(message: str) -> None:
+    _stderr().print(message, style="yellow", markup=False)
+
+
+def note(message: str) -> None:
+    """A diagnostic that is not data (e.g. what was queued), on stderr."""
+    _stderr().print(message, markup=False)

@@ -1,0 +1,310 @@
+"""What the ``ha-manager``-style commands do to the store: plain values in, plain rows out.
+
+Every edit runs in one :meth:`Store.transaction`: it checks its input and every
+cross-reference (unknown resource, group or rule; duplicate ids; unmanaged resources
+in rules) *before* anything is written, and raises :class:`~pvha.errors.UsageError`
+(exit 2) otherwise, so a refused command leaves every file byte-identical.
+
+Options arrive as raw strings keyed by PVE's property names (``max_restart``); ``None``
+means "not given". Values are checked with the same checkers the file parser uses.
+
+Groups and rules coexist here: PVE refuses rules while groups exist (and groups after
+their migration), but pvha's store has no migration step, so both are accepted and the
+engine converts groups in memory as PVE does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pvha.config import schema
+from pvha.config.groups import GROUP_TYPE, GROUPS
+from pvha.config.resources import RESOURCES
+from pvha.config.rules import NODE_AFFINITY, RESOURCE_AFFINITY, RULES
+from pvha.config.schema import Entry, Kind
+from pvha.config.store import Snapshot, Store, Transaction
+from pvha.errors import UsageError
+
+Options = Mapping[str, str | None]
+_VMID_ONLY = re.compile(r"^[0-9]+$")
+
+
+# --- input checks -------------------------------------------------------------------------
+
+
+def resolve_sid(sid: str, type_: str | None = None) -> str:
+    """``vm:100`` as given, or ``100`` with ``--type vm``; UsageError otherwise."""
+    if _VMID_ONLY.match(sid):
+        if type_ is None:
+            raise UsageError(f"unable to detect SID from VMID '{sid}' - use <type>:<vmid> (vm:{sid}) or --type")
+        sid = f"{type_}:{sid}"
+    elif type_ is not None and not sid.startswith(f"{type_}:"):
+        raise UsageError(f"types does not match: '{sid}' is not of type '{type_}'")
+    try:
+        return schema.check_sid(sid)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def check_id(value: str) -> str:
+    try:
+        return schema.check_configid(value)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def check_node(value: str) -> str:
+    try:
+        return schema.check_node_name(value)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _values(kind: Kind, type_: str, options: Options) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for key, raw in options.items():
+        if raw is None:
+            continue
+        try:
+            values[key] = kind.check_value(type_, key, raw)
+        except ValueError as err:
+            raise UsageError(f"invalid value for '{key}': {err}") from None
+    return values
+
+
+def _merge(kind: Kind, type_: str, old: Mapping[str, object], options: Options, delete: str | None) -> dict[str, object]:
+    """``old`` updated with ``options`` and minus the ``--delete`` keys, as PVE's update does."""
+    values = dict(old)
+    new = _values(kind, type_, options)
+    for key in schema.split_list(delete or ""):
+        spec = kind.types[type_].get(key)
+        if spec is None:
+            raise UsageError(f"no such option '{key}'")
+        if spec.required:
+            raise UsageError(f"unable to delete required option '{key}'")
+        if key in new:
+            raise UsageError(f"cannot set and delete property '{key}' at the same time")
+        values.pop(key, None)
+    values.update(new)
+    return values
+
+
+def _require(kind: Kind, type_: str, values: Mapping[str, object]) -> None:
+    for key, spec in kind.types[type_].items():
+        if spec.required and key not in values:
+            raise UsageError(f"missing value for required option '{key}'")
+
+
+# --- resources ----------------------------------------------------------------------------
+
+
+def _check_group_ref(snap: Snapshot, values: Mapping[str, object]) -> None:
+    group = values.get("group")
+    if group is not None and group not in snap.groups.entries:
+        raise UsageError(f"HA group '{group}' does not exist")
+
+
+def _resource(snap: Snapshot, sid: str) -> Entry:
+    entry = snap.resources.entries.get(sid)
+    if entry is None:
+        raise UsageError(f"no such resource '{sid}'")
+    return entry
+
+
+def add_resource(store: Store, sid: str, options: Options) -> None:
+    type_, name = sid.split(":", 1)
+    with store.transaction() as txn:
+        snap = txn.after
+        if sid in snap.resources.entries:
+            raise UsageError(f"resource ID '{sid}' already defined")
+        values = _values(RESOURCES, type_, options)
+        _check_group_ref(snap, values)
+        txn.update("resources", snap.resources.file.append(RESOURCES.render(type_, name, values)))
+
+
+def set_resource(store: Store, sid: str, options: Options, delete: str | None = None) -> None:
+    type_, name = sid.split(":", 1)
+    with store.transaction() as txn:
+        snap = txn.after
+        entry = _resource(snap, sid)
+        values = _merge(RESOURCES, type_, entry.values, options, delete)
+        _check_group_ref(snap, values)
+        txn.update("resources", snap.resources.file.replace(sid, RESOURCES.render(type_, name, values)))
+
+
+def remove_resource(store: Store, sid: str, purge: bool = True) -> list[str]:
+    """Remove ``sid``; with ``purge`` also from rules (rules left empty are deleted).
+
+    Returns the ids of the rules that were changed or deleted.
+    """
+    with store.transaction() as txn:
+        if sid not in txn.after.resources.entries:
+            raise UsageError(f"cannot delete service '{sid}', not HA managed!")
+        txn.update("resources", txn.after.resources.file.remove(sid))
+        return _purge_from_rules(txn, sid) if purge else []
+
+
+def _purge_from_rules(txn: Transaction, sid: str) -> list[str]:
+    touched = []
+    for rule_id, entry in txn.after.rules.entries.items():
+        resources: tuple[str, ...] = entry.values["resources"]  # type: ignore[assignment]
+        if sid not in resources:
+            continue
+        touched.append(rule_id)
+        rules_file = txn.after.rules.file
+        left = tuple(r for r in resources if r != sid)
+        if left:
+            text = RULES.render(entry.type, entry.name, {**entry.values, "resources": left})
+            txn.update("rules", rules_file.replace(rule_id, text))
+        else:
+            txn.update("rules", rules_file.remove(rule_id))
+    return touched
+
+
+# --- groups -------------------------------------------------------------------------------
+
+
+def add_group(store: Store, group: str, options: Options) -> None:
+    check_id(group)
+    with store.transaction() as txn:
+        snap = txn.after
+        if group in snap.groups.entries:
+            raise UsageError(f"ha group ID '{group}' already defined")
+        values = _values(GROUPS, GROUP_TYPE, options)
+        _require(GROUPS, GROUP_TYPE, values)
+        txn.update("groups", snap.groups.file.append(GROUPS.render(GROUP_TYPE, group, values)))
+
+
+def set_group(store: Store, group: str, options: Options, delete: str | None = None) -> None:
+    with store.transaction() as txn:
+        snap = txn.after
+        entry = snap.groups.entries.get(group)
+        if entry is None:
+            raise UsageError(f"HA group '{group}' does not exist")
+        values = _merge(GROUPS, GROUP_TYPE, entry.values, options, delete)
+        txn.update("groups", snap.groups.file.replace(group, GROUPS.render(GROUP_TYPE, group, values)))
+
+
+def remove_group(store: Store, group: str) -> None:
+    with store.transaction() as txn:
+        snap = txn.after
+        if group not in snap.groups.entries:
+            raise UsageError(f"HA group '{group}' does not exist")
+        for sid, entry in snap.resources.entries.items():
+            if entry.values.get("group") == group:
+                raise UsageError(f"ha group is used by service '{sid}'")
+        txn.update("groups", snap.groups.file.remove(group))
+
+
+# --- rules --------------------------------------------------------------------------------
+
+
+def add_rule(store: Store, type_: str, rule: str, options: Options) -> None:
+    check_id(rule)
+    with store.transaction() as txn:
+        snap = txn.after
+        if rule in snap.rules.entries:
+            raise UsageError(f"HA rule '{rule}' already defined")
+        values = _values(RULES, type_, options)
+        _check_rule(snap, type_, rule, values)
+        txn.update("rules", snap.rules.file.append(RULES.render(type_, rule, values)))
+
+
+def set_rule(store: Store, type_: str, rule: str, options: Options, delete: str | None = None) -> None:
+    with store.transaction() as txn:
+        snap = txn.after
+        entry = _rule(snap, rule)
+        if entry.type != type_:
+            raise UsageError(f"HA rule '{rule}' is of type '{entry.type}', not '{type_}'")
+        values = _merge(RULES, type_, entry.values, options, delete)
+        if "disable" in values and not values["disable"]:
+            del values["disable"]  # PVE: the key's presence alone disables a rule
+        _check_rule(snap, type_, rule, values)
+        txn.update("rules", snap.rules.file.replace(rule, RULES.render(type_, rule, values)))
+
+
+def remove_rule(store: Store, rule: str) -> None:
+    with store.transaction() as txn:
+        _rule(txn.after, rule)
+        txn.update("rules", txn.after.rules.file.remove(rule))
+
+
+def _rule(snap: Snapshot, rule: str) -> Entry:
+    entry = snap.rules.entries.get(rule)
+    if entry is None:
+        raise UsageError(f"HA rule '{rule}' does not exist")
+    return entry
+
+
+def _check_rule(snap: Snapshot, type_: str, rule: str, values: Mapping[str, object]) -> None:
+    """PVE's create/update checks: required keys, managed resources, the simple feasibility rules."""
+    if "resources" not in values:
+        raise UsageError("no resources were specified")
+    if type_ == NODE_AFFINITY and "nodes" not in values:
+        raise UsageError("no nodes were specified")
+    _require(RULES, type_, values)
+    resources: tuple[str, ...] = values["resources"]  # type: ignore[assignment]
+    unmanaged = [sid for sid in resources if sid not in snap.resources.entries]
+    if unmanaged:
+        raise UsageError(f"cannot use unmanaged resource(s) {', '.join(unmanaged)}.")
+    if values.get("disable"):
+        return
+    if type_ == RESOURCE_AFFINITY and len(resources) < 2:
+        raise UsageError(f"Rule '{rule}' is invalid: rule is ineffective as there are less than two resources")
+    if type_ == NODE_AFFINITY:
+        for other_id, other in snap.rules.entries.items():
+            if other_id == rule or other.type != NODE_AFFINITY or "disable" in other.values:
+                continue
+            shared = sorted(set(resources) & set(other.values["resources"]))  # type: ignore[call-overload]
+            if shared:
+                raise UsageError(
+                    f"Rule '{rule}' is invalid: resource '{shared[0]}' is already used"
+                    f" in another node affinity rule ('{other_id}')"
+                )
+
+
+# --- crm commands -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A queued crm command line, for the CLI to report."""
+
+    line: str
+
+
+def queue_motion(store: Store, command: str, sid: str, node: str) -> Queued:
+    """``migrate``/``relocate`` SID NODE: the resource must be configured and not ignored."""
+    check_node(node)
+    entry = store.load().resources.entries.get(sid)
+    if entry is None or entry.values.get("state") == "ignored":
+        raise UsageError(f"resource '{sid}' is not HA managed")
+    return _queue(store, f"{command} {sid} {node}")
+
+
+def queue_stop(store: Store, sid: str, timeout: str) -> Queued:
+    if not _VMID_ONLY.match(timeout):
+        raise UsageError(f"invalid timeout '{timeout}' (expected an integer >= 0)")
+    if sid not in store.load().resources.entries:
+        raise UsageError(f"resource '{sid}' is not HA managed")
+    return _queue(store, f"stop {sid} {int(timeout)}")
+
+
+def queue_node_maintenance(store: Store, action: str, node: str) -> Queued:
+    check_node(node)
+    return _queue(store, f"{action}-node-maintenance {node}")
+
+
+def queue_disarm(store: Store, mode: str) -> Queued:
+    return _queue(store, f"disarm-ha {mode}")
+
+
+def queue_arm(store: Store) -> Queued:
+    return _queue(store, "arm-ha")
+
+
+def _queue(store: Store, line: str) -> Queued:
+    store.append_crm_command(line)
+    return Queued(line)

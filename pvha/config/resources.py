@@ -1,0 +1,61 @@
+"""resources.cfg: ``vm: <vmid>`` / ``ct: <vmid>`` sections (PVE ``PVE::HA::Resources``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pvha.config import schema
+from pvha.config.schema import BOOL, COMMENT, Entry, Key, Kind
+from pvha.config.sectioncfg import parse
+from pvha.core.model import RESOURCE_TYPES, Resource
+
+
+def resource_key(type_: str, name: str) -> str:
+    """Resources are unique by sid (``vm:100``), not by the bare VMID."""
+    return f"{type_}:{name}"
+
+
+def _check_name(type_: str, name: str) -> None:
+    schema.check_vmid(name)
+
+
+_KEYS: Mapping[str, Key] = {
+    "state": Key(schema.check_enum(*schema.RESOURCE_STATES)),
+    "group": Key(schema.check_configid),
+    "failback": BOOL,
+    "max_restart": Key(schema.check_int_min(0)),
+    "max_relocate": Key(schema.check_int_min(0)),
+    "comment": COMMENT,
+}
+
+RESOURCES = Kind(
+    file="resources.cfg",
+    types={t: _KEYS for t in RESOURCE_TYPES},
+    check_name=_check_name,
+    section_key=resource_key,
+)
+
+
+def to_resource(entry: Entry) -> Resource:
+    """Typed resource with PVE's defaults applied; ``enabled`` becomes ``started``."""
+    values = entry.values
+    state = str(values.get("state", "started"))
+    return Resource(
+        sid=entry.key,
+        state="started" if state == "enabled" else state,
+        group=values.get("group"),  # type: ignore[arg-type]
+        failback=bool(values.get("failback", True)),
+        max_restart=int(values.get("max_restart", 1)),  # type: ignore[call-overload]
+        max_relocate=int(values.get("max_relocate", 1)),  # type: ignore[call-overload]
+        comment=values.get("comment"),  # type: ignore[arg-type]
+    )
+
+
+def parse_resources_text(text: str, path: str = "<resources>") -> dict[str, Resource]:
+    """Typed resources of a resources.cfg text, by sid in file order.
+
+    Raises ConfigError (path, line) on syntax or value errors. A ``group`` naming a
+    group that does not exist is accepted: cross-references are checked by the store.
+    """
+    parsed = parse(text, path, resource_key)
+    return {key: to_resource(e) for key, e in schema.validate_file(RESOURCES, parsed).items()}

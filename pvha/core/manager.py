@@ -1,0 +1,264 @@
+"""The CRM master's manage() round (semantics §1.11, PVE ``Manager.pm``).
+
+A :class:`Manager` lives as long as its CRM holds the manager lock. Each call of
+:meth:`Manager.manage` is one round at instant ``now``: read node membership and LRM
+statuses, update node states, add/remove services, compile rules, consume crm commands,
+run the service FSM to a fixed point (with the fencing step after every pass) and
+flush ``manager_status``. All reads and writes go through the ``env`` port
+(:mod:`pvha.core.ports`); nothing here touches IO or a clock.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pvha.core import placement, scheduler
+from pvha.core.auto_rebalance import auto_rebalance_step
+from pvha.core.commands import update_crm_commands
+from pvha.core.disarm import handle_disarm
+from pvha.core.group_migration import FIRST_ROUND, try_group_migration
+from pvha.core.model import Resource
+from pvha.core.node_status import NodeStatus
+from pvha.core.ports import HaEnv
+from pvha.core.rules import EMPTY_COMPILED, compile_rules
+from pvha.core.service_fsm import HANDLERS
+from pvha.core.transitions import SERVICE, SvcEvent, next_state
+
+# keys that survive a service state change
+_KEPT_KEYS = ("node", "failed_nodes", "maintenance_node")
+
+
+def _to_resource(sid: str, cd: dict[str, Any]) -> Resource:
+    return Resource(
+        sid=sid,
+        state=cd.get("state", "started"),
+        group=cd.get("group"),
+        failback=bool(int(cd.get("failback", 1))),
+        max_restart=int(cd.get("max_restart", 1)),
+        max_relocate=int(cd.get("max_relocate", 1)),
+        node=cd.get("node"),
+    )
+
+
+class Manager:
+    """Master-side state: node status (ns), service status (ss), manager status (ms)."""
+
+    def __init__(self, env: HaEnv, now: int) -> None:
+        self.env = env
+        self.now = now
+        old = env.read_manager_status()
+        self.ns = NodeStatus(env, old.get("node_status") or {}, now)
+        self.ss: dict[str, dict[str, Any]] = old.get("service_status") or {}
+        self.ms: dict[str, Any] = {"master_node": env.nodename()}
+        if old.get("node_request") is not None:
+            self.ms["node_request"] = old["node_request"]
+        if old.get("disarm") is not None:
+            self.ms["disarm"] = old["disarm"]
+        self.crs: dict[str, Any] = {}
+        self.sc: dict[str, dict[str, Any]] = {}
+        self.lrm_modes: dict[str, str] = {}
+        self.lrm_results: dict[str, dict[str, Any]] = {}
+        self.usage: scheduler.Usage = scheduler.BasicUsage([])
+        self.compiled = EMPTY_COMPILED
+        self.failback: dict[str, bool] = {}
+        self._rules_digest: str | None = None
+        self._uid_counter = 0
+        self._uid_prefix = f"{env.nodename()}-{now}"
+        self.auto_rebalance_hold = 0
+        self.group_migration_round = FIRST_ROUND
+        self.update_crs_scheduler_mode()
+
+    # ------------------------------------------------------------------ helpers
+    def new_uid(self) -> str:
+        self._uid_counter += 1
+        return f"{self._uid_prefix}-{self._uid_counter}"
+
+    def _change(self, sid: str, event: SvcEvent, **params: Any) -> None:
+        """The one setter of service states: table-checked, logged, usage updated."""
+        sd = self.ss[sid]
+        old_state = sd["state"]
+        new_state = next_state(SERVICE, old_state, event)
+        kept = {k: sd[k] for k in _KEPT_KEYS if sd.get(k) is not None}
+        sd.clear()
+        sd["state"] = new_state
+        sd.update(kept)
+        text = ", ".join(f"{k} = {params[k]}" for k in sorted(params))
+        sd.update(params)
+        self.usage.remove_service_usage(sid)
+        self.usage.add_service_usage(sid, new_state, sd.get("node"), sd.get("target"))
+        sd["uid"] = self.new_uid()
+        suffix = f"  ({text})" if text else ""
+        self.env.log("info", f"service '{sid}': state changed from '{old_state}' to '{new_state}'{suffix}")
+
+    def select_node(self, sid: str, cd: dict[str, Any], sd: dict[str, Any], preference: str) -> str | None:
+        return placement.select_service_node(
+            sid,
+            preference,
+            compiled=self.compiled,
+            usage=self.usage,
+            ss=self.ss,
+            current_node=sd.get("node"),
+            online_nodes=self.ns.list_online_nodes(),
+            failed_nodes=sd.get("failed_nodes") or (),
+            maintenance_node=sd.get("maintenance_node"),
+            failback=self.failback.get(sid, bool(int(cd.get("failback", 1)))),
+        )
+
+    def update_crs_scheduler_mode(self) -> None:
+        dc = self.env.get_datacenter_settings()
+        crs = dc.get("crs") or {}
+        self.crs["rebalance_on_request_start"] = bool(int(crs.get("ha-rebalance-on-start", 0) or 0))
+        self.crs["auto_rebalance"] = crs
+        old = self.crs.get("scheduler")
+        new = crs.get("ha") or "basic"
+        if old is None:
+            if new != "basic":
+                self.env.log("info", f"using scheduler mode '{new}'")
+        elif new == old:
+            return
+        else:
+            self.env.log("info", f"switching scheduler mode from '{old}' to '{new}'")
+        self.crs["scheduler"] = new
+
+    def recompute_online_node_usage(self) -> None:
+        mode = self.crs.get("scheduler", "basic")
+        online = self.ns.list_online_nodes()
+        node_stats = service_stats = None
+        if mode in ("static", "dynamic"):
+            node_stats, service_stats = self.env.get_usage_stats(mode, self.ss)
+        usage, msgs = scheduler.make_usage(mode, online, node_stats, service_stats)
+        for level, msg in msgs:
+            self.env.log(level, msg)
+        self.usage = scheduler.recompute_usage(usage, self.ss)
+
+    def _read_lrm_status(self) -> None:
+        results: dict[str, dict[str, Any]] = {}
+        modes: dict[str, str] = {}
+        for node in self.ns.list_nodes():
+            st = self.env.read_lrm_status(node)
+            modes[node] = st.get("mode") or "active"
+            for uid, res in (st.get("results") or {}).items():
+                results.setdefault(uid, res)
+        self.lrm_results, self.lrm_modes = results, modes
+
+    def _update_rules(self) -> None:
+        groups = self.env.read_group_config()
+        rules = self.env.read_rules_config()
+        resources = {sid: _to_resource(sid, cd) for sid, cd in self.sc.items()}
+        nodes = self.ns.list_nodes()
+        digest = repr((sorted(rules.items()), sorted(groups.items()), sorted(resources.items()), nodes))
+        if digest == self._rules_digest:
+            return
+        self._rules_digest = digest
+        res = compile_rules(rules, groups, resources, nodes)
+        for line in res.log:
+            self.env.log("info", line)
+        self.compiled = res.compiled
+        self.failback = dict(res.failback)
+
+    def _sync_services(self) -> None:
+        for sid in sorted(self.sc):
+            if sid in self.ss:
+                continue
+            cd = self.sc[sid]
+            if cd["state"] == "ignored":
+                continue
+            self.env.log("info", f"adding new service '{sid}' on node '{cd['node']}'")
+            state = "request_start" if cd["state"] == "started" else "request_stop"
+            self.ss[sid] = {"state": state, "node": cd["node"], "uid": self.new_uid()}
+        for sid in sorted(self.ss):
+            cd = self.sc.get(sid)
+            if cd is not None and cd["state"] != "ignored":
+                continue
+            reason = "ignored state requested" if cd is not None else "no config"
+            self.env.log("info", f"removing stale service '{sid}' ({reason})")
+            del self.ss[sid]
+
+    # ------------------------------------------------------------------ the round
+    def manage(self, now: int) -> None:
+        """One manage() round at ``now`` (semantics §1.11)."""
+        self.now = self.ns.now = now
+        node_info, _quorate = self.env.get_node_info()
+        self._read_lrm_status()
+        self.ns.update(node_info, self.lrm_modes)
+        if not self.ns.node_is_operational(self.env.nodename()):
+            self.env.log("info", "master seems offline")
+            return
+        self.update_crs_scheduler_mode()
+        try_group_migration(self)
+        self.sc = self.env.read_service_config()
+        if not self.ms.get("disarm"):
+            self._sync_services()
+        self.recompute_online_node_usage()
+        self._update_rules()
+        update_crm_commands(self)
+        only: set[str] | None = None
+        if self.ms.get("disarm"):
+            only = handle_disarm(self)
+            if only is None:
+                self.flush_master_status()
+                return
+        else:
+            self._auto_rebalance()
+        self._fixed_point(only)
+        self.flush_master_status()
+
+    def _auto_rebalance(self) -> None:
+        auto_rebalance_step(self)
+
+    def _one_pass(self, only: set[str] | None) -> bool:
+        repeat = False
+        for sid in sorted(self.ss):
+            if only is not None and sid not in only:
+                continue
+            sd = self.ss.get(sid)
+            if sd is None:
+                continue
+            cd = self.sc.get(sid) or {"state": "disabled", "node": sd.get("node")}
+            uid = sd.get("uid")
+            lrm_res = self.lrm_results.get(uid) if uid else None
+            last = sd["state"]
+            HANDLERS[last](self, sid, cd, sd, lrm_res)
+            mode = self.lrm_modes.get(sd["node"]) if sd.get("node") else None
+            if mode == "restart" and sd["state"] in ("started", "stopped", "request_stop"):
+                self._change(sid, SvcEvent.FREEZE)
+            if sd["state"] != last:
+                repeat = True
+        return repeat
+
+    def _fencing_step(self) -> bool:
+        repeat = False
+        fenced: dict[str, bool] = {}
+        for sid in sorted(self.ss):
+            sd = self.ss[sid]
+            if sd["state"] != "fence":
+                continue
+            node = sd["node"]
+            if node not in fenced:
+                fenced[node] = bool(self.ns.fence_node(node))
+            if not fenced[node]:
+                continue
+            self._change(sid, SvcEvent.FENCED)
+            repeat = True
+        for node in sorted(n for n in self.ns.status if n not in fenced):
+            if self.ns.get_node_state(node) != "fence":
+                continue
+            self.env.log("notice", f"node '{node}' in fence state but no services to-fence! admin interference?!")
+            if self.ns.fence_node(node):
+                repeat = True
+        return repeat
+
+    def _fixed_point(self, only: set[str] | None) -> None:
+        while True:
+            repeat = self._one_pass(only)
+            if self._fencing_step():
+                repeat = True
+            if not repeat:
+                break
+
+    def flush_master_status(self) -> None:
+        self.ms["node_status"] = self.ns.status
+        self.ms["service_status"] = self.ss
+        self.ms["timestamp"] = self.now
+        self.env.write_manager_status(copy.deepcopy(self.ms))

@@ -1,0 +1,111 @@
+"""The CRM master's view of node states (semantics §2, PVE ``NodeStatus.pm``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pvha.core.ports import HaEnv
+from pvha.core.transitions import NODE, NodeEvent, next_state
+
+FENCE_DELAY = 60
+GONE_PURGE_DELAY = 3600
+
+
+class NodeStatus:
+    """Node table + last-online bookkeeping; ``status`` is the persisted node -> state map.
+
+    ``now`` must be set by the owner (the manager) before each round; the object never
+    reads a clock itself.
+    """
+
+    def __init__(self, env: HaEnv, status: Mapping[str, str], now: int) -> None:
+        self.env = env
+        self.status: dict[str, str] = dict(status)
+        self.last_online: dict[str, int] = {}
+        self.now = now
+
+    # --- queries
+    def get_node_state(self, node: str) -> str:
+        return self.status.get(node) or "unknown"
+
+    def node_is_online(self, node: str | None) -> bool:
+        return node is not None and self.get_node_state(node) == "online"
+
+    def node_is_operational(self, node: str) -> bool:
+        return self.node_is_online(node) or self.get_node_state(node) == "maintenance"
+
+    def node_is_offline_delayed(self, node: str, delay: int = FENCE_DELAY) -> bool:
+        if self.get_node_state(node) == "online":
+            return False
+        last = self.last_online.get(node)
+        if last is None:
+            # unknown (e.g. new master): start the delay now
+            self.last_online[node] = self.now
+            return False
+        return (self.now - last) >= delay
+
+    def list_nodes(self) -> list[str]:
+        return sorted(self.status)
+
+    def list_online_nodes(self) -> list[str]:
+        return [n for n in sorted(self.status) if self.status[n] == "online"]
+
+    # --- changes
+    def _fire(self, node: str, event: NodeEvent) -> None:
+        old = self.get_node_state(node)
+        new = next_state(NODE, old, event)
+        if new == old:
+            return
+        self.status[node] = new
+        self.env.log("info", f"node '{node}': state changed from '{old}' => '{new}'")
+
+    def update(self, node_info: Mapping[str, Mapping[str, Any]], lrm_modes: Mapping[str, str]) -> None:
+        """One round of node-state updates from membership and LRM modes."""
+        for node in sorted(node_info):
+            if not node_info[node].get("online"):
+                continue
+            mode = lrm_modes.get(node, "unkown")
+            self.last_online[node] = self.now
+            state = self.get_node_state(node)
+            if state == "online":
+                if mode == "maintenance":
+                    self._fire(node, NodeEvent.LRM_MAINTENANCE)
+            elif state == "maintenance":
+                if mode != "maintenance":
+                    self._fire(node, NodeEvent.LRM_ACTIVE)
+            elif state in ("unknown", "gone"):
+                self._fire(node, NodeEvent.SEEN_ONLINE)
+        for node in sorted(self.status):
+            d = node_info.get(node)
+            if d and d.get("online"):
+                continue
+            state = self.get_node_state(node)
+            if state == "online":
+                self._fire(node, NodeEvent.LOST)
+            elif state == "maintenance":
+                if lrm_modes.get(node, "unkown") != "maintenance":
+                    self._fire(node, NodeEvent.LOST)
+            elif state == "unknown":
+                if d is None:
+                    self._fire(node, NodeEvent.NOT_MEMBER)
+            elif state == "gone":
+                if self.node_is_offline_delayed(node, GONE_PURGE_DELAY):
+                    self.last_online.pop(node, None)
+                    del self.status[node]
+                    self.env.log(
+                        "notice", f"deleting gone node '{node}', not a cluster member anymore."
+                    )
+
+    def fence_node(self, node: str) -> bool:
+        """Start/continue fencing ``node``: one agent-lock attempt through the port."""
+        if self.get_node_state(node) != "fence":
+            self._fire(node, NodeEvent.FENCE)
+            self.env.send_notification("FENCE", f"Try to fence node '{node}'", node)
+        success = self.env.get_ha_agent_lock(node)
+        if success:
+            msg = f"fencing: acknowledged - got agent lock for node '{node}'"
+            self.env.log("info", msg)
+            self._fire(node, NodeEvent.FENCED)
+            self.env.send_notification("SUCCEED", msg, node)
+        return success

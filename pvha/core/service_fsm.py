@@ -1,0 +1,302 @@
+"""Per-state handlers of the service FSM (semantics §3.3), one ``next_state_<state>`` each.
+
+Mixed into :class:`pvha.core.manager.Manager`; every state change goes through
+``Manager._change`` which consults :data:`pvha.core.transitions.SERVICE`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pvha.core.states import ExitCode
+from pvha.core.transitions import SvcEvent
+
+if TYPE_CHECKING:
+    from pvha.core.manager import Manager
+
+Sd = dict[str, Any]
+
+REMOVABLE_LOCKS = [
+    "backup", "mounted", "migrate", "clone", "rollback",
+    "snapshot", "snapshot-delete", "suspending", "suspended",
+]
+
+
+def _moved_event(cd: Sd) -> SvcEvent:
+    return SvcEvent.MOVED_START if cd["state"] == "started" else SvcEvent.MOVED_STOP
+
+
+def next_state_request_start(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    current = sd["node"]
+    if m.crs.get("rebalance_on_request_start"):
+        selected = m.select_node(sid, cd, sd, "best-score")
+        text = "new" if selected != current else "current"
+        m.env.log("info", f"service {sid}: re-balance selected {text} node {selected} for startup")
+        if selected != current:
+            m._change(sid, SvcEvent.BALANCE, node=current, target=selected)
+            return
+    m._change(sid, SvcEvent.START, node=current)
+
+
+def _stopped_command(m: Manager, sid: str, sd: Sd) -> bool:
+    """Handle a pending user command on a stopped service; True if the state changed."""
+    cmd = sd["cmd"]
+    op = cmd[0]
+    if op in ("migrate", "relocate"):
+        target = cmd[1]
+        if not m.ns.node_is_online(target):
+            m.env.log("err", f"ignore service '{sid}' {op} request - node '{target}' not online")
+        elif sd["node"] == target:
+            m.env.log(
+                "info", f"ignore service '{sid}' {op} request - service already on node '{target}'"
+            )
+        else:
+            m._change(sid, SvcEvent(op), node=sd["node"], target=target)
+            return True
+    elif op == "stop":
+        m.env.log("info", f"ignore service '{sid}' {op} request - service already stopped")
+    else:
+        m.env.log("err", f"unknown command '{op}' for service '{sid}'")
+    sd.pop("cmd", None)
+    return False
+
+
+def next_state_stopped(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    if sd["node"] != cd["node"]:
+        m.env.log("info", f"fixup service '{sid}' location ({sd['node']} => {cd['node']})")
+        sd["node"] = cd["node"]
+    if sd.get("cmd") and _stopped_command(m, sid, sd):
+        return
+    if cd["state"] == "disabled":
+        return
+    node = sd["node"]
+    if m.ns.node_is_offline_delayed(node) and m.ns.get_node_state(node) != "maintenance":
+        m._change(sid, SvcEvent.NODE_DEAD)
+        return
+    if cd["state"] == "stopped":
+        return
+    if cd["state"] == "started":
+        m._change(sid, SvcEvent.WANT_START, node=node)
+        return
+    m.env.log("err", f"service '{sid}' - unknown state '{cd['state']}' in service configuration")
+
+
+def next_state_request_stop(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    if lrm_res is not None:
+        code = lrm_res["exit_code"]
+        if code == ExitCode.SUCCESS:
+            m._change(sid, SvcEvent.STOP_CONFIRMED)
+        else:
+            m.env.log("err", f"service '{sid}' stop failed (exit code {code})")
+            m._change(sid, SvcEvent.FAIL)
+        return
+    if m.ns.node_is_offline_delayed(sd["node"]):
+        m._change(sid, SvcEvent.NODE_DEAD)
+
+
+def next_state_migrate_relocate(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    if lrm_res is not None:
+        code = lrm_res["exit_code"]
+        if code == ExitCode.SUCCESS:
+            m._change(sid, _moved_event(cd), node=sd["target"])
+            return
+        if code == ExitCode.EWRONG_NODE:
+            m.env.log("err", f"service '{sid}' - migration failed: service registered on wrong node!")
+            m._change(sid, SvcEvent.FAIL)
+        elif code == ExitCode.IGNORED:
+            m.env.log(
+                "info",
+                f"service '{sid}' - rebalance-on-start request ignored - service already running",
+            )
+            m._change(sid, _moved_event(cd), node=sd["node"])
+        else:
+            m.env.log("err", f"service '{sid}' - migration failed (exit code {code})")
+            m._change(sid, _moved_event(cd), node=sd["node"])
+            return
+    # PVE falls through here after EWRONG_NODE/IGNORED; the node then just reported a
+    # result, so it cannot be offline for the fence delay: only check unfinished moves.
+    if sd["state"] in ("migrate", "relocate", "request_start_balance") and m.ns.node_is_offline_delayed(
+        sd["node"]
+    ):
+        m._change(sid, SvcEvent.NODE_DEAD)
+
+
+def _started_command(m: Manager, sid: str, sd: Sd) -> None:
+    cmd = sd["cmd"]
+    op = cmd[0]
+    if op in ("migrate", "relocate"):
+        target = cmd[1]
+        if not m.ns.node_is_online(target):
+            m.env.log("err", f"ignore service '{sid}' {op} request - node '{target}' not online")
+        elif sd["node"] == target:
+            m.env.log(
+                "info", f"ignore service '{sid}' {op} request - service already on node '{target}'"
+            )
+        else:
+            m.env.log("info", f"{op} service '{sid}' to node '{target}'")
+            m._change(sid, SvcEvent(op), node=sd["node"], target=target)
+    elif op == "stop":
+        timeout = cmd[1]
+        if int(timeout) == 0:
+            m.env.log("info", f"request immediate service hard-stop for service '{sid}'")
+        else:
+            m.env.log("info", f"request graceful stop with timeout '{timeout}' for service '{sid}'")
+        m._change(sid, SvcEvent.WANT_STOP, timeout=timeout)
+        m.env.update_service_config(sid, {"state": "stopped"})
+    else:
+        m.env.log("err", f"unknown command '{op}' for service '{sid}'")
+    sd.pop("cmd", None)
+
+
+def _started_lrm_result(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd) -> bool | None:
+    """Evaluate an LRM result; returns try_next, or None when the service went to error."""
+    code = lrm_res["exit_code"]
+    if code == ExitCode.SUCCESS:
+        if sd.get("failed_nodes") is not None:
+            m.env.log(
+                "info",
+                f"relocation policy successful for '{sid}' on node '{sd['node']}',"
+                f" failed nodes: {', '.join(sd['failed_nodes'])}",
+            )
+        sd.pop("failed_nodes", None)
+        sd["running"] = 1
+        return False
+    sd.setdefault("failed_nodes", []).append(sd["node"])
+    if code in (ExitCode.ERROR, ExitCode.EWRONG_NODE):
+        sd.pop("running", None)
+        if len(sd["failed_nodes"]) <= int(cd.get("max_relocate", 1)):
+            m.env.log("warning", f"starting service {sid} on node '{sd['node']}' failed, relocating service.")
+            return True
+        m.env.log(
+            "err",
+            f"recovery policy for service {sid} failed, entering error state."
+            f" Failed nodes: {', '.join(sd['failed_nodes'])}",
+        )
+    else:
+        m.env.log("err", f"service '{sid}' got unrecoverable error (exit code {code}))")
+    m._change(sid, SvcEvent.FAIL)
+    return None
+
+
+def _started_place(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None, try_next: bool) -> None:
+    node = m.select_node(sid, cd, sd, "try-next" if try_next else "none")
+    if node is not None and sd["node"] != node:
+        fallback = sd.get("maintenance_node")
+        if fallback is not None:
+            if node == fallback:
+                m.env.log(
+                    "info",
+                    f"moving service '{sid}' back to '{fallback}', node came back from maintenance.",
+                )
+                del sd["maintenance_node"]
+            elif sd["node"] != fallback:
+                m.env.log("info", f"dropping maintenance fallback node '{fallback}' for '{sid}'")
+                del sd["maintenance_node"]
+        if sid.split(":", 1)[0] == "vm":
+            m.env.log("info", f"migrate service '{sid}' to node '{node}' (running)")
+            m._change(sid, SvcEvent.MIGRATE, node=sd["node"], target=node)
+        else:
+            m.env.log("info", f"relocate service '{sid}' to node '{node}'")
+            m._change(sid, SvcEvent.RELOCATE, node=sd["node"], target=node)
+        return
+    if try_next and node is None:
+        m.env.log(
+            "warning",
+            f"Start Error Recovery: Tried all available nodes for service '{sid}', retry start on"
+            f" current node. Tried nodes: {', '.join(sd.get('failed_nodes') or [])}",
+        )
+    mnode = sd.get("maintenance_node")
+    if mnode and sd["node"] == mnode and m.ns.get_node_state(sd["node"]) == "online":
+        m.env.log(
+            "info", f"service '{sid}': clearing stale maintenance node '{mnode}' setting (is current node)"
+        )
+        del sd["maintenance_node"]
+    if lrm_res is not None:
+        sd["uid"] = m.new_uid()
+
+
+def next_state_started(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    ns = m.ns
+    if not ns.node_is_online(sd["node"]):
+        if ns.node_is_offline_delayed(sd["node"]):
+            m._change(sid, SvcEvent.NODE_DEAD)
+        if ns.get_node_state(sd["node"]) != "maintenance":
+            return
+        sd["maintenance_node"] = sd["node"]
+    if cd["state"] in ("disabled", "stopped"):
+        m._change(sid, SvcEvent.WANT_STOP)
+        return
+    if cd["state"] != "started":
+        m.env.log("err", f"service '{sid}' - unknown state '{cd['state']}' in service configuration")
+        return
+    if sd.get("cmd"):
+        _started_command(m, sid, sd)
+        return
+    try_next = False
+    if lrm_res is not None:
+        res = _started_lrm_result(m, sid, cd, sd, lrm_res)
+        if res is None:
+            return
+        try_next = res
+    _started_place(m, sid, cd, sd, lrm_res, try_next)
+
+
+def next_state_recovery(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    fenced = sd["node"]
+    m.recompute_online_node_usage()
+    node = m.select_node(sid, cd, sd, "best-score")
+    if node is not None:
+        if node == fenced:
+            msg = f"recover service '{sid}' to previous failed and fenced node '{fenced}' again"
+        else:
+            msg = f"recover service '{sid}' from fenced node '{fenced}' to node '{node}'"
+        m.env.log("info", msg)
+        removed = m.env.remove_locks(sid, REMOVABLE_LOCKS, fenced)
+        if removed:
+            m.env.log(
+                "warning",
+                f"removed leftover lock '{removed}' from recovered service '{sid}' to allow its start.",
+            )
+        m.env.steal_service(sid, sd["node"], node)
+        cd["node"] = sd["node"] = node
+        ev = SvcEvent.RECOVERED_START if cd["state"] == "started" else SvcEvent.RECOVERED_STOP
+        m._change(sid, ev, node=node)
+        return
+    m.env.log(
+        "err", f"recovering service '{sid}' from fenced node '{fenced}' failed, no recovery node found"
+    )
+    if cd["state"] == "disabled":
+        sd.pop("failed_nodes", None)
+        m._change(sid, SvcEvent.CLEAR)
+
+
+def next_state_freeze(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    mode = m.lrm_modes.get(sd["node"]) if sd.get("node") else None
+    if mode == "active":
+        ev = SvcEvent.UNFREEZE_START if cd["state"] == "started" else SvcEvent.UNFREEZE_STOP
+        m._change(sid, ev)
+
+
+def next_state_error(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    if cd["state"] == "disabled":
+        sd.pop("failed_nodes", None)
+        m._change(sid, SvcEvent.CLEAR)
+
+
+def next_state_fence(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    """Nothing per service: the fencing step moves it on once the node is fenced."""
+
+
+HANDLERS = {
+    "stopped": next_state_stopped,
+    "started": next_state_started,
+    "request_start": next_state_request_start,
+    "migrate": next_state_migrate_relocate,
+    "relocate": next_state_migrate_relocate,
+    "request_start_balance": next_state_migrate_relocate,
+    "fence": next_state_fence,
+    "recovery": next_state_recovery,
+    "request_stop": next_state_request_stop,
+    "freeze": next_state_freeze,
+    "error": next_state_error,
+}

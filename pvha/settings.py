@@ -1,0 +1,302 @@
+"""pvha's own settings: one TOML file, overridden by ``PVHA_*`` variables and flags.
+
+Precedence (design §6): flag > environment > file > default. The file is
+``--settings`` / ``PVHA_SETTINGS`` / ``/etc/pvha/settings.toml`` (a missing default file
+is fine; a missing file that was asked for is an error). Layout::
+
+    [api]
+    hosts = ["192.0.2.11", "192.0.2.12"]   # tried in order; failover to the next
+    port = 8006
+    user = "pvha@pve"                      # or "pvha@pve!ha" (user and token name)
+    token_name = "ha"                      # token auth if set, else password (ticket) auth
+    token_secret_file = "/etc/pvha/token"  # or password_file
+    ca_file = "/etc/pve/pve-root-ca.pem"   # or fingerprint = ["AB:CD:..."]
+    connect_timeout = 5
+    read_timeout = 40                      # >= 30: PVE waits 30 s on forwarded calls
+    task_timeout = 600
+    attempts = 3                           # tries per API call (1 = no retry)
+
+    [cfs]
+    root = "/etc/pve"                      # config_dir defaults to <root>/pvha
+
+Secrets are never taken from argv or from the TOML file itself: they come from the file
+named by ``token_secret_file`` / ``password_file``, or from ``PVHA_TOKEN_SECRET`` /
+``PVHA_PASSWORD``. They are held in :class:`Secret`, whose repr and str are masked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pvha.errors import ConfigError
+
+DEFAULT_SETTINGS_PATH = Path("/etc/pvha/settings.toml")
+DEFAULT_CFS_ROOT = Path("/etc/pve")
+MIN_READ_TIMEOUT = 30.0
+"""pveproxy waits 30 s on a forwarded call before answering 595/596; a client that gives
+up earlier never sees PVE's answer (pve-api-notes §1.5)."""
+
+
+class Secret:
+    """A secret string that does not print itself. ``reveal()`` is the only way out."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __copy__(self) -> Secret:  # immutable; also keeps dataclasses.asdict() working
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+    def __reduce__(self) -> Any:  # pickling would write the secret out: refuse
+        raise TypeError("Secret cannot be pickled")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """How to reach and authenticate to the PVE API. Exactly one of ``token_secret``
+    (with ``token_name``) or ``password`` is set; ``ca_file`` and ``fingerprints`` are
+    mutually exclusive (neither = the system CA store)."""
+
+    hosts: tuple[str, ...] = ("localhost",)
+    port: int = 8006
+    user: str = "root@pam"
+    token_name: str | None = None
+    token_secret: Secret | None = None
+    password: Secret | None = None
+    ca_file: Path | None = None
+    fingerprints: tuple[str, ...] = ()
+    connect_timeout: float = 5.0
+    read_timeout: float = 40.0
+    task_timeout: float = 600.0
+    attempts: int = 3
+
+    @property
+    def uses_token(self) -> bool:
+        return self.token_name is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CfsSettings:
+    """Where the cluster filesystem is (``--cfs-root``) and pvha's config dir in it."""
+
+    root: Path = DEFAULT_CFS_ROOT
+    config_dir: Path | None = None
+
+    @property
+    def resolved_config_dir(self) -> Path:
+        return self.config_dir if self.config_dir is not None else self.root / "pvha"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    api: ApiSettings = field(default_factory=ApiSettings)
+    cfs: CfsSettings = field(default_factory=CfsSettings)
+    source: Path | None = None  # the TOML file read, if any
+
+
+# key -> (TOML section, environment variable). Flags use the same keys as the file
+# (``cfs_root`` is ``root`` in ``[cfs]``).
+_KEYS: dict[str, tuple[str, str]] = {
+    "hosts": ("api", "PVHA_HOSTS"),
+    "port": ("api", "PVHA_PORT"),
+    "user": ("api", "PVHA_USER"),
+    "token_name": ("api", "PVHA_TOKEN_NAME"),
+    "token_secret_file": ("api", "PVHA_TOKEN_SECRET_FILE"),
+    "password_file": ("api", "PVHA_PASSWORD_FILE"),
+    "ca_file": ("api", "PVHA_CA_FILE"),
+    "fingerprint": ("api", "PVHA_FINGERPRINT"),
+    "connect_timeout": ("api", "PVHA_CONNECT_TIMEOUT"),
+    "read_timeout": ("api", "PVHA_READ_TIMEOUT"),
+    "task_timeout": ("api", "PVHA_TASK_TIMEOUT"),
+    "attempts": ("api", "PVHA_ATTEMPTS"),
+    "cfs_root": ("cfs", "PVHA_CFS_ROOT"),
+    "config_dir": ("cfs", "PVHA_CONFIG_DIR"),
+}
+_SECRET_KEYS = {"token_secret", "token_value", "password", "secret"}
+_FP_RE = re.compile(r"^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$")
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    path: str | Path | None = None,
+) -> Settings:
+    """Build Settings from flags (keys as in ``_KEYS``; None values = not given), the
+    environment (default ``os.environ``) and the TOML file; validate; read the secret.
+    Raises ConfigError (never showing a secret)."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    bad = sorted(set(flags) & _SECRET_KEYS)
+    if bad:
+        raise ConfigError(f"secrets are not accepted as flags ({', '.join(bad)}); use a file")
+    unknown = sorted(set(flags) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    file_path, explicit = _settings_path(path, env)
+    file_values = _read_toml(file_path, explicit)
+    merged: dict[str, Any] = {}
+    for key, (_section, var) in _KEYS.items():
+        if key in flags:
+            merged[key] = flags[key]
+        elif var in env and env[var] != "":
+            merged[key] = env[var]
+        elif key in file_values:
+            merged[key] = file_values[key]
+    where = str(file_path) if file_values else None
+    api = _build_api(merged, env, where)
+    cfs = CfsSettings(
+        root=Path(merged.get("cfs_root", DEFAULT_CFS_ROOT)),
+        config_dir=Path(merged["config_dir"]) if "config_dir" in merged else None,
+    )
+    return Settings(api=api, cfs=cfs, source=file_path if file_values else None)
+
+
+def _settings_path(path: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    if path is not None:
+        return Path(path), True
+    if env.get("PVHA_SETTINGS"):
+        return Path(env["PVHA_SETTINGS"]), True
+    return DEFAULT_SETTINGS_PATH, False
+
+
+def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
+    """Flatten ``[api]`` and ``[cfs]`` into setting keys; reject unknown keys and secrets."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError("settings file not found", str(path)) from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file: {exc.strerror}", str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", str(path)) from None
+    out: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in ("api", "cfs") or not isinstance(table, dict):
+            raise ConfigError(f"unknown section [{section}]", str(path))
+        for name, value in table.items():
+            if name in _SECRET_KEYS:
+                raise ConfigError(
+                    f"[{section}] {name}: secrets do not belong in the settings file; "
+                    f"use {name.split('_')[0]}_file or the environment",
+                    str(path),
+                )
+            key = "cfs_root" if (section, name) == ("cfs", "root") else name
+            if key not in _KEYS or _KEYS[key][0] != section:
+                raise ConfigError(f"unknown setting [{section}] {name}", str(path))
+            out[key] = value
+    return out
+
+
+def _build_api(m: dict[str, Any], env: Mapping[str, str], where: str | None) -> ApiSettings:
+    user = str(m.get("user", "root@pam"))
+    token_name = m.get("token_name")
+    if "!" in user:  # "pvha@pve!ha" names user and token at once, as PVE shows it
+        user, _, from_user = user.partition("!")
+        token_name = token_name or from_user
+    if "@" not in user:
+        raise ConfigError(f"user {user!r} needs a realm (e.g. root@pam)", where)
+    token_secret = password = None
+    if token_name:
+        token_secret = _secret(m.get("token_secret_file"), env.get("PVHA_TOKEN_SECRET"), "token")
+    else:
+        password = _secret(m.get("password_file"), env.get("PVHA_PASSWORD"), "password")
+    fps = _fingerprints(m.get("fingerprint"), where)
+    ca = Path(m["ca_file"]) if m.get("ca_file") else None
+    if ca is not None and fps:
+        raise ConfigError("set either ca_file or fingerprint, not both", where)
+    api = ApiSettings(
+        hosts=_hosts(m.get("hosts", ("localhost",)), where),
+        port=_number(m, "port", 8006, int, where),
+        user=user,
+        token_name=str(token_name) if token_name else None,
+        token_secret=token_secret,
+        password=password,
+        ca_file=ca,
+        fingerprints=fps,
+        connect_timeout=_number(m, "connect_timeout", 5.0, float, where),
+        read_timeout=_number(m, "read_timeout", 40.0, float, where),
+        task_timeout=_number(m, "task_timeout", 600.0, float, where),
+        attempts=_number(m, "attempts", 3, int, where),
+    )
+    if api.read_timeout < MIN_READ_TIMEOUT:
+        raise ConfigError(
+            f"read_timeout {api.read_timeout:g} s is shorter than PVE's 30 s proxy wait", where
+        )
+    if not 0 < api.port < 65536 or api.connect_timeout <= 0 or api.attempts < 1:
+        raise ConfigError("port, connect_timeout or attempts out of range", where)
+    return api
+
+
+def _secret(file_value: Any, env_value: str | None, what: str) -> Secret | None:
+    """A secret from its file (the file wins over the variable), stripped of the newline."""
+    if file_value:
+        p = Path(str(file_value))
+        try:
+            text = p.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {what} file: {exc.strerror}", str(p)) from None
+        if not text:
+            raise ConfigError(f"{what} file is empty", str(p))
+        return Secret(text)
+    if env_value:
+        return Secret(env_value)
+    return None
+
+
+def _hosts(value: Any, where: str | None) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    hosts = tuple(str(h).strip() for h in items if str(h).strip())
+    if not hosts:
+        raise ConfigError("hosts is empty", where)
+    return hosts
+
+
+def _fingerprints(value: Any, where: str | None) -> tuple[str, ...]:
+    """Normalise to upper-case colon-separated SHA-256 (PVE's ``ssl_fingerprint`` form)."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for raw in (str(i).strip() for i in items):
+        if not _FP_RE.match(raw):
+            raise ConfigError(f"fingerprint {raw!r} is not a SHA-256 fingerprint", where)
+        hexdigits = raw.replace(":", "").upper()
+        out.append(":".join(hexdigits[i : i + 2] for i in range(0, 64, 2)))
+    return tuple(out)
+
+
+def _number(m: dict[str, Any], key: str, default: Any, kind: type, where: str | None) -> Any:
+    value = m.get(key, default)
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a number, got {value!r}", where)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected a number, got {value!r}", where) from None

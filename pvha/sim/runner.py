@@ -1,0 +1,186 @@
+"""The simulation loop and command vocabulary (PVE ``Sim::TestHardware``, semantics §8.3-8.4)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pvha.core.crm import Crm
+from pvha.core.lrm import Lrm
+from pvha.errors import PvhaError
+from pvha.sim.env import SimEnv
+from pvha.sim.hardware import Hardware
+from pvha.sim.log import SimLog
+from pvha.sim.scenario import Scenario
+
+MAX_TIME = 10000
+_SID = re.compile(r"^(vm|ct|fa):\d+$")
+
+
+class SimulationError(PvhaError):
+    """The scenario asked for something the simulator cannot do."""
+
+
+@dataclass
+class NodeDaemons:
+    crm_env: SimEnv
+    lrm_env: SimEnv
+    crm: Crm | None = None
+    lrm: Lrm | None = None
+    lrm_restart: bool = False
+    crm_stop: bool = False
+
+
+class Simulator:
+    def __init__(self, scenario: Scenario) -> None:
+        self.log = SimLog()
+        self.hw = Hardware(scenario, self.log)
+        self.cmdlist = [list(batch) for batch in scenario.cmdlist]
+        self.d: dict[str, NodeDaemons] = {
+            n: NodeDaemons(SimEnv(n, self.hw, "crm"), SimEnv(n, self.hw, "lrm")) for n in self.hw.nodes
+        }
+        self.loop_count = 0
+        self.skip_rounds = {"crm": 0, "lrm": 0}
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> str:
+        hw = self.hw
+        hw.log("info", "starting simulation")
+        last_cmd_time = 0
+        next_cmd_at = 0
+        while True:
+            start = hw.cur_time
+            nodes = sorted(self.d)
+            looptime = max(20, 2 * len(nodes))
+            if looptime >= 60:
+                raise SimulationError("unable to simulate so many nodes")
+            skip_crm, skip_lrm = self.skip_rounds["crm"] > 0, self.skip_rounds["lrm"] > 0
+            if skip_crm:
+                hw.log("info", "skipping CRM round", "run-loop")
+            if skip_lrm:
+                hw.log("info", "skipping LRM round", "run-loop")
+            for node in nodes:
+                if not skip_crm:
+                    self._run_crm(node)
+                if not skip_lrm:
+                    self._run_lrm(node)
+                self._check_watchdogs(nodes)
+            for what in ("crm", "lrm"):
+                if self.skip_rounds[what] > 0:
+                    self.skip_rounds[what] -= 1
+            if hw.cur_time - start < looptime:
+                hw.cur_time = start + looptime
+            if hw.cur_time > MAX_TIME:
+                raise SimulationError("simulation end")
+            for nd in self.d.values():
+                nd.lrm_env.loop_start_hook(hw.cur_time)
+                nd.crm_env.loop_start_hook(hw.cur_time)
+            if hw.cur_time < next_cmd_at:
+                continue
+            if self.loop_count % 5 == 0:
+                if not self.cmdlist:
+                    if hw.cur_time - last_cmd_time > 500:
+                        hw.log("info", "exit simulation - done")
+                        return self.log.text()
+                    batch: list[str] = []
+                else:
+                    batch = self.cmdlist.pop(0)
+                for cmd in batch:
+                    last_cmd_time = hw.cur_time
+                    delay = re.match(r"^delay\s+(\d+)\s*$", cmd)
+                    if delay:
+                        hw.log("info", f"execute {cmd}", "cmdlist")
+                        next_cmd_at = hw.cur_time + int(delay.group(1))
+                        continue
+                    skip = re.match(r"^skip-round\s+(crm|lrm)(?:\s+(\d+))?\s*$", cmd)
+                    if skip:
+                        hw.log("info", f"execute {cmd}", "cmdlist")
+                        self.skip_rounds[skip.group(1)] = int(skip.group(2) or 1)
+                        continue
+                    self.hardware_cmd(cmd, "cmdlist")
+            self.loop_count += 1
+
+    def _run_crm(self, node: str) -> None:
+        nd = self.d[node]
+        hw = self.hw
+        if nd.crm is None:
+            return
+        nd.crm_env.loop_start_hook(hw.cur_time)
+        keep = nd.crm.do_one_iteration(nd.crm_env.cur_time)
+        nd.crm_env.loop_end_hook()
+        hw.cur_time = max(hw.cur_time, nd.crm_env.cur_time)
+        if keep:
+            return
+        nd.crm_env.log("info", "exit (loop end)")
+        nd.crm = None
+        shutdown = hw.status[node].get("shutdown") or ""
+        if shutdown == "reboot":
+            self.hardware_cmd(f"power {node} off", "reboot")
+            self.hardware_cmd(f"power {node} on", "reboot")
+        elif shutdown == "shutdown":
+            self.hardware_cmd(f"power {node} off", "shutdown")
+        elif not nd.crm_stop:
+            raise SimulationError("unexpected CRM exit - not implemented")
+        nd.crm_stop = False
+
+    def _run_lrm(self, node: str) -> None:
+        nd = self.d[node]
+        hw = self.hw
+        if nd.lrm is None:
+            return
+        nd.lrm_env.loop_start_hook(hw.cur_time)
+        keep = nd.lrm.do_one_iteration(nd.lrm_env.cur_time)
+        nd.lrm_env.loop_end_hook()
+        hw.cur_time = max(hw.cur_time, nd.lrm_env.cur_time)
+        if keep:
+            return
+        nd.lrm_env.log("info", "exit (loop end)")
+        nd.lrm = None
+        shutdown = hw.status[node].get("shutdown") or ""
+        if nd.lrm_restart:
+            if shutdown:
+                raise SimulationError("lrm restart during shutdown - not implemented")
+            nd.lrm_restart = False
+            nd.lrm = Lrm(nd.lrm_env, nd.lrm_env.cur_time)
+        elif shutdown in ("reboot", "shutdown"):
+            self.hardware_cmd(f"crm {node} stop", shutdown)
+        else:
+            raise SimulationError("unexpected LRM exit - not implemented")
+
+    def _check_watchdogs(self, nodes: list[str]) -> None:
+        for n in nodes:
+            if not self.hw.watchdog_check(n):
+                self.hardware_cmd(f"power {n} off", "watchdog")
+                self.hw.log("info", f"server '{n}' stopped by poweroff (watchdog)")
+                self.d[n].crm = None
+                self.d[n].lrm = None
+
+    # ------------------------------------------------------------------ commands
+    def hardware_cmd(self, cmdstr: str, logid: str) -> None:
+        parts = cmdstr.split()
+        if len(parts) < 2:
+            raise SimulationError(f"sim_hardware_cmd: no node or service for command specified: {cmdstr}")
+        cmd, objid, action, params = parts[0], parts[1], (parts[2] if len(parts) > 2 else None), parts[3:]
+        if cmd == "service":
+            if not _SID.match(objid):
+                raise SimulationError(f"invalid resource id '{objid}'")
+        elif objid not in self.d:
+            raise SimulationError(f"sim_hardware_cmd: no such node '{objid}'")
+        self.hw.log("info", f"execute {cmdstr}", logid)
+        if cmd == "service":
+            from pvha.sim.commands import service_cmd
+
+            service_cmd(self, objid, action, params)
+        else:
+            from pvha.sim.commands import node_cmd
+
+            node_cmd(self, cmd, objid, action, params)
+
+    def status_snapshot(self) -> dict[str, Any]:
+        return {"manager_status": self.hw.manager_status}
+
+
+def run_scenario(scenario: Scenario) -> str:
+    """Run one scenario and return its log text."""
+    return Simulator(scenario).run()
