@@ -27,7 +27,7 @@ configured resource without a node is shown as ``queued`` instead of ``not found
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +36,19 @@ from pvha.core.model import HAConfig, Resource
 STALE_AFTER = 30  # seconds; "old timestamp - dead?"
 DRIFT_BEFORE = 2  # seconds in the future; "detected time drift!"
 ACTIVE_SERVICE_STATES = frozenset(
-    {"started", "request_start", "request_start_balance", "request_stop", "migrate", "relocate",
-     "fence", "recovery", "freeze", "error"}
-)  # fmt: skip
+    {
+        "started",
+        "request_start",
+        "request_start_balance",
+        "request_stop",
+        "migrate",
+        "relocate",
+        "fence",
+        "recovery",
+        "freeze",
+        "error",
+    }
+)
 
 Entry = dict[str, Any]
 
@@ -83,14 +93,21 @@ def status_entries(
     entries: list[Entry] = []
     if quorum is not None:
         text = "OK" if quorum.quorate else f"No quorum on node '{quorum.node}'!"
-        entries.append({"id": "quorum", "type": "quorum", "node": quorum.node, "status": text,
-                        "quorate": int(quorum.quorate)})  # fmt: skip
+        entries.append(
+            {
+                "id": "quorum",
+                "type": "quorum",
+                "node": quorum.node,
+                "status": text,
+                "quorate": int(quorum.quorate),
+            }
+        )
     elif master_fresh:
         entries.append({"id": "quorum", "type": "quorum", "status": "OK", "quorate": 1})
     master = _master_entry(ms, config, now, quorate, crs_mode, fmt_time)
     if master is not None:
         entries.append(master)
-        entries.append(_fencing_entry(ms, master))
+        entries.append(_fencing_entry(ms, master["node"], master_fresh))
     service_status: Mapping[str, Any] = ms.get("service_status") or {}
     for node in sorted(ms.get("node_status") or {}):
         entries.append(_lrm_entry(node, lrm_status.get(node), service_status, now, fmt_time))
@@ -103,7 +120,7 @@ def status_entries(
     return entries
 
 
-def format_status_text(entries: list[Entry]) -> str:
+def format_status_text(entries: Sequence[Entry]) -> str:
     """``ha-manager status`` text: one ``<type> <status>`` line per entry."""
     return "".join(f"{e['type']} {e['status']}\n" for e in entries)
 
@@ -120,9 +137,13 @@ def _master_fresh(ms: Mapping[str, Any], now: float) -> bool:
 
 
 def _master_entry(
-    ms: Mapping[str, Any], config: HAConfig, now: float, quorate: bool, crs_mode: str,
+    ms: Mapping[str, Any],
+    config: HAConfig,
+    now: float,
+    quorate: bool,
+    crs_mode: str,
     fmt_time: Callable[[float], str],
-) -> Entry | None:  # fmt: skip
+) -> Entry | None:
     master, timestamp = ms.get("master_node"), ms.get("timestamp")
     if master is None or timestamp is None:
         return None
@@ -136,20 +157,27 @@ def _master_entry(
     if crs_mode and crs_mode != "basic":
         extra += f" - {crs_mode} load CRS"
     status = f"{master} ({state}, {fmt_time(float(timestamp))}){extra}"
-    return {"id": "master", "type": "master", "node": master, "status": status, "timestamp": timestamp,
-            "crm_state": state}  # fmt: skip
+    return {
+        "id": "master",
+        "type": "master",
+        "node": master,
+        "status": status,
+        "timestamp": timestamp,
+    }
 
 
-def _fencing_entry(ms: Mapping[str, Any], master: Entry) -> Entry:
+def _fencing_entry(ms: Mapping[str, Any], node: str, master_active: bool) -> Entry:
     """``armed`` while the master is active (it holds its watchdog), ``standby`` otherwise."""
     disarm = _disarm(ms)
-    entry: Entry = {"id": "fencing", "type": "fencing", "node": master["node"]}
+    entry: Entry = {"id": "fencing", "type": "fencing", "node": node}
     if disarm:
         state, mode = disarm.get("state"), disarm.get("mode")
         watchdog = "released" if state == "disarmed" else "active"
-        entry.update(status=f"{state}, resource mode: {mode} (CRM watchdog {watchdog})",
-                     **{"armed-state": state, "resource_mode": mode})  # fmt: skip
-    elif master["crm_state"] == "active":
+        entry.update(
+            status=f"{state}, resource mode: {mode} (CRM watchdog {watchdog})",
+            **{"armed-state": state, "resource_mode": mode},
+        )
+    elif master_active:
         entry.update(status="armed (CRM watchdog active)", **{"armed-state": "armed"})
     else:
         entry.update(status="standby (CRM watchdog standby)", **{"armed-state": "standby"})
@@ -157,9 +185,12 @@ def _fencing_entry(ms: Mapping[str, Any], master: Entry) -> Entry:
 
 
 def _lrm_entry(
-    node: str, lrm: Mapping[str, Any] | None, service_status: Mapping[str, Any], now: float,
+    node: str,
+    lrm: Mapping[str, Any] | None,
+    service_status: Mapping[str, Any],
+    now: float,
     fmt_time: Callable[[float], str],
-) -> Entry:  # fmt: skip
+) -> Entry:
     entry: Entry = {"id": f"lrm:{node}", "type": "lrm", "node": node}
     if not lrm or not lrm.get("timestamp"):
         entry["status"] = f"{node} (unable to read lrm status)"
@@ -184,18 +215,26 @@ def _lrm_entry(
         watchdog = "watchdog active"
     else:
         watchdog = "watchdog standby"
-    entry.update(status=f"{node} ({state_text}, {watchdog}, {fmt_time(timestamp)})", timestamp=lrm["timestamp"])
+    entry.update(
+        status=f"{node} ({state_text}, {watchdog}, {fmt_time(timestamp)})",
+        timestamp=lrm["timestamp"],
+    )
     return entry
 
 
 def _active_count(service_status: Mapping[str, Any], node: str) -> int:
     return sum(
-        1 for sd in service_status.values()
-        if isinstance(sd, Mapping) and sd.get("node") == node and sd.get("state") in ACTIVE_SERVICE_STATES
-    )  # fmt: skip
+        1
+        for sd in service_status.values()
+        if isinstance(sd, Mapping)
+        and sd.get("node") == node
+        and sd.get("state") in ACTIVE_SERVICE_STATES
+    )
 
 
-def verbose_state(sd: Mapping[str, Any] | None, res: Resource | None, node: str | None, node_known: bool) -> str:
+def verbose_state(
+    sd: Mapping[str, Any] | None, res: Resource | None, node: str | None, node_known: bool
+) -> str:
     """PVE's ``get_verbose_service_state``; ``node_known`` False skips the ``not found`` rule."""
     if res is None:
         return "deleting"
@@ -218,19 +257,36 @@ def verbose_state(sd: Mapping[str, Any] | None, res: Resource | None, node: str 
 
 
 def _service_entry(
-    sid: str, sd: Mapping[str, Any] | None, config: HAConfig, guest_nodes: Mapping[str, str] | None,
+    sid: str,
+    sd: Mapping[str, Any] | None,
+    config: HAConfig,
+    guest_nodes: Mapping[str, str] | None,
     disarm_ignore: bool,
-) -> Entry:  # fmt: skip
+) -> Entry:
     res = config.resources.get(sid)
     config_node = guest_nodes.get(sid) if guest_nodes is not None else (res.node if res else None)
     node = sd.get("node") if sd else config_node
-    state = "ignore" if disarm_ignore else verbose_state(sd, res, config_node, guest_nodes is not None)
-    entry: Entry = {"id": f"service:{sid}", "type": "service", "sid": sid, "node": node, "state": state,
-                    "status": f"{sid} ({node or '---'}, {state})"}  # fmt: skip
+    state = (
+        "ignore" if disarm_ignore else verbose_state(sd, res, config_node, guest_nodes is not None)
+    )
+    entry: Entry = {
+        "id": f"service:{sid}",
+        "type": "service",
+        "sid": sid,
+        "node": node,
+        "state": state,
+        "status": f"{sid} ({node or '---'}, {state})",
+    }
     if sd:
         entry["crm_state"] = sd.get("state")
     if res is not None:
-        entry.update(request_state=res.state, max_restart=res.max_restart, max_relocate=res.max_relocate,
-                     failback=int(res.failback))  # fmt: skip
-        entry.update({k: v for k, v in (("group", res.group), ("comment", res.comment)) if v is not None})
+        entry.update(
+            request_state=res.state,
+            max_restart=res.max_restart,
+            max_relocate=res.max_relocate,
+            failback=int(res.failback),
+        )
+        entry.update(
+            {k: v for k, v in (("group", res.group), ("comment", res.comment)) if v is not None}
+        )
     return entry

@@ -7,8 +7,9 @@ Layout under the root (``--cfs-root`` / ``PVHA_CFS_ROOT``)::
     <config dir>/                         default <root>/pvha
         resources.cfg groups.cfg rules.cfg fence.cfg
         manager_status                    JSON, semantics §1.3
-        lrm_status_<node>                 JSON, semantics §1.4 (one per executor node)
+        lrm_status/<node>                 JSON, semantics §1.4 (one per executor node)
         crm_commands                      one command per line, semantics §1.5
+        .pvha.lock                        flock file shared with pvha.config.store
     nodes/<node>/qemu-server/<vmid>.conf  guest configs (owned by PVE; pvha only renames)
     nodes/<node>/lxc/<vmid>.conf
 
@@ -20,6 +21,11 @@ renewal; an expired lock is broken under a short "break" mutex (``<lock>.break``
 processes can never both break and retake it; and a renewal checks the directory is
 still ours (same inode and the mtime we last wrote) before touching it.
 
+Config writes and the crm_commands read-and-truncate hold two locks, in this order: the
+cluster-wide HA domain lock (a lock directory, like PVE's ``domain-ha``) and the local
+``flock`` on ``<config dir>/.pvha.lock`` that ``pvha.config.store`` (the CLI) takes
+when it appends commands or rewrites config files, so neither loses the other's update.
+
 Writes are atomic: temp file in the same directory, fsync, rename, fsync of the
 directory (skipped where the filesystem refuses, as FUSE may).
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -47,6 +54,8 @@ LOCK_LIFETIME = 120.0
 """pmxcfs ``CFS_LOCK_TIMEOUT``: a lock not renewed for this long is expired."""
 DOMAIN_LOCK = "pvha_domain_ha"
 """Serialises config writes and crm_commands read-and-truncate, as PVE's ``domain-ha``."""
+LOCAL_LOCK_FILE = ".pvha.lock"
+"""Must equal ``pvha.config.store.LOCK_FILE`` (a test checks it)."""
 CONFIG_FILES = ("resources.cfg", "groups.cfg", "rules.cfg", "fence.cfg")
 _CONF_DIRS: dict[str, str] = {"qemu": "qemu-server", "lxc": "lxc"}
 _LOCK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -275,18 +284,42 @@ class ClusterFs:
 
     @contextlib.contextmanager
     def domain_lock(self, timeout: float = 10.0) -> Iterator[None]:
-        """Hold the HA domain lock for a short critical section, waiting up to ``timeout``
-        seconds (PVE's ``cfs_lock_domain`` waits 10 s). Raises LockError on timeout.
-        Not re-entrant: do not nest it (the inner exit would release the outer hold)."""
+        """Hold the HA domain lock and the config dir's flock for a short critical
+        section, waiting up to ``timeout`` seconds for each (PVE's ``cfs_lock_domain``
+        waits 10 s). Raises LockError on timeout. Not re-entrant: do not nest it."""
         deadline = self._clock() + timeout
         while not self.acquire_lock(DOMAIN_LOCK, quiet=True):
             if self._clock() >= deadline:
                 raise LockError(f"cannot get the HA domain lock within {timeout:g} s")
             self._sleep(0.1)
         try:
-            yield
+            with self._local_flock(timeout):
+                yield
         finally:
             self.release_lock(DOMAIN_LOCK)
+
+    @contextlib.contextmanager
+    def _local_flock(self, timeout: float) -> Iterator[None]:
+        self._ensure_dir(self.config_dir)
+        try:
+            fd = os.open(self.config_dir / LOCAL_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.config_dir / LOCAL_LOCK_FILE}: "
+                             f"{exc.strerror}") from None
+        try:
+            deadline = self._clock() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self._clock() >= deadline:
+                        raise LockError(f"config dir {self.config_dir} is locked by another "
+                                        f"command (waited {timeout:g} s)") from None
+                    self._sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
 
     # --- status files ----------------------------------------------------------------------
 
@@ -297,10 +330,10 @@ class ClusterFs:
         self._write_json(self.config_dir / "manager_status", status)
 
     def read_executor_status(self, node: str) -> dict[str, Any] | None:
-        return self._read_json(self.config_dir / f"lrm_status_{_node(node)}")
+        return self._read_json(self.config_dir / "lrm_status" / _node(node))
 
     def write_executor_status(self, node: str, status: dict[str, Any]) -> None:
-        self._write_json(self.config_dir / f"lrm_status_{_node(node)}", status)
+        self._write_json(self.config_dir / "lrm_status" / _node(node), status)
 
     def _read_json(self, path: Path) -> dict[str, Any] | None:
         text = self._read_text(path)

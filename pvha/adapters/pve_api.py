@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pvha.adapters.pve_client import PveClient
 from pvha.errors import ApiPermanentError, TaskFailedError, TaskTimeoutError
@@ -34,6 +34,8 @@ from pvha.ports import (
     TaskResult,
 )
 from pvha.settings import ApiSettings
+
+T = TypeVar("T")
 
 _UPID_RE = re.compile(
     r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
@@ -119,23 +121,28 @@ class PveApi:
 
     def get_cluster_status(self) -> ClusterStatus:
         """``GET /cluster/status``: quorum and per-node online, from the answering node."""
-        return parse_cluster_status(self._get("cluster/status") or [])
+        return _parsed("cluster/status", parse_cluster_status, self._get("cluster/status"), [])
 
     def get_cluster_resources(self) -> ClusterResources:
         """``GET /cluster/resources``: guests and nodes (one call, one consistent view)."""
-        return parse_cluster_resources(self._get("cluster/resources") or [])
+        data = self._get("cluster/resources")
+        return _parsed("cluster/resources", parse_cluster_resources, data, [])
 
     def get_node_status(self, node: str) -> NodeStatus:
         """``GET /nodes/{node}/status`` (proxied to ``node``)."""
-        return parse_node_status(_node(node), self._get(f"nodes/{_node(node)}/status") or {})
+        path = f"nodes/{_node(node)}/status"
+        return _parsed(path, lambda d: parse_node_status(node, d), self._get(path), {})
 
     def get_guest_status(self, ref: GuestRef) -> GuestStatus:
         """``GET /nodes/{node}/{qemu|lxc}/{vmid}/status/current`` (proxied)."""
-        return parse_guest_status(ref, self._get(f"{_guest_path(ref)}/status/current") or {})
+        path = f"{_guest_path(ref)}/status/current"
+        return _parsed(path, lambda d: parse_guest_status(ref, d), self._get(path), {})
 
     def get_ha_resources(self) -> tuple[PveHaResource, ...]:
         """``GET /cluster/ha/resources``: the guests PVE's own HA manages."""
-        return tuple(parse_ha_resource(r) for r in self._get("cluster/ha/resources") or [])
+        data = self._get("cluster/ha/resources")
+        return _parsed("cluster/ha/resources",
+                       lambda items: tuple(parse_ha_resource(r) for r in items), data, [])
 
     def get_task_status(self, node: str, upid: str) -> dict[str, Any]:
         """``GET /nodes/{node}/tasks/{upid}/status`` (ask the UPID's node; proxied)."""
@@ -322,6 +329,14 @@ def _task_result(info: Upid, st: Mapping[str, Any]) -> TaskResult:
             f"task {info.type} {info.id} on {info.node} failed: {exitstatus}",
             upid=info.upid, exitstatus=exitstatus, pve_message=exitstatus)
     return result
+
+
+def _parsed(path: str, parse: Callable[[Any], T], data: Any, empty: Any) -> T:
+    """Parse an answer; a shape PVE would not send is an ApiPermanentError, not a crash."""
+    try:
+        return parse(empty if data is None else data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ApiPermanentError(f"unexpected answer from PVE for /{path}: {exc!r}") from None
 
 
 def _guest_path(ref: GuestRef) -> str:

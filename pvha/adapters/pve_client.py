@@ -22,6 +22,10 @@ Retry policy (tenacity, exponential backoff, injectable sleep): only ApiTransien
 is retried. Read-only calls are retried on any transient error; writes (guest actions)
 only when the request certainly did not reach the acting node (``request_sent`` False:
 connect errors, 595, lock timeouts), so a start is never sent twice by accident.
+A plain 500 is *permanent*: PVE answers every handler ``die`` with 500 (``VM 100 already
+running``, ``cluster not ready - no quorum?``), and asking again gives the same answer;
+only 500s that report a lock timeout count as transient. 401 is ApiAuthError
+(after one fresh login for ticket auth), TLS failures ApiTlsError.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ TICKET_RENEW_AGE = 3600.0  # renew like proxmoxer/the GUI: well inside the 2 h l
 TICKET_LIFETIME = 7200.0 - 300.0  # 2 h minus a margin: past this, log in again
 _TRANSIENT_STATUS = {502, 503, 504, 595, 596, 597, 598, 599}
 # 500s that are timeouts waiting for a lock: the handler gave up before doing anything.
-_TRANSIENT_500 = re.compile(r"got (lock request )?timeout|Connection timed out", re.I)
+_TRANSIENT_500 = re.compile(r"got (lock request )?timeout", re.I)
 
 
 def _no_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:

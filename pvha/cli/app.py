@@ -28,19 +28,30 @@ class PvhaGroup(TyperGroup):
     """The root command: runs the tree and turns every error into one line + exit code."""
 
     def main(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
-        standalone_mode: bool = True, **extra: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         code = _run(self, args, prog_name, complete_var, **extra)
         if not standalone_mode:
             return code
         sys.exit(code)
 
 
-def _run(group: TyperGroup, args: Sequence[str] | None, prog_name: str | None, complete_var: str | None,
-         **extra: Any) -> int:  # fmt: skip
+def _run(
+    group: TyperGroup,
+    args: Sequence[str] | None,
+    prog_name: str | None,
+    complete_var: str | None,
+    **extra: Any,
+) -> int:
     try:
-        result = TyperGroup.main(group, args, prog_name or "pvha", complete_var, standalone_mode=False, **extra)
+        result = TyperGroup.main(
+            group, args, prog_name or "pvha", complete_var, standalone_mode=False, **extra
+        )
         return result if isinstance(result, int) else 0
     except click.exceptions.NoArgsIsHelpError as err:
         # Building the error already printed the rich help; plain mode keeps it in the message.
@@ -60,10 +71,12 @@ def _run(group: TyperGroup, args: Sequence[str] | None, prog_name: str | None, c
     except PvhaError as err:
         render.error(str(err))
         return err.exit_code
-    except Exception as err:  # noqa: BLE001 - the edge: a bug must still end in one line
+    except Exception as err:
         if os.environ.get("PVHA_DEBUG"):
             raise
-        render.error(f"internal error: {type(err).__name__}: {err} (set PVHA_DEBUG=1 for a traceback)")
+        render.error(
+            f"internal error: {type(err).__name__}: {err} (set PVHA_DEBUG=1 for a traceback)"
+        )
         return 1
 
 
@@ -80,17 +93,21 @@ app = typer.Typer(
 
 @app.callback()
 def root(
-    config_dir: str | None = typer.Option(None, "--config-dir", metavar="DIR", help=CONFIG_DIR_HELP, show_default=False),
+    config_dir: str | None = typer.Option(
+        None, "--config-dir", metavar="DIR", help=CONFIG_DIR_HELP, show_default=False
+    ),
 ) -> None:
     """Proxmox VE high availability: ha-manager's commands on a pvha configuration store."""
 
 
 @app.command("_complete", hidden=True)
-def complete(ctx: typer.Context, what: str, config_dir: str | None = typer.Option(None, "--config-dir")) -> None:
+def complete(
+    ctx: typer.Context, what: str, config_dir: str | None = typer.Option(None, "--config-dir")
+) -> None:
     """Ids for shell completion (sids, groups, rules, nodes) from the local config only."""
     try:
         store = store_for(ctx, config_dir)
-        manager_status = status_cmd._read_json(store, "manager_status")
+        manager_status = status_cmd.read_json(store, "manager_status")
         ids = views.known_ids(store.load(), what, manager_status)
     except PvhaError:
         return  # completion must stay quiet on a broken or missing config

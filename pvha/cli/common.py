@@ -46,18 +46,36 @@ CONFIG_DIR_HELP = (
     " else /etc/pvha for root, else ~/.config/pvha]."
 )
 
-ConfigDirOpt = Annotated[str | None, typer.Option("--config-dir", metavar="DIR", help=CONFIG_DIR_HELP, show_default=False)]
-OutputOpt = Annotated[
-    OutputFormat, typer.Option("--output-format", help="Output format; text is a table on a terminal.")
+ConfigDirOpt = Annotated[
+    str | None,
+    typer.Option("--config-dir", metavar="DIR", help=CONFIG_DIR_HELP, show_default=False),
 ]
-SidArg = Annotated[str, typer.Argument(metavar="SID", help="HA resource id: vm:<vmid> or ct:<vmid>.", show_default=False)]
-NodeArg = Annotated[str, typer.Argument(metavar="NODE", help="Cluster node name.", show_default=False)]
+OutputOpt = Annotated[
+    OutputFormat,
+    typer.Option("--output-format", help="Output format; text is a table on a terminal."),
+]
+SidArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SID", help="HA resource id: vm:<vmid> or ct:<vmid>.", show_default=False
+    ),
+]
+NodeArg = Annotated[
+    str, typer.Argument(metavar="NODE", help="Cluster node name.", show_default=False)
+]
 GroupArg = Annotated[str, typer.Argument(metavar="GROUP", help="HA group id.", show_default=False)]
 RuleArg = Annotated[str, typer.Argument(metavar="RULE", help="HA rule id.", show_default=False)]
-CommentOpt = Annotated[str | None, typer.Option("--comment", help="Description.", show_default=False)]
+CommentOpt = Annotated[
+    str | None, typer.Option("--comment", help="Description.", show_default=False)
+]
 DeleteOpt = Annotated[
     str | None,
-    typer.Option("--delete", metavar="KEYS", help="Comma-separated list of options to delete.", show_default=False),
+    typer.Option(
+        "--delete",
+        metavar="KEYS",
+        help="Comma-separated list of options to delete.",
+        show_default=False,
+    ),
 ]
 
 

@@ -10,9 +10,13 @@ import typer
 from pvha.cli.common import ConfigDirOpt, NodeArg, SidArg, store_for
 from pvha.config import ops
 
-crm_app = typer.Typer(name="crm-command", help="Queue a command for the HA manager.", no_args_is_help=True)
+crm_app = typer.Typer(
+    name="crm-command", help="Queue a command for the HA manager.", no_args_is_help=True
+)
 maintenance_app = typer.Typer(
-    name="node-maintenance", help="Put a node into or out of maintenance mode.", no_args_is_help=True
+    name="node-maintenance",
+    help="Put a node into or out of maintenance mode.",
+    no_args_is_help=True,
 )
 crm_app.add_typer(maintenance_app, name="node-maintenance")
 
@@ -23,13 +27,17 @@ class DisarmMode(str, Enum):
 
 
 @crm_app.command("migrate")
-def migrate(ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None) -> None:
+def migrate(
+    ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
+) -> None:
     """Request an online migration of a resource to NODE."""
     ops.queue_motion(store_for(ctx, config_dir), "migrate", ops.resolve_sid(sid), node)
 
 
 @crm_app.command("relocate")
-def relocate(ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None) -> None:
+def relocate(
+    ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
+) -> None:
     """Request a relocation (stop, move, start) of a resource to NODE."""
     ops.queue_motion(store_for(ctx, config_dir), "relocate", ops.resolve_sid(sid), node)
 
@@ -38,7 +46,9 @@ def relocate(ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigD
 def stop(
     ctx: typer.Context,
     sid: SidArg,
-    timeout: Annotated[str, typer.Argument(metavar="TIMEOUT", help="Seconds before a hard stop; 0 stops at once.")],
+    timeout: Annotated[
+        str, typer.Argument(metavar="TIMEOUT", help="Seconds before a hard stop; 0 stops at once.")
+    ],
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Request a stop of a resource (it stays HA managed)."""
@@ -60,7 +70,12 @@ def maintenance_disable(ctx: typer.Context, node: NodeArg, config_dir: ConfigDir
 @crm_app.command("disarm-ha")
 def disarm_ha(
     ctx: typer.Context,
-    mode: Annotated[DisarmMode, typer.Argument(metavar="MODE", help="freeze: freeze resources; ignore: stop tracking them.")],
+    mode: Annotated[
+        DisarmMode,
+        typer.Argument(
+            metavar="MODE", help="freeze: freeze resources; ignore: stop tracking them."
+        ),
+    ],
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Release all watchdogs cluster-wide (for maintenance without fencing)."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.table import Table
 
@@ -47,7 +47,9 @@ def plain_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
     """Left-aligned columns separated by two spaces, header first; no trailing blanks."""
     table = [[c.header for c in columns]] + [[_cell(r.get(c.key)) for c in columns] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    return "".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n" for line in table)
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n" for line in table
+    )
 
 
 def _rich_table(rows: Sequence[Row], columns: Sequence[Column], out: TextIO) -> None:
@@ -74,7 +76,11 @@ def render(
     elif fmt == "json-pretty":
         out.write(json.dumps(list(rows), indent=4, sort_keys=True) + "\n")
     elif fmt == "yaml":
-        out.write(yaml.safe_dump(list(rows), sort_keys=False, default_flow_style=False, allow_unicode=True))
+        out.write(
+            yaml.safe_dump(
+                list(rows), sort_keys=False, default_flow_style=False, allow_unicode=True
+            )
+        )
     elif text is not None:
         out.write(text(rows))
     elif out.isatty():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -24,26 +25,44 @@ from pvha.cli.common import (
 from pvha.cli.render import Column
 from pvha.config import ops, views
 
-StateOpt = Annotated[State | None, typer.Option("--state", help="Requested resource state.", show_default=False)]
+StateOpt = Annotated[
+    State | None, typer.Option("--state", help="Requested resource state.", show_default=False)
+]
 GroupOpt = Annotated[
-    str | None, typer.Option("--group", metavar="GROUP", help="HA group identifier.", show_default=False)
+    str | None,
+    typer.Option("--group", metavar="GROUP", help="HA group identifier.", show_default=False),
 ]
 MaxRestartOpt = Annotated[
     str | None,
-    typer.Option("--max-restart", "--max_restart", metavar="N",
-                 help="Restarts on the same node after a failed start [default: 1].", show_default=False),
-]  # fmt: skip
+    typer.Option(
+        "--max-restart",
+        "--max_restart",
+        metavar="N",
+        help="Restarts on the same node after a failed start [default: 1].",
+        show_default=False,
+    ),
+]
 MaxRelocateOpt = Annotated[
     str | None,
-    typer.Option("--max-relocate", "--max_relocate", metavar="N",
-                 help="Relocations to other nodes after failed starts [default: 1].", show_default=False),
-]  # fmt: skip
+    typer.Option(
+        "--max-relocate",
+        "--max_relocate",
+        metavar="N",
+        help="Relocations to other nodes after failed starts [default: 1].",
+        show_default=False,
+    ),
+]
 FailbackOpt = Annotated[
     Bool | None,
-    typer.Option("--failback", help="Move back to the preferred node when it returns [default: 1].", show_default=False),
+    typer.Option(
+        "--failback",
+        help="Move back to the preferred node when it returns [default: 1].",
+        show_default=False,
+    ),
 ]
 TypeOpt = Annotated[
-    ResourceType | None, typer.Option("--type", help="Resource type, when SID is a bare VMID.", show_default=False)
+    ResourceType | None,
+    typer.Option("--type", help="Resource type, when SID is a bare VMID.", show_default=False),
 ]
 
 RESOURCE_COLUMNS = [
@@ -57,8 +76,14 @@ RESOURCE_COLUMNS = [
 ]
 
 
-def _options(state: State | None, group: str | None, max_restart: str | None, max_relocate: str | None,
-             comment: str | None, failback: Bool | None) -> ops.Options:  # fmt: skip
+def _options(
+    state: State | None,
+    group: str | None,
+    max_restart: str | None,
+    max_relocate: str | None,
+    comment: str | None,
+    failback: Bool | None,
+) -> ops.Options:
     return {
         "state": value(state),
         "group": group,
@@ -69,16 +94,20 @@ def _options(state: State | None, group: str | None, max_restart: str | None, ma
     }
 
 
-def _config_text(rows: list[render.Row]) -> str:
+def _config_text(rows: Sequence[render.Row]) -> str:
     for row in rows:
         for prop, message in (row.get("errors") or {}).items():
             render.warn(f"error: property '{prop}' - {message}")
-    return render.section_text(rows, header=lambda r: str(r["sid"]), skip=("sid", "type", "digest", "errors"))
+    return render.section_text(
+        rows, header=lambda r: str(r["sid"]), skip=("sid", "type", "digest", "errors")
+    )
 
 
 def config(
     ctx: typer.Context,
-    type_: Annotated[ResourceType | None, typer.Option("--type", help="Only resources of this type.")] = None,
+    type_: Annotated[
+        ResourceType | None, typer.Option("--type", help="Only resources of this type.")
+    ] = None,
     output_format: OutputOpt = OutputFormat.text,
     config_dir: ConfigDirOpt = None,
 ) -> None:
@@ -127,19 +156,25 @@ def set_(
 def remove(
     ctx: typer.Context,
     sid: SidArg,
-    purge: Annotated[Bool, typer.Option("--purge", help="Also remove the resource from rules.")] = Bool.yes,
+    purge: Annotated[
+        Bool, typer.Option("--purge", help="Also remove the resource from rules.")
+    ] = Bool.yes,
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Remove a resource from HA management."""
     ops.remove_resource(store_for(ctx, config_dir), ops.resolve_sid(sid), purge == Bool.yes)
 
 
-def migrate(ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None) -> None:
+def migrate(
+    ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
+) -> None:
     """Request an online migration of a resource to NODE (alias of crm-command migrate)."""
     ops.queue_motion(store_for(ctx, config_dir), "migrate", ops.resolve_sid(sid), node)
 
 
-def relocate(ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None) -> None:
+def relocate(
+    ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
+) -> None:
     """Request a relocation (stop, move, start) of a resource to NODE (alias of crm-command relocate)."""
     ops.queue_motion(store_for(ctx, config_dir), "relocate", ops.resolve_sid(sid), node)
 

@@ -8,12 +8,26 @@ from typing import Annotated
 import typer
 
 from pvha.cli import render
-from pvha.cli.common import Bool, CommentOpt, ConfigDirOpt, DeleteOpt, OutputFormat, OutputOpt, RuleArg, store_for, value
+from pvha.cli.common import (
+    Bool,
+    CommentOpt,
+    ConfigDirOpt,
+    DeleteOpt,
+    OutputFormat,
+    OutputOpt,
+    RuleArg,
+    store_for,
+    value,
+)
 from pvha.cli.render import Column
+from pvha.cli.status import read_json
 from pvha.config import ops, views
+from pvha.config.store import MANAGER_STATUS, Store
 from pvha.errors import UsageError
 
-rules_app = typer.Typer(name="rules", help="HA rules: node affinity and resource affinity.", no_args_is_help=True)
+rules_app = typer.Typer(
+    name="rules", help="HA rules: node affinity and resource affinity.", no_args_is_help=True
+)
 
 
 class RuleType(str, Enum):
@@ -29,20 +43,35 @@ class Affinity(str, Enum):
 TypeArg = Annotated[RuleType, typer.Argument(metavar="TYPE", help="Rule type.", show_default=False)]
 ResourcesOpt = Annotated[
     str | None,
-    typer.Option("--resources", metavar="SIDS", help="Comma-separated HA resource ids.", show_default=False),
+    typer.Option(
+        "--resources", metavar="SIDS", help="Comma-separated HA resource ids.", show_default=False
+    ),
 ]
 NodesOpt = Annotated[
     str | None,
-    typer.Option("--nodes", metavar="NODES", help="node-affinity: nodes with optional priority, e.g. node1:2,node2.",
-                 show_default=False),
-]  # fmt: skip
+    typer.Option(
+        "--nodes",
+        metavar="NODES",
+        help="node-affinity: nodes with optional priority, e.g. node1:2,node2.",
+        show_default=False,
+    ),
+]
 StrictOpt = Annotated[
-    Bool | None, typer.Option("--strict", help="node-affinity: only these nodes [default: 0].", show_default=False)
+    Bool | None,
+    typer.Option(
+        "--strict", help="node-affinity: only these nodes [default: 0].", show_default=False
+    ),
 ]
 AffinityOpt = Annotated[
-    Affinity | None, typer.Option("--affinity", help="resource-affinity: keep together or apart.", show_default=False)
+    Affinity | None,
+    typer.Option(
+        "--affinity", help="resource-affinity: keep together or apart.", show_default=False
+    ),
 ]
-DisableOpt = Annotated[Bool | None, typer.Option("--disable", help="Disable the rule [default: 0].", show_default=False)]
+DisableOpt = Annotated[
+    Bool | None,
+    typer.Option("--disable", help="Disable the rule [default: 0].", show_default=False),
+]
 
 RULE_COLUMNS = [
     Column("enabled", "ENABLED"),
@@ -65,8 +94,15 @@ LIST_COLUMNS = [
 ]
 
 
-def _options(type_: RuleType, resources: str | None, nodes: str | None, strict: Bool | None,
-             affinity: Affinity | None, comment: str | None, disable: Bool | None) -> ops.Options:  # fmt: skip
+def _options(
+    type_: RuleType,
+    resources: str | None,
+    nodes: str | None,
+    strict: Bool | None,
+    affinity: Affinity | None,
+    comment: str | None,
+    disable: Bool | None,
+) -> ops.Options:
     options = {"resources": resources, "comment": comment, "disable": value(disable)}
     wrong = []
     if type_ is RuleType.node_affinity:
@@ -123,10 +159,27 @@ def remove(ctx: typer.Context, rule: RuleArg, config_dir: ConfigDirOpt = None) -
     ops.remove_rule(store_for(ctx, config_dir), rule)
 
 
-FilterType = Annotated[RuleType | None, typer.Option("--type", help="Only rules of this type.", show_default=False)]
-FilterResource = Annotated[
-    str | None, typer.Option("--resource", metavar="SID", help="Only rules naming this resource.", show_default=False)
+FilterType = Annotated[
+    RuleType | None, typer.Option("--type", help="Only rules of this type.", show_default=False)
 ]
+FilterResource = Annotated[
+    str | None,
+    typer.Option(
+        "--resource", metavar="SID", help="Only rules naming this resource.", show_default=False
+    ),
+]
+
+
+def _rows(store: Store, type_: str | None, resource: str | None) -> list[render.Row]:
+    """Rule rows with the engine's conflict check over the last known node table.
+
+    The nodes are those of the last manager status; without one, the nodes named in
+    the configuration stand in for the cluster.
+    """
+    snap = store.load()
+    manager_status = read_json(store, MANAGER_STATUS) or {}
+    nodes = sorted(manager_status.get("node_status") or {}) or views.known_ids(snap, "nodes")
+    return views.rule_rows(snap, type_, resource, views.rule_conflicts(snap, nodes))
 
 
 @rules_app.command("config")
@@ -137,8 +190,8 @@ def config(
     output_format: OutputOpt = OutputFormat.text,
     config_dir: ConfigDirOpt = None,
 ) -> None:
-    """Show HA rules with their state, in file order."""
-    rows = views.rule_rows(store_for(ctx, config_dir).load(), value(type_), resource)
+    """Show HA rules with their state (in use, or ignored because of conflicts), in file order."""
+    rows = _rows(store_for(ctx, config_dir), value(type_), resource)
     render.render(rows, RULE_COLUMNS, output_format.value)
 
 
@@ -151,5 +204,5 @@ def list_(
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """List HA rules with all their options."""
-    rows = views.rule_rows(store_for(ctx, config_dir).load(), value(type_), resource)
+    rows = _rows(store_for(ctx, config_dir), value(type_), resource)
     render.render(rows, LIST_COLUMNS, output_format.value)

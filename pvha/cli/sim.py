@@ -20,7 +20,9 @@ def _fail(exc: PvhaError) -> None:
 @sim_app.command("run")
 def run_cmd(
     directory: Annotated[Path, typer.Argument(help="Scenario directory (PVE test format).")],
-    log: Annotated[Path | None, typer.Option("--log", help="Write the log here instead of stdout.")] = None,
+    log: Annotated[
+        Path | None, typer.Option("--log", help="Write the log here instead of stdout.")
+    ] = None,
 ) -> None:
     """Run one scenario and write its log (PVE's simulator format)."""
     from pvha.sim.runner import run_scenario
@@ -46,7 +48,9 @@ def check_cmd(
     from pvha.sim.check import TIERS, check_paths
 
     if tier not in TIERS:
-        typer.secho(f"error: unknown tier '{tier}' (choose from {', '.join(TIERS)})", fg="red", err=True)
+        typer.secho(
+            f"error: unknown tier '{tier}' (choose from {', '.join(TIERS)})", fg="red", err=True
+        )
         raise typer.Exit(2)
     passed = failed = 0
     try:

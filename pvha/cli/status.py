@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -18,7 +19,7 @@ from pvha.errors import StoreError
 STATUS_COLUMNS = [Column("type", "TYPE"), Column("status", "STATUS")]
 
 
-def _read_json(store: Store, name: str) -> dict[str, Any] | None:
+def read_json(store: Store, name: str) -> dict[str, Any] | None:
     text = store.read_text(name)
     if not text.strip():
         return None
@@ -36,7 +37,7 @@ def _lrm_status(store: Store, nodes: list[str]) -> dict[str, dict[str, Any] | No
     result: dict[str, dict[str, Any] | None] = {}
     for node in nodes:
         try:
-            result[node] = _read_json(store, f"{LRM_STATUS_DIR}/{node}")
+            result[node] = read_json(store, f"{LRM_STATUS_DIR}/{node}")
         except StoreError:
             result[node] = None
     return result
@@ -44,22 +45,28 @@ def _lrm_status(store: Store, nodes: list[str]) -> dict[str, dict[str, Any] | No
 
 def status(
     ctx: typer.Context,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Also print the full cluster state as JSON.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also print the full cluster state as JSON.")
+    ] = False,
     output_format: OutputOpt = OutputFormat.text,
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Show HA status as `ha-manager status` does (from the config dir's status files)."""
     store = store_for(ctx, config_dir)
     config = store.load().ha_config()
-    manager_status = _read_json(store, MANAGER_STATUS) or {}
+    manager_status = read_json(store, MANAGER_STATUS) or {}
     lrm = _lrm_status(store, sorted(manager_status.get("node_status") or {}))
     entries = ha_status.status_entries(manager_status, lrm, config, now=time.time())
 
-    def text(rows: list[render.Row]) -> str:
+    def text(rows: Sequence[render.Row]) -> str:
         out = ha_status.format_status_text(rows)
         if verbose:
             full = {"manager_status": manager_status, "lrm_status": lrm}
-            out += "full cluster state:\n" + json.dumps(full, indent=3, sort_keys=True, separators=(",", " : ")) + "\n"
+            out += (
+                "full cluster state:\n"
+                + json.dumps(full, indent=3, sort_keys=True, separators=(",", " : "))
+                + "\n"
+            )
         return out
 
     render.render(entries, STATUS_COLUMNS, output_format.value, text=text)

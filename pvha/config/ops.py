@@ -38,7 +38,9 @@ def resolve_sid(sid: str, type_: str | None = None) -> str:
     """``vm:100`` as given, or ``100`` with ``--type vm``; UsageError otherwise."""
     if _VMID_ONLY.match(sid):
         if type_ is None:
-            raise UsageError(f"unable to detect SID from VMID '{sid}' - use <type>:<vmid> (vm:{sid}) or --type")
+            raise UsageError(
+                f"unable to detect SID from VMID '{sid}' - use <type>:<vmid> (vm:{sid}) or --type"
+            )
         sid = f"{type_}:{sid}"
     elif type_ is not None and not sid.startswith(f"{type_}:"):
         raise UsageError(f"types does not match: '{sid}' is not of type '{type_}'")
@@ -74,7 +76,9 @@ def _values(kind: Kind, type_: str, options: Options) -> dict[str, object]:
     return values
 
 
-def _merge(kind: Kind, type_: str, old: Mapping[str, object], options: Options, delete: str | None) -> dict[str, object]:
+def _merge(
+    kind: Kind, type_: str, old: Mapping[str, object], options: Options, delete: str | None
+) -> dict[str, object]:
     """``old`` updated with ``options`` and minus the ``--delete`` keys, as PVE's update does."""
     values = dict(old)
     new = _values(kind, type_, options)
@@ -131,7 +135,9 @@ def set_resource(store: Store, sid: str, options: Options, delete: str | None = 
         entry = _resource(snap, sid)
         values = _merge(RESOURCES, type_, entry.values, options, delete)
         _check_group_ref(snap, values)
-        txn.update("resources", snap.resources.file.replace(sid, RESOURCES.render(type_, name, values)))
+        txn.update(
+            "resources", snap.resources.file.replace(sid, RESOURCES.render(type_, name, values))
+        )
 
 
 def remove_resource(store: Store, sid: str, purge: bool = True) -> list[str]:
@@ -184,7 +190,9 @@ def set_group(store: Store, group: str, options: Options, delete: str | None = N
         if entry is None:
             raise UsageError(f"HA group '{group}' does not exist")
         values = _merge(GROUPS, GROUP_TYPE, entry.values, options, delete)
-        txn.update("groups", snap.groups.file.replace(group, GROUPS.render(GROUP_TYPE, group, values)))
+        txn.update(
+            "groups", snap.groups.file.replace(group, GROUPS.render(GROUP_TYPE, group, values))
+        )
 
 
 def remove_group(store: Store, group: str) -> None:
@@ -212,7 +220,9 @@ def add_rule(store: Store, type_: str, rule: str, options: Options) -> None:
         txn.update("rules", snap.rules.file.append(RULES.render(type_, rule, values)))
 
 
-def set_rule(store: Store, type_: str, rule: str, options: Options, delete: str | None = None) -> None:
+def set_rule(
+    store: Store, type_: str, rule: str, options: Options, delete: str | None = None
+) -> None:
     with store.transaction() as txn:
         snap = txn.after
         entry = _rule(snap, rule)
@@ -252,7 +262,9 @@ def _check_rule(snap: Snapshot, type_: str, rule: str, values: Mapping[str, obje
     if values.get("disable"):
         return
     if type_ == RESOURCE_AFFINITY and len(resources) < 2:
-        raise UsageError(f"Rule '{rule}' is invalid: rule is ineffective as there are less than two resources")
+        raise UsageError(
+            f"Rule '{rule}' is invalid: rule is ineffective as there are less than two resources"
+        )
     if type_ == NODE_AFFINITY:
         for other_id, other in snap.rules.entries.items():
             if other_id == rule or other.type != NODE_AFFINITY or "disable" in other.values:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from pvha.config import schema
 from pvha.config.schema import BOOL, COMMENT, Entry, Key, Kind
 from pvha.config.sectioncfg import name_key, parse
-from pvha.core.model import SIM_RESOURCE_TYPES, NodeAffinityRule, NodePriorities, ResourceAffinityRule, Rule
+from pvha.core.model import (
+    SIM_RESOURCE_TYPES,
+    NodeAffinityRule,
+    NodePriorities,
+    ResourceAffinityRule,
+    Rule,
+)
 
 NODE_AFFINITY = "node-affinity"
 RESOURCE_AFFINITY = "resource-affinity"
@@ -68,7 +74,9 @@ def to_rule(entry: Entry, order: int) -> Rule:
         nodes: NodePriorities = values["nodes"]  # type: ignore[assignment]
         strict = bool(values.get("strict", False))
         return NodeAffinityRule(entry.key, resources, nodes, strict, disable, comment, order)
-    return ResourceAffinityRule(entry.key, resources, str(values["affinity"]), disable, comment, order)
+    return ResourceAffinityRule(
+        entry.key, resources, str(values["affinity"]), disable, comment, order
+    )
 
 
 def parse_rules_text(text: str, path: str = "<rules>", sim_types: bool = True) -> dict[str, Rule]:

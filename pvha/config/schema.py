@@ -64,7 +64,9 @@ def check_int_min(minimum: int) -> Checker:
 def check_enum(*allowed: str) -> Checker:
     def check(value: str) -> str:
         if value not in allowed:
-            raise ValueError(f"value '{value}' does not have a value in the enumeration '{', '.join(allowed)}'")
+            raise ValueError(
+                f"value '{value}' does not have a value in the enumeration '{', '.join(allowed)}'"
+            )
         return value
 
     return check
@@ -115,7 +117,9 @@ def check_node_list(value: str) -> NodePriorities:
         node, sep, prio = item.partition(":")
         check_node_name(node)
         if sep and not _PRIO.match(prio):
-            raise ValueError(f"invalid priority '{prio}' for node '{node}' (expected <node>[:<integer >= 0>])")
+            raise ValueError(
+                f"invalid priority '{prio}' for node '{node}' (expected <node>[:<integer >= 0>])"
+            )
         if any(node == seen for seen, _ in result):
             raise ValueError(f"node '{node}' is listed twice")
         result.append((node, int(prio) if sep else 0))
@@ -218,7 +222,9 @@ class Kind:
 def validate_section(kind: Kind, section: Section, path: str) -> Entry:
     """Typed entry for one section; ConfigError at the offending line."""
     if section.type not in kind.types:
-        raise ConfigError(f"section '{section.key}': unsupported type '{section.type}'", path, section.line)
+        raise ConfigError(
+            f"section '{section.key}': unsupported type '{section.type}'", path, section.line
+        )
     try:
         kind.check_name(section.type, section.name)
     except ValueError as err:
@@ -228,10 +234,14 @@ def validate_section(kind: Kind, section: Section, path: str) -> Entry:
         try:
             values[prop.key] = kind.check_value(section.type, prop.key, prop.value)
         except ValueError as err:
-            raise ConfigError(f"section '{section.key}': invalid '{prop.key}': {err}", path, prop.line) from None
+            raise ConfigError(
+                f"section '{section.key}': invalid '{prop.key}': {err}", path, prop.line
+            ) from None
     for key, spec in kind.types[section.type].items():
         if spec.required and key not in values:
-            raise ConfigError(f"section '{section.key}': missing required property '{key}'", path, section.line)
+            raise ConfigError(
+                f"section '{section.key}': missing required property '{key}'", path, section.line
+            )
     return Entry(section.type, section.name, section.key, section.line, values)
 
 

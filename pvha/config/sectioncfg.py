@@ -101,7 +101,9 @@ class SectionFile:
 
     def replace(self, key: str, section_text: str) -> SectionFile:
         """Swap the section ``key`` for ``section_text`` (a canonical section, see render_section)."""
-        chunks = [section_text if isinstance(c, Section) and c.key == key else c for c in self.chunks]
+        chunks = [
+            section_text if isinstance(c, Section) and c.key == key else c for c in self.chunks
+        ]
         return self._reparse(chunks)
 
     def append(self, section_text: str) -> SectionFile:
@@ -174,7 +176,9 @@ class _Open:
 
     def close(self) -> list[str | Section]:
         # Comments after the last property stay outside, so replacing the section keeps them.
-        section = Section(self.type, self.name, self.key, self.line, tuple(self.props), "".join(self.raw))
+        section = Section(
+            self.type, self.name, self.key, self.line, tuple(self.props), "".join(self.raw)
+        )
         return [section, *self.pending]
 
 
@@ -189,7 +193,7 @@ def parse(text: str, path: str = "<config>", section_key: SectionKey = name_key)
     seen: dict[str, int] = {}
     current: _Open | None = None
     for lineno, raw in _lines(text):
-        body = raw[:-1] if raw.endswith("\n") else raw
+        body = raw.removesuffix("\n")
         if _COMMENT.match(body):
             (current.pending if current else chunks).append(raw)
             continue
@@ -202,7 +206,11 @@ def parse(text: str, path: str = "<config>", section_key: SectionKey = name_key)
         header = _HEADER.match(body)
         if current is None:
             if header is None:
-                reason = "property line outside of a section" if _PROP.match(body) else "unable to parse line"
+                reason = (
+                    "property line outside of a section"
+                    if _PROP.match(body)
+                    else "unable to parse line"
+                )
                 raise ConfigError(f"{reason}: {body!r}", path, lineno)
             current = _open_section(header, raw, lineno, path, section_key, seen)
             continue
@@ -224,11 +232,18 @@ def parse(text: str, path: str = "<config>", section_key: SectionKey = name_key)
 
 
 def _open_section(
-    header: re.Match[str], raw: str, lineno: int, path: str, section_key: SectionKey, seen: dict[str, int]
+    header: re.Match[str],
+    raw: str,
+    lineno: int,
+    path: str,
+    section_key: SectionKey,
+    seen: dict[str, int],
 ) -> _Open:
     type_, name = header.group(1).lower(), header.group(2)
     key = section_key(type_, name)
     if key in seen:
-        raise ConfigError(f"duplicate section '{key}' (first defined at line {seen[key]})", path, lineno)
+        raise ConfigError(
+            f"duplicate section '{key}' (first defined at line {seen[key]})", path, lineno
+        )
     seen[key] = lineno
     return _Open(type_, name, key, lineno, raw)

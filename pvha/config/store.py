@@ -11,8 +11,12 @@ Contract
   rewritten; a transaction left by an exception writes nothing.
 * Each file is written atomically: temp file in the same directory, write, fsync,
   rename over the target, fsync the directory.
+* An edit touching several files (``remove`` purging rules) writes them one after the
+  other, each atomically, in the order resources.cfg, groups.cfg, rules.cfg.
 * ``crm_commands`` lines are appended under the same lock, one command per line, as
   PVE's API does (semantics 1.5).
+* The lock serialises commands on one host. On a PVE cluster filesystem it does not
+  reach other nodes; cluster-wide edits need pmxcfs's own lock (a later change).
 """
 
 from __future__ import annotations
@@ -174,7 +178,9 @@ class Store:
                 finally:
                     os.close(fd)
             except OSError as err:
-                raise StoreError(f"cannot write {self.path(CRM_COMMANDS)}: {_reason(err)}") from None
+                raise StoreError(
+                    f"cannot write {self.path(CRM_COMMANDS)}: {_reason(err)}"
+                ) from None
 
     @contextlib.contextmanager
     def locked(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
@@ -209,7 +215,8 @@ class Store:
                 out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(tmp, mode)
+            with contextlib.suppress(OSError):  # pmxcfs (/etc/pve) refuses chmod
+                os.chmod(tmp, mode)
             os.replace(tmp, target)
         except OSError as err:
             with contextlib.suppress(OSError):
@@ -226,7 +233,9 @@ def _flock(fd: int, timeout: float, where: Path) -> None:
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise LockError(f"config dir {where} is locked by another command (waited {timeout:g} s)") from None
+                raise LockError(
+                    f"config dir {where} is locked by another command (waited {timeout:g} s)"
+                ) from None
             time.sleep(0.02)
 
 

@@ -7,10 +7,11 @@ the strings written in the files. Rows hold only the keys set in the file, as PV
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pvha.config.schema import Entry, Kind
 from pvha.config.store import Snapshot
+from pvha.core.rules import compile_rules
 
 Row = dict[str, object]
 
@@ -54,12 +55,28 @@ def group_rows(snap: Snapshot) -> list[Row]:
     ]
 
 
-def rule_rows(snap: Snapshot, type_: str | None = None, resource: str | None = None) -> list[Row]:
+def rule_conflicts(snap: Snapshot, nodes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Rules the HA manager would drop (rule id -> reasons), by the engine's feasibility check.
+
+    ``nodes`` stands for the CRM node table (it matters for "more resources than nodes").
+    """
+    cfg = snap.ha_config()
+    dropped = compile_rules(cfg.rules, cfg.groups, cfg.resources, nodes).dropped
+    return {rid: tuple(reasons) for rid, reasons in dropped.items() if rid in cfg.rules}
+
+
+def rule_rows(
+    snap: Snapshot,
+    type_: str | None = None,
+    resource: str | None = None,
+    conflicts: Mapping[str, Sequence[str]] | None = None,
+) -> list[Row]:
     """One row per rule in file order; ``enabled`` is 0 when the ``disable`` key is present.
 
-    ``state`` is ``in use`` for enabled rules and ``disabled`` otherwise; the engine's
-    full feasibility check (``ignored (conflicts)``) is not run by the config store.
+    ``state`` is ``in use``, ``ignored (conflicts)`` for rules in ``conflicts`` (whose
+    reasons go to ``errors``), or ``disabled``.
     """
+    conflicts = conflicts or {}
     rows = []
     for order, (rid, entry) in enumerate(snap.rules.entries.items(), start=1):
         if type_ is not None and entry.type != type_:
@@ -67,13 +84,19 @@ def rule_rows(snap: Snapshot, type_: str | None = None, resource: str | None = N
         if resource is not None and resource not in entry.values["resources"]:  # type: ignore[operator]
             continue
         enabled = "disable" not in entry.values
+        state = "in use" if enabled else "disabled"
         row: Row = {"rule": rid, "type": entry.type, **_values(snap.rules.kind, entry)}
-        row.update(order=order, enabled=1 if enabled else 0, state="in use" if enabled else "disabled")
+        if enabled and rid in conflicts:
+            state = "ignored (conflicts)"
+            row["errors"] = list(conflicts[rid])
+        row.update(order=order, enabled=1 if enabled else 0, state=state)
         rows.append(row)
     return rows
 
 
-def known_ids(snap: Snapshot, what: str, manager_status: Mapping[str, object] | None = None) -> list[str]:
+def known_ids(
+    snap: Snapshot, what: str, manager_status: Mapping[str, object] | None = None
+) -> list[str]:
     """Ids for shell completion: ``sids``, ``groups``, ``rules`` or ``nodes`` (local config only)."""
     if what == "sids":
         return sorted(snap.resources.entries)

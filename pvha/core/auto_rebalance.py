@@ -31,8 +31,12 @@ def _loads(m: Manager, mode: str, node_stats: Any) -> dict[str, rebalance.NodeLo
             for n, (c, mc, me, mm) in zip(m.usage.nodes, node_loads(), strict=True)
         }
     return {
-        n: rebalance.NodeLoad(cpu=node_stats[n].cpu, maxcpu=node_stats[n].maxcpu,
-                              mem=node_stats[n].mem, maxmem=node_stats[n].maxmem)
+        n: rebalance.NodeLoad(
+            cpu=node_stats[n].cpu,
+            maxcpu=node_stats[n].maxcpu,
+            mem=node_stats[n].mem,
+            maxmem=node_stats[n].maxmem,
+        )
         for n in online
         if n in node_stats
     }

@@ -62,7 +62,9 @@ def _maintenance(m: Manager, cmd: str, node: str, enable: bool) -> None:
     requests = m.ms.setdefault("node_request", {})
     if enable:
         if m.ms.get("disarm"):
-            m.env.log("warn", f"ignoring maintenance command for node {node} - HA stack is disarmed")
+            m.env.log(
+                "warn", f"ignoring maintenance command for node {node} - HA stack is disarmed"
+            )
         elif state == "online":
             requests.setdefault(node, {})["maintenance"] = 1
         elif state == "maintenance":
@@ -71,14 +73,18 @@ def _maintenance(m: Manager, cmd: str, node: str, enable: bool) -> None:
             m.env.log("err", f"crm command error - node not online: {cmd}")
         return
     if state != "maintenance":
-        m.env.log("warn", f"clearing maintenance of node {node} requested, but it's in state {state}")
+        m.env.log(
+            "warn", f"clearing maintenance of node {node} requested, but it's in state {state}"
+        )
     requests.setdefault(node, {}).pop("maintenance", None)
 
 
 def _disarm(m: Manager, cmd: str, mode: str) -> None:
     current = m.ms.get("disarm")
     if current:
-        m.env.log("notice", f"ignoring disarm-ha command - already in disarm state ({current['state']})")
+        m.env.log(
+            "notice", f"ignoring disarm-ha command - already in disarm state ({current['state']})"
+        )
         return
     m.env.log("info", f"got crm command: {cmd}")
     if mode == "ignore":

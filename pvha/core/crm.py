@@ -16,7 +16,9 @@ MAX_ACTIVE_IDLE_ROUNDS = 90
 
 
 def count_fenced_services(ss: dict[str, Any] | None, node: str) -> int:
-    return sum(1 for sd in (ss or {}).values() if sd.get("node") == node and sd.get("state") == "fence")
+    return sum(
+        1 for sd in (ss or {}).values() if sd.get("node") == node and sd.get("state") == "fence"
+    )
 
 
 class Crm:
@@ -225,7 +227,9 @@ class Crm:
             return False
         try:
             if not self.cluster_state_update:
-                self.env.log("notice", "temporary inconsistent cluster state (cfs restart?), skip round")
+                self.env.log(
+                    "notice", "temporary inconsistent cluster state (cfs restart?), skip round"
+                )
             else:
                 manager.manage(self.now)
                 self._disarm_watchdog(manager)

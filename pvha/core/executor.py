@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from pvha.core.lrm import Lrm
 
 
-def exec_resource_agent(lrm: Lrm, sid: str, cd: dict[str, Any] | None, cmd: str, params: dict[str, Any]) -> int:
+def exec_resource_agent(
+    lrm: Lrm, sid: str, cd: dict[str, Any] | None, cmd: str, params: dict[str, Any]
+) -> int:
     env = lrm.env
     rtype = sid.split(":", 1)[0]
     if not env.resource_type_known(rtype):

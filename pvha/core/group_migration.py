@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pvha.core.rules import groups_to_rules
 
@@ -65,10 +65,15 @@ def _check_nodes(m: Manager) -> None:
             raise _Abort(f"node '{node}' is not online")
         lrm = env.read_lrm_status(node)
         lstate, mode = lrm.get("state", "unknown"), lrm.get("mode", "unknown")
-        env.log("notice", f"ha groups migration: lrm '{node}' is in state '{lstate}' and mode '{mode}'")
+        env.log(
+            "notice", f"ha groups migration: lrm '{node}' is in state '{lstate}' and mode '{mode}'"
+        )
         if lstate == "wait_for_agent_lock":
-            if any(sd.get("node") == node and sd.get("state") not in ("stopped", "freeze", "error", "request_start")
-                   for sd in m.ss.values()):
+            if any(
+                sd.get("node") == node
+                and sd.get("state") not in ("stopped", "freeze", "error", "request_start")
+                for sd in m.ss.values()
+            ):
                 raise _Abort(f"lrm '{node}' is not active")
         elif lstate != "active":
             raise _Abort(f"lrm '{node}' is not active")
@@ -80,7 +85,7 @@ def _check_nodes(m: Manager) -> None:
             raise _Abort(f"node '{node}' needs at least pve-manager version '{MIN_VERSION}'")
 
 
-def _migrate(m: Manager, groups: dict) -> None:
+def _migrate(m: Manager, groups: dict[str, Any]) -> None:
     from pvha.core.manager import _to_resource
 
     env = m.env
@@ -122,6 +127,9 @@ def try_group_migration(m: Manager) -> None:
     except _Abort as err:
         env.log("err", f"abort ha groups migration: {err}")
         env.log("err", "ha groups migration failed")
-        env.log("notice", f"retry ha groups migration in {RETRY_ROUNDS} rounds (~ {RETRY_ROUNDS * 10} seconds)")
+        env.log(
+            "notice",
+            f"retry ha groups migration in {RETRY_ROUNDS} rounds (~ {RETRY_ROUNDS * 10} seconds)",
+        )
         return
     env.log("notice", "ha groups migration successful")

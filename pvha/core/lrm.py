@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvha.core.crm import count_fenced_services
 from pvha.core.ports import CfsError, HaEnv
 from pvha.core.states import ExitCode
 from pvha.core.transitions import LRM, LrmEvent, next_state
@@ -58,7 +57,9 @@ class Lrm:
         self.now = now
         env = self.env
         shutdown, reboot = env.is_node_shutdown()
-        policy = (env.get_datacenter_settings().get("ha") or {}).get("shutdown_policy") or "conditional"
+        policy = (env.get_datacenter_settings().get("ha") or {}).get(
+            "shutdown_policy"
+        ) or "conditional"
         if shutdown:
             env.log("info", f"got shutdown request with shutdown policy '{policy}'")
         freeze_all = False
@@ -87,17 +88,27 @@ class Lrm:
         except CfsError as err:
             env.log("err", f"unable to update lrm status file - {_msg(err)}")
 
-    def _apply_shutdown_mode(self, shutdown: bool, reboot: bool, policy: str, maintenance: bool, freeze_all: bool) -> None:
+    def _apply_shutdown_mode(
+        self, shutdown: bool, reboot: bool, policy: str, maintenance: bool, freeze_all: bool
+    ) -> None:
         env = self.env
         if shutdown:
             kind = "reboot" if reboot else "shutdown"
             if self.mode == "maintenance":
                 if maintenance:
-                    env.log("info", f"{kind} LRM, ignore maintenance policy, already in maintenance mode")
+                    env.log(
+                        "info",
+                        f"{kind} LRM, ignore maintenance policy, already in maintenance mode",
+                    )
                 else:
-                    env.log("info", f"{kind} LRM, ignore {policy} policy as manual maintenance mode is enabled")
+                    env.log(
+                        "info",
+                        f"{kind} LRM, ignore {policy} policy as manual maintenance mode is enabled",
+                    )
             elif maintenance:
-                env.log("info", f"{kind} LRM, doing maintenance, removing this node from active list")
+                env.log(
+                    "info", f"{kind} LRM, doing maintenance, removing this node from active list"
+                )
                 self.mode = "maintenance"
             elif freeze_all:
                 env.log("info", f"{kind} LRM, stop and freeze all services")
@@ -106,7 +117,10 @@ class Lrm:
                 env.log("info", "shutdown LRM, stop all services")
                 self.mode = "shutdown"
         elif self.mode == "maintenance":
-            env.log("info", "Restarting LRM in maintenance mode may be delayed until all services are moved")
+            env.log(
+                "info",
+                "Restarting LRM in maintenance mode may be delayed until all services are moved",
+            )
         else:
             env.log("info", "restart LRM, freeze all services")
             self.mode = "restart"
@@ -200,7 +214,9 @@ class Lrm:
         return do_work(self)
 
     # ------------------------------------------------------------------ workers
-    def queue_resource_command(self, sid: str, uid: str | None, state: str, params: dict[str, Any] | None = None) -> None:
+    def queue_resource_command(
+        self, sid: str, uid: str | None, state: str, params: dict[str, Any] | None = None
+    ) -> None:
         if state != "stopped" and uid and uid in self.results:
             return
         w = self.workers.get(sid)
@@ -208,7 +224,13 @@ class Lrm:
             if w.get("pid"):
                 return
             del self.workers[sid]
-        self.workers[sid] = {"sid": sid, "uid": uid, "state": state, "params": params, "start_tries": 0}
+        self.workers[sid] = {
+            "sid": sid,
+            "uid": uid,
+            "state": state,
+            "params": params,
+            "start_tries": 0,
+        }
 
     def manage_resources(self) -> int:
         me = self.env.nodename()
@@ -284,7 +306,9 @@ class Lrm:
         if exit_code == ExitCode.ERROR:
             tries = self.restart_tries.setdefault(sid, 0)
             if tries >= max_restart:
-                self.env.log("err", f"unable to start service {sid} on local node after {tries} retries")
+                self.env.log(
+                    "err", f"unable to start service {sid} on local node after {tries} retries"
+                )
                 self.restart_tries[sid] = 0
                 return ExitCode.ERROR
             self.restart_tries[sid] = tries + 1

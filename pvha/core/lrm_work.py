@@ -14,14 +14,20 @@ if TYPE_CHECKING:
 
 def state_changes(lrm: Lrm) -> None:
     env = lrm.env
-    fence_request = count_fenced_services(lrm.service_status, env.nodename()) or lrm.node_status == "fence"
+    fence_request = (
+        count_fenced_services(lrm.service_status, env.nodename()) or lrm.node_status == "fence"
+    )
     state = lrm.state
     if state == "wait_for_agent_lock":
         if lrm.mode == "disarm":
             return
-        if not fence_request and lrm.active_service_count() and env.quorate():
-            if lrm.get_protected_ha_agent_lock():
-                lrm._fire(LrmEvent.LOCK_ACQUIRED)
+        if (
+            not fence_request
+            and lrm.active_service_count()
+            and env.quorate()
+            and lrm.get_protected_ha_agent_lock()
+        ):
+            lrm._fire(LrmEvent.LOCK_ACQUIRED)
     elif state == "lost_agent_lock":
         if not fence_request and env.quorate() and lrm.get_protected_ha_agent_lock():
             lrm._fire(LrmEvent.LOCK_ACQUIRED)
@@ -48,7 +54,10 @@ def _active_changes(lrm: Lrm, fence_request: int) -> None:
     elif not lrm.has_configured_service_on_local_node() and not lrm.run_workers():
         lrm.active_idle_rounds += 1
         if lrm.active_idle_rounds > MAX_ACTIVE_IDLE_ROUNDS:
-            env.log("info", f"node had no service configured for {MAX_ACTIVE_IDLE_ROUNDS} rounds, going idle.")
+            env.log(
+                "info",
+                f"node had no service configured for {MAX_ACTIVE_IDLE_ROUNDS} rounds, going idle.",
+            )
             env.release_ha_agent_lock()
             lrm.give_up_watchdog_protection()
             lrm._fire(LrmEvent.IDLE)
@@ -133,9 +142,14 @@ def _work_lost(lrm: Lrm) -> bool:
     if lrm.shutdown_request_time is not None:
         count = lrm.active_service_count()
         if count > 0:
-            env.log("err", f"get shutdown request in state 'lost_agent_lock' - detected {count} running services")
+            env.log(
+                "err",
+                f"get shutdown request in state 'lost_agent_lock' - detected {count} running services",
+            )
             if lrm.mode == "restart" and (lrm.now - lrm.state_change_time) > 90:
-                env.log("err", "lost agent lock and restart request for over 90 seconds - giving up!")
+                env.log(
+                    "err", "lost agent lock and restart request for over 90 seconds - giving up!"
+                )
                 return False
         else:
             lrm.give_up_watchdog_protection()

@@ -89,9 +89,13 @@ class Manager:
         self.usage.add_service_usage(sid, new_state, sd.get("node"), sd.get("target"))
         sd["uid"] = self.new_uid()
         suffix = f"  ({text})" if text else ""
-        self.env.log("info", f"service '{sid}': state changed from '{old_state}' to '{new_state}'{suffix}")
+        self.env.log(
+            "info", f"service '{sid}': state changed from '{old_state}' to '{new_state}'{suffix}"
+        )
 
-    def select_node(self, sid: str, cd: dict[str, Any], sd: dict[str, Any], preference: str) -> str | None:
+    def select_node(
+        self, sid: str, cd: dict[str, Any], sd: dict[str, Any], preference: str
+    ) -> str | None:
         return placement.select_service_node(
             sid,
             preference,
@@ -147,7 +151,9 @@ class Manager:
         rules = self.env.read_rules_config()
         resources = {sid: _to_resource(sid, cd) for sid, cd in self.sc.items()}
         nodes = self.ns.list_nodes()
-        digest = repr((sorted(rules.items()), sorted(groups.items()), sorted(resources.items()), nodes))
+        digest = repr(
+            (sorted(rules.items()), sorted(groups.items()), sorted(resources.items()), nodes)
+        )
         if digest == self._rules_digest:
             return
         self._rules_digest = digest
@@ -168,10 +174,10 @@ class Manager:
             state = "request_start" if cd["state"] == "started" else "request_stop"
             self.ss[sid] = {"state": state, "node": cd["node"], "uid": self.new_uid()}
         for sid in sorted(self.ss):
-            cd = self.sc.get(sid)
-            if cd is not None and cd["state"] != "ignored":
+            conf = self.sc.get(sid)
+            if conf is not None and conf["state"] != "ignored":
                 continue
-            reason = "ignored state requested" if cd is not None else "no config"
+            reason = "ignored state requested" if conf is not None else "no config"
             self.env.log("info", f"removing stale service '{sid}' ({reason})")
             del self.ss[sid]
 
@@ -215,7 +221,7 @@ class Manager:
             sd = self.ss.get(sid)
             if sd is None:
                 continue
-            cd = self.sc.get(sid) or {"state": "disabled", "node": sd.get("node")}
+            cd: dict[str, Any] = self.sc.get(sid) or {"state": "disabled", "node": sd.get("node")}
             uid = sd.get("uid")
             lrm_res = self.lrm_results.get(uid) if uid else None
             last = sd["state"]
@@ -244,7 +250,10 @@ class Manager:
         for node in sorted(n for n in self.ns.status if n not in fenced):
             if self.ns.get_node_state(node) != "fence":
                 continue
-            self.env.log("notice", f"node '{node}' in fence state but no services to-fence! admin interference?!")
+            self.env.log(
+                "notice",
+                f"node '{node}' in fence state but no services to-fence! admin interference?!",
+            )
             if self.ns.fence_node(node):
                 repeat = True
         return repeat

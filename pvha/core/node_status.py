@@ -60,7 +60,9 @@ class NodeStatus:
         self.status[node] = new
         self.env.log("info", f"node '{node}': state changed from '{old}' => '{new}'")
 
-    def update(self, node_info: Mapping[str, Mapping[str, Any]], lrm_modes: Mapping[str, str]) -> None:
+    def update(
+        self, node_info: Mapping[str, Mapping[str, Any]], lrm_modes: Mapping[str, str]
+    ) -> None:
         """One round of node-state updates from membership and LRM modes."""
         for node in sorted(node_info):
             if not node_info[node].get("online"):
@@ -83,19 +85,17 @@ class NodeStatus:
             state = self.get_node_state(node)
             if state == "online":
                 self._fire(node, NodeEvent.LOST)
-            elif state == "maintenance":
-                if lrm_modes.get(node, "unkown") != "maintenance":
-                    self._fire(node, NodeEvent.LOST)
-            elif state == "unknown":
-                if d is None:
-                    self._fire(node, NodeEvent.NOT_MEMBER)
-            elif state == "gone":
-                if self.node_is_offline_delayed(node, GONE_PURGE_DELAY):
-                    self.last_online.pop(node, None)
-                    del self.status[node]
-                    self.env.log(
-                        "notice", f"deleting gone node '{node}', not a cluster member anymore."
-                    )
+            elif state == "maintenance" and lrm_modes.get(node, "unkown") != "maintenance":
+                # a powered-off node whose last lrm_status says maintenance stays so
+                self._fire(node, NodeEvent.LOST)
+            elif state == "unknown" and d is None:
+                self._fire(node, NodeEvent.NOT_MEMBER)
+            elif state == "gone" and self.node_is_offline_delayed(node, GONE_PURGE_DELAY):
+                self.last_online.pop(node, None)
+                del self.status[node]
+                self.env.log(
+                    "notice", f"deleting gone node '{node}', not a cluster member anymore."
+                )
 
     def fence_node(self, node: str) -> bool:
         """Start/continue fencing ``node``: one agent-lock attempt through the port."""

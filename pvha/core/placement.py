@@ -156,14 +156,7 @@ def select_service_node(
         and (current_node in together or current_node not in separate)
     ):
         return current_node
-    # sets below are only copied when something is removed (keeps the common path cheap)
-    if preference == "try-next" and failed_nodes:
-        pri = pri - set(failed_nodes)
-    if separate:
-        pri = pri - separate
-    majority = _majority(together, pri)
-    if majority is not None:
-        pri = {majority}
+    pri = _narrow(pri, preference, failed_nodes, together, separate)
     if maintenance_node is not None and maintenance_node in pri:
         return maintenance_node
     if preference == "none" and current_node in pri:
@@ -177,3 +170,21 @@ def select_service_node(
         if idx < len(ranked) - 1:
             return ranked[idx + 1]
     return ranked[0]
+
+
+def _narrow(
+    pri: frozenset[str] | set[str],
+    preference: str,
+    failed_nodes: Iterable[str],
+    together: Mapping[str, int],
+    separate: set[str],
+) -> frozenset[str] | set[str]:
+    """§4.5 steps 4-5: drop failed (try-next) and separated nodes, then keep only the
+    positive partners' majority node if one remains. Copies only when removing, so the
+    common path stays allocation-free."""
+    if preference == "try-next" and failed_nodes:
+        pri = pri - set(failed_nodes)
+    if separate:
+        pri = pri - separate
+    majority = _majority(together, pri)
+    return pri if majority is None else {majority}

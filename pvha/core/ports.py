@@ -76,7 +76,13 @@ class StatusPort(Protocol):
 
     def write_lrm_status(self, status: Mapping[str, Any]) -> None: ...
 
-    def read_crm_commands(self) -> str: ...
+    def read_crm_commands(self) -> str:
+        """Read and truncate the queue atomically."""
+        ...
+
+    def has_crm_commands(self) -> bool:
+        """Peek: is any command queued (without consuming it)?"""
+        ...
 
 
 class ConfigPort(Protocol):
@@ -90,9 +96,23 @@ class ConfigPort(Protocol):
 
     def read_rules_config(self) -> Mapping[str, Any]: ...
 
-    def get_datacenter_settings(self) -> Mapping[str, Any]: ...
+    def write_rules_config(self, rules: Mapping[str, Any]) -> None:
+        """Persist rules (group migration); under the ``ha`` domain lock."""
+        ...
 
-    def get_static_node_stats(self) -> Mapping[str, Any]: ...
+    def delete_group_config(self) -> None: ...
+
+    def get_datacenter_settings(self) -> Mapping[str, Any]:
+        """PVE-shaped: ``{"ha": {"shutdown_policy": ...}, "crs": {"ha": ..., ...}}``."""
+        ...
+
+    def get_usage_stats(self, mode: str, ss: Mapping[str, Any]) -> tuple[Any, Any]:
+        """(node -> scheduler.NodeStats, sid -> scheduler.ServiceStats) for static/dynamic."""
+        ...
+
+    def get_node_version(self, node: str) -> str:
+        """pve-manager version of ``node`` (group migration gate)."""
+        ...
 
 
 class ResourcePort(Protocol):
@@ -113,7 +133,9 @@ class ResourcePort(Protocol):
     def resource_type_known(self, rtype: str) -> bool: ...
 
 
-class HaEnv(LogPort, ClusterPort, LockPort, WatchdogPort, StatusPort, ConfigPort, ResourcePort, Protocol):
+class HaEnv(
+    LogPort, ClusterPort, LockPort, WatchdogPort, StatusPort, ConfigPort, ResourcePort, Protocol
+):
     """Everything one daemon (CRM or LRM of one node) may do to the world."""
 
     def is_node_shutdown(self) -> tuple[bool, bool]:

@@ -82,12 +82,18 @@ class NodeStats:
 
 @dataclass(frozen=True, slots=True)
 class ServiceStats:
-    """Configured (``maxcpu``, ``maxmem``; 0 cpu = all node cores) and measured use."""
+    """Configured (``maxcpu``, ``maxmem``; 0 cpu = all node cores) and measured use.
+
+    ``running``: whether the guest actually runs (dynamic mode: its use is then part of
+    its node's measured figures). None = unknown, use the ``running`` flag the caller
+    passes to :meth:`Usage.add_service_usage` (the sd ``running`` key).
+    """
 
     maxcpu: float = 0.0
     maxmem: float = 0.0
     cpu: float = 0.0
     mem: float = 0.0
+    running: bool | None = None
 
 
 class Usage:
@@ -402,9 +408,11 @@ class DynamicUsage(_ResourceUsage):
     def _service_add(
         self, sid: str, node: str, *, current: bool, running: bool
     ) -> tuple[float, float] | None:
+        st = self._service_stats.get(sid)
+        if st is not None and st.running is not None:
+            running = st.running
         if current and running:
             return None
-        st = self._service_stats.get(sid)
         if st is None:
             return None
         return (st.cpu, st.mem) if running else (st.maxcpu, st.maxmem)

@@ -17,8 +17,15 @@ if TYPE_CHECKING:
 Sd = dict[str, Any]
 
 REMOVABLE_LOCKS = [
-    "backup", "mounted", "migrate", "clone", "rollback",
-    "snapshot", "snapshot-delete", "suspending", "suspended",
+    "backup",
+    "mounted",
+    "migrate",
+    "clone",
+    "rollback",
+    "snapshot",
+    "snapshot-delete",
+    "suspending",
+    "suspended",
 ]
 
 
@@ -101,7 +108,9 @@ def next_state_migrate_relocate(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: S
             m._change(sid, _moved_event(cd), node=sd["target"])
             return
         if code == ExitCode.EWRONG_NODE:
-            m.env.log("err", f"service '{sid}' - migration failed: service registered on wrong node!")
+            m.env.log(
+                "err", f"service '{sid}' - migration failed: service registered on wrong node!"
+            )
             m._change(sid, SvcEvent.FAIL)
         elif code == ExitCode.IGNORED:
             m.env.log(
@@ -113,11 +122,10 @@ def next_state_migrate_relocate(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: S
             m.env.log("err", f"service '{sid}' - migration failed (exit code {code})")
             m._change(sid, _moved_event(cd), node=sd["node"])
             return
-    # PVE falls through here after EWRONG_NODE/IGNORED; the node then just reported a
-    # result, so it cannot be offline for the fence delay: only check unfinished moves.
-    if sd["state"] in ("migrate", "relocate", "request_start_balance") and m.ns.node_is_offline_delayed(
-        sd["node"]
-    ):
+    # PVE falls through to this check after EWRONG_NODE and IGNORED too. Only the
+    # error case is left out: an ``error`` service is never fenced (its table row has
+    # no NODE_DEAD), and its node just answered, so it is not offline anyway.
+    if m.ns.node_is_offline_delayed(sd["node"]) and sd["state"] != "error":
         m._change(sid, SvcEvent.NODE_DEAD)
 
 
@@ -165,7 +173,10 @@ def _started_lrm_result(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd) -> bo
     if code in (ExitCode.ERROR, ExitCode.EWRONG_NODE):
         sd.pop("running", None)
         if len(sd["failed_nodes"]) <= int(cd.get("max_relocate", 1)):
-            m.env.log("warning", f"starting service {sid} on node '{sd['node']}' failed, relocating service.")
+            m.env.log(
+                "warning",
+                f"starting service {sid} on node '{sd['node']}' failed, relocating service.",
+            )
             return True
         m.env.log(
             "err",
@@ -173,12 +184,14 @@ def _started_lrm_result(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd) -> bo
             f" Failed nodes: {', '.join(sd['failed_nodes'])}",
         )
     else:
-        m.env.log("err", f"service '{sid}' got unrecoverable error (exit code {code}))")
+        m.env.log("err", f"service '{sid}' got unrecoverable error (exit code {code})")
     m._change(sid, SvcEvent.FAIL)
     return None
 
 
-def _started_place(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None, try_next: bool) -> None:
+def _started_place(
+    m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None, try_next: bool
+) -> None:
     node = m.select_node(sid, cd, sd, "try-next" if try_next else "none")
     if node is not None and sd["node"] != node:
         fallback = sd.get("maintenance_node")
@@ -208,7 +221,8 @@ def _started_place(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None, try
     mnode = sd.get("maintenance_node")
     if mnode and sd["node"] == mnode and m.ns.get_node_state(sd["node"]) == "online":
         m.env.log(
-            "info", f"service '{sid}': clearing stale maintenance node '{mnode}' setting (is current node)"
+            "info",
+            f"service '{sid}': clearing stale maintenance node '{mnode}' setting (is current node)",
         )
         del sd["maintenance_node"]
     if lrm_res is not None:
@@ -227,7 +241,9 @@ def next_state_started(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None)
         m._change(sid, SvcEvent.WANT_STOP)
         return
     if cd["state"] != "started":
-        m.env.log("err", f"service '{sid}' - unknown state '{cd['state']}' in service configuration")
+        m.env.log(
+            "err", f"service '{sid}' - unknown state '{cd['state']}' in service configuration"
+        )
         return
     if sd.get("cmd"):
         _started_command(m, sid, sd)
@@ -263,7 +279,8 @@ def next_state_recovery(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None
         m._change(sid, ev, node=node)
         return
     m.env.log(
-        "err", f"recovering service '{sid}' from fenced node '{fenced}' failed, no recovery node found"
+        "err",
+        f"recovering service '{sid}' from fenced node '{fenced}' failed, no recovery node found",
     )
     if cd["state"] == "disabled":
         sd.pop("failed_nodes", None)

@@ -77,7 +77,7 @@ class LrmEvent(str, Enum):
     DISARM = "disarm"
 
 
-_MOVING = {
+_MOVING: dict[str, str] = {
     SvcEvent.MOVED_START: "started",
     SvcEvent.MOVED_STOP: "request_stop",
     SvcEvent.FAIL: "error",
@@ -189,4 +189,4 @@ def next_state(table: Mapping[str, Mapping[str, str]], state: str, event: str) -
     key = event.value if isinstance(event, Enum) else event
     if row is None or key not in row:
         raise IllegalTransition(f"illegal event '{key}' in state '{state}'")
-    return row[key]  # type: ignore[index]
+    return row[key]

@@ -32,16 +32,22 @@ _TIER_A = [
         r"^fencing: acknowledged - got agent lock for node '[^']+'$",
         r"^(FENCE|SUCCEED): .*",
         r"^auto rebalance - .*",
-        r"^moving service '.*' back to .*|^dropping maintenance fallback node .*"
-        r"|^service '.*': clearing stale maintenance node .*",
+        (
+            r"^moving service '.*' back to .*|^dropping maintenance fallback node .*"
+            r"|^service '.*': clearing stale maintenance node .*"
+        ),
         r"^status change [a-z_]+ => master$",
-        r"^disarm: .*|^all LRMs disarmed.*|^deferring disarm - .*|^re-arming HA stack$"
-        r"|^HA stack fully disarmed.*",
+        (
+            r"^disarm: .*|^all LRMs disarmed.*|^deferring disarm - .*|^re-arming HA stack$"
+            r"|^HA stack fully disarmed.*"
+        ),
         r"^service '.*': updating node .*",
         r"^Drop rule '.*', because .*",
     )
 ]
-_SVC = re.compile(r"^service '([^']+)': state changed from '([a-z_]+)' to '([a-z_]+)'(?:  \((.*)\))?$")
+_SVC = re.compile(
+    r"^service '([^']+)': state changed from '([a-z_]+)' to '([a-z_]+)'(?:  \((.*)\))?$"
+)
 _NODE = re.compile(r"^node '([^']+)': state changed from '([a-z]+)' => '([a-z]+)'$")
 
 

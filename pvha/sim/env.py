@@ -15,10 +15,10 @@ from pvha.config import parse_groups_text, parse_rules_text
 from pvha.sim.hardware import Hardware
 from pvha.sim.resources import plugin_for
 
-_parsed: dict[tuple[str, str], Any] = {}
+_parsed: dict[tuple[str, str], Mapping[str, Any]] = {}
 
 
-def _parse_cached(kind: str, text: str) -> Any:
+def _parse_cached(kind: str, text: str) -> Mapping[str, Any]:
     key = (kind, text)
     if key not in _parsed:
         if not text.strip():
@@ -163,9 +163,6 @@ class SimEnv:
 
     def get_datacenter_settings(self) -> Mapping[str, Any]:
         return copy.deepcopy(self.hw.datacenter)
-
-    def get_static_node_stats(self) -> Mapping[str, Any]:
-        return self.hw.static_node_stats()
 
     def get_usage_stats(self, mode: str, ss: Mapping[str, Any]) -> tuple[Any, Any]:
         return self.hw.usage_stats(mode)

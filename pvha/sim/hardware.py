@@ -42,7 +42,9 @@ class Hardware:
         self.static_stats = copy.deepcopy(scenario.static_service_stats)
         self.dynamic_stats = copy.deepcopy(scenario.dynamic_service_stats)
         if self.static_stats is None:
-            self.static_stats = {sid: {"maxcpu": 4.0, "maxmem": 4 * GIB} for sid in self.service_config}
+            self.static_stats = {
+                sid: {"maxcpu": 4.0, "maxmem": 4 * GIB} for sid in self.service_config
+            }
         if self.dynamic_stats is None:
             self.dynamic_stats = {sid: {"cpu": 2.0, "mem": 2 * GIB} for sid in self.service_config}
         self.failure_tries: dict[str, dict[str, int]] = {"start": {}, "migrate": {}}
@@ -157,7 +159,9 @@ class Hardware:
         if cd is None:
             raise RuntimeError(f"no such service '{sid}'")
         if cd.get("node") != current:
-            raise RuntimeError(f"current_node for '{sid}' does not match ({current} != {cd.get('node')})")
+            raise RuntimeError(
+                f"current_node for '{sid}' does not match ({current} != {cd.get('node')})"
+            )
         cd["node"] = new
 
     def lock_service(self, sid: str, lock: str | None) -> None:
@@ -173,7 +177,7 @@ class Hardware:
         if lock is not None and current != lock:
             return None
         del cd["lock"]
-        return current
+        return str(current)
 
     # ------------------------------------------------------------------ guests
     def read_service_status(self, node: str) -> dict[str, int]:

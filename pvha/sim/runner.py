@@ -38,7 +38,8 @@ class Simulator:
         self.hw = Hardware(scenario, self.log)
         self.cmdlist = [list(batch) for batch in scenario.cmdlist]
         self.d: dict[str, NodeDaemons] = {
-            n: NodeDaemons(SimEnv(n, self.hw, "crm"), SimEnv(n, self.hw, "lrm")) for n in self.hw.nodes
+            n: NodeDaemons(SimEnv(n, self.hw, "crm"), SimEnv(n, self.hw, "lrm"))
+            for n in self.hw.nodes
         }
         self.loop_count = 0
         self.skip_rounds = {"crm": 0, "lrm": 0}
@@ -160,8 +161,15 @@ class Simulator:
     def hardware_cmd(self, cmdstr: str, logid: str) -> None:
         parts = cmdstr.split()
         if len(parts) < 2:
-            raise SimulationError(f"sim_hardware_cmd: no node or service for command specified: {cmdstr}")
-        cmd, objid, action, params = parts[0], parts[1], (parts[2] if len(parts) > 2 else None), parts[3:]
+            raise SimulationError(
+                f"sim_hardware_cmd: no node or service for command specified: {cmdstr}"
+            )
+        cmd, objid, action, params = (
+            parts[0],
+            parts[1],
+            (parts[2] if len(parts) > 2 else None),
+            parts[3:],
+        )
         if cmd == "service":
             if not _SID.match(objid):
                 raise SimulationError(f"invalid resource id '{objid}'")

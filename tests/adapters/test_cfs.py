@@ -203,7 +203,7 @@ def test_manager_and_executor_status_round_trip(tmp_path, clock):
     assert fs.read_manager_status() == status
     assert fs.read_executor_status("pve2") == {"state": "active", "results": {}}
     assert (tmp_path / "pvha" / "manager_status").is_file()
-    assert (tmp_path / "pvha" / "lrm_status_pve2").is_file()
+    assert (tmp_path / "pvha" / "lrm_status" / "pve2").is_file()  # where `pvha status` reads
 
 
 def test_broken_status_is_a_store_error(tmp_path, clock):
@@ -297,3 +297,27 @@ def test_pmxcfs_is_detected_from_the_mount_table(tmp_path):
     assert cfs_mod.detect_pmxcfs(Path("/etc/pve/priv/lock"), str(mounts))
     assert not cfs_mod.detect_pmxcfs(Path("/etc/pvefoo"), str(mounts))
     assert not cfs_mod.detect_pmxcfs(Path("/srv/cfs"), str(mounts))
+
+
+def test_command_queue_is_shared_with_the_config_store(tmp_path, clock):
+    """The CLI appends through pvha.config.store under its flock; the manager takes the
+    queue through ClusterFs under the same flock (plus the cluster-wide domain lock)."""
+    from pvha.config import store as store_mod
+
+    assert cfs_mod.LOCAL_LOCK_FILE == store_mod.LOCK_FILE
+    assert (store_mod.CRM_COMMANDS, store_mod.MANAGER_STATUS, store_mod.LRM_STATUS_DIR) == (
+        "crm_commands", "manager_status", "lrm_status")
+    fs = make(tmp_path, clock)
+    cli = store_mod.Store(fs.config_dir)
+    cli.append_crm_command("migrate vm:100 pve2")
+    fs.append_command("stop vm:101 0")
+    assert fs.take_commands() == ["migrate vm:100 pve2", "stop vm:101 0"]
+    # while the CLI holds its flock, the manager waits (and here gives up) instead of
+    # truncating the queue under the CLI's feet
+    with cli.locked():
+        cli_append = (fs.config_dir / "crm_commands").open("a")
+        cli_append.write("arm-ha\n")
+        cli_append.close()
+        with pytest.raises(LockError, match="locked by another command"):
+            fs.take_commands()
+    assert fs.take_commands() == ["arm-ha"]

@@ -191,3 +191,13 @@ def test_build_real_adapters_share_one_clock(tmp_path, fake_pve, fake_time):
     assert api.snapshot().taken_at == fake_time.now and clock is fake_time
     assert cfs.acquire_lock("x") and (tmp_path / "priv/lock/x").stat().st_mtime == fake_time.now
     assert isinstance(SystemClock(), Clock)
+
+
+def test_malformed_answers_are_api_errors_not_crashes(fake_pve, fake_time):
+    fake_pve.fault("GET", "cluster/resources",
+                   (200, "OK", {"data": [{"type": "qemu", "node": "pve1"}]}))  # no vmid
+    with pytest.raises(ApiPermanentError, match="unexpected answer.*cluster/resources"):
+        make(fake_time).get_cluster_resources()
+    fake_pve.fault("GET", "cluster/status", (200, "OK", {"data": {"not": "a list"}}))
+    with pytest.raises(ApiPermanentError):
+        make(fake_time).get_cluster_status()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from pve_fake import (
     PASSWORD,
     TOKEN_SECRET,
@@ -301,3 +304,23 @@ def test_missing_csrf_token_is_caught_by_the_strict_fake(fake_pve, fake_time):
     resp = requests.post("https://pve1.test:8006/api2/json/nodes/pve1/qemu/100/status/start",
                          headers={"Cookie": f"PVEAuthCookie={ticket}"}, timeout=5)
     assert (resp.status_code, resp.reason) == (401, "Permission denied - invalid csrf token")
+
+
+@given(status=st.integers(400, 599),
+       reason=st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40))
+def test_every_http_error_maps_to_exactly_one_class_without_secrets(status, reason):
+    from proxmoxer.core import ResourceException
+
+    from pvha.adapters.pve_client import map_error
+
+    exc = ResourceException(status, "x", f"{reason} {TOKEN_SECRET}", errors={"errors": b""})
+    err = map_error(exc, "pve1.test", (TOKEN_SECRET,))
+    assert TOKEN_SECRET not in str(err) and err.status == status
+    if status == 401:
+        assert isinstance(err, ApiAuthError)
+    elif status in (502, 503, 504) or status >= 595:
+        assert isinstance(err, ApiTransientError)
+    elif status == 500 and re.search(r"got (lock request )?timeout", reason, re.I):
+        assert isinstance(err, ApiTransientError)
+    else:
+        assert isinstance(err, ApiPermanentError) and not isinstance(err, ApiAuthError)

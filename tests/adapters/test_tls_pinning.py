@@ -13,14 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 import requests
-from pve_fake import TOKEN_SECRET, api_settings
+from pve_fake import PASSWORD, TOKEN_SECRET, api_settings
 
 from pvha.adapters.pve_api import PveApi
 from pvha.adapters.tls import PinnedFingerprintAdapter, cert_fingerprint
 from pvha.errors import ApiTlsError
+from pvha.ports import GuestRef
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -55,7 +57,23 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
 
         def do_GET(self) -> None:  # noqa: N802
             seen.append(self.path + " " + self.headers.get("Authorization", ""))
-            body = json.dumps({"data": {"version": "9.2.11", "release": "9.2"}}).encode()
+            self._json({"data": {"version": "9.2.11", "release": "9.2"}})
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            form = dict(parse_qsl(self.rfile.read(length).decode()))
+            seen.append(f"POST {self.path} {sorted(form)}")
+            if self.path.endswith("/access/ticket") and form.get("password") == PASSWORD:
+                self._json({"data": {"ticket": "PVE:t", "CSRFPreventionToken": "c"}})
+            elif self.headers.get("CSRFPreventionToken") == "c":
+                self._json({"data": "UPID:pve1:00000001:00000002:00000003:qmstart:100:a@pve:"})
+            else:
+                self.send_response(401, "Permission denied - invalid csrf token")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        def _json(self, payload: object) -> None:
+            body = json.dumps(payload).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json;charset=UTF-8")
             self.send_header("Content-Length", str(len(body)))
@@ -139,3 +157,18 @@ def test_client_with_another_ca_rejects_the_server(tls_server: TlsServer, tmp_pa
     other, _ = _make_cert(tmp_path, "other")
     with pytest.raises(ApiTlsError):
         _api(tls_server, ca_file=other).get_version()
+
+
+def test_password_login_goes_through_the_pin(tls_server: TlsServer):
+    api = _api(tls_server, fingerprints=(tls_server.fingerprint,), password_auth=True)
+    assert api.post_start(GuestRef("qemu", 100, "pve1")).startswith("UPID:pve1:")
+    assert tls_server.requests[-2:] == [
+        "POST /api2/json/access/ticket ['password', 'username']",
+        "POST /api2/json/nodes/pve1/qemu/100/status/start []"]
+
+
+def test_wrong_pin_means_the_password_is_never_sent(tls_server: TlsServer):
+    before = len(tls_server.requests)
+    with pytest.raises(ApiTlsError):
+        _api(tls_server, fingerprints=("22" * 32,), password_auth=True).get_version()
+    assert len(tls_server.requests) == before

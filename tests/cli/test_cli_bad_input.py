@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SETUP = [
     ["add", "vm:100", "--max_restart", "2"],
@@ -62,12 +66,26 @@ def test_malformed_sid(run, snapshot, populated, args, needle) -> None:  # type:
         (["groupset", "nosuch", "--restricted", "1"], "HA group 'nosuch' does not exist"),
         (["groupremove", "nosuch"], "HA group 'nosuch' does not exist"),
         (["groupremove", "g1"], "ha group is used by service 'vm:100'"),
-        (["rules", "set", "node-affinity", "nosuch", "--strict", "1"], "HA rule 'nosuch' does not exist"),
+        (
+            ["rules", "set", "node-affinity", "nosuch", "--strict", "1"],
+            "HA rule 'nosuch' does not exist",
+        ),
         (["rules", "remove", "nosuch"], "HA rule 'nosuch' does not exist"),
-        (["rules", "add", "resource-affinity", "r2", "--resources", "vm:100,vm:101", "--affinity", "positive"],
-         "cannot use unmanaged resource(s) vm:101."),
+        (
+            [
+                "rules",
+                "add",
+                "resource-affinity",
+                "r2",
+                "--resources",
+                "vm:100,vm:101",
+                "--affinity",
+                "positive",
+            ],
+            "cannot use unmanaged resource(s) vm:101.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unknown_reference(run, snapshot, populated, args, needle) -> None:  # type: ignore[no-untyped-def]
     _refused(run(*args), 2, needle)
     assert snapshot() == populated
@@ -78,7 +96,10 @@ def test_unknown_reference(run, snapshot, populated, args, needle) -> None:  # t
     [
         (["add", "vm:100"], "resource ID 'vm:100' already defined"),
         (["groupadd", "g1", "--nodes", "node3"], "ha group ID 'g1' already defined"),
-        (["rules", "add", "node-affinity", "r1", "--resources", "vm:100", "--nodes", "n1"], "HA rule 'r1' already defined"),
+        (
+            ["rules", "add", "node-affinity", "r1", "--resources", "vm:100", "--nodes", "n1"],
+            "HA rule 'r1' already defined",
+        ),
     ],
 )
 def test_duplicate_add(run, snapshot, populated, args, needle) -> None:  # type: ignore[no-untyped-def]
@@ -86,11 +107,15 @@ def test_duplicate_add(run, snapshot, populated, args, needle) -> None:  # type:
     assert snapshot() == populated
 
 
-@pytest.mark.parametrize("nodes", ["node1:x", "node1:", "node1:-1", "node1:1:2", "node1:1.5", ":3", "node1,node1:2"])
+@pytest.mark.parametrize(
+    "nodes", ["node1:x", "node1:", "node1:-1", "node1:1:2", "node1:1.5", ":3", "node1,node1:2"]
+)
 def test_bad_priority_syntax(run, snapshot, populated, nodes) -> None:  # type: ignore[no-untyped-def]
     _refused(run("groupadd", "g2", "--nodes", nodes), 2, "invalid value for 'nodes'")
     _refused(run("groupset", "g1", "--nodes", nodes), 2, "invalid value for 'nodes'")
-    _refused(run("rules", "set", "node-affinity", "r1", "--nodes", nodes), 2, "invalid value for 'nodes'")
+    _refused(
+        run("rules", "set", "node-affinity", "r1", "--nodes", nodes), 2, "invalid value for 'nodes'"
+    )
     assert snapshot() == populated
 
 
@@ -103,12 +128,14 @@ def test_bad_priority_syntax(run, snapshot, populated, nodes) -> None:  # type: 
         (["add", "vm:101", "--max-relocate", "x"], "type check ('integer') failed"),
         (["set", "vm:100", "--delete", "bogus"], "no such option 'bogus'"),
         (["groupset", "g1", "--delete", "nodes"], "unable to delete required option 'nodes'"),
-        (["rules", "add", "resource-affinity", "r2", "--resources", "vm:100", "--nodes", "n1"],
-         "option --nodes does not apply to resource-affinity rules"),
+        (
+            ["rules", "add", "resource-affinity", "r2", "--resources", "vm:100", "--nodes", "n1"],
+            "option --nodes does not apply to resource-affinity rules",
+        ),
         (["frobnicate"], "No such command 'frobnicate'"),
         (["add"], "Missing argument 'SID'"),
     ],
-)  # fmt: skip
+)
 def test_unknown_option_or_bad_value(run, snapshot, populated, args, needle) -> None:  # type: ignore[no-untyped-def]
     _refused(run(*args), 2, needle)
     assert snapshot() == populated
@@ -142,3 +169,26 @@ def test_unwritable_directory_permissions(run, snapshot, populated, cfg_dir: Pat
         assert snapshot() == populated
     finally:
         cfg_dir.chmod(stat.S_IRWXU)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.text(st.sampled_from(list("vm:ct 01\t\n#,:gr-oup_nodesxé")), max_size=60))
+def test_any_file_content_gives_output_or_one_error_line(tmp_path_factory, text: str) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from pvha.cli.app import app
+
+    cfg = tmp_path_factory.mktemp("fuzz")
+    for name in ("resources.cfg", "groups.cfg", "rules.cfg"):
+        (cfg / name).write_text(text)
+    result = CliRunner().invoke(
+        app, ["--config-dir", str(cfg), "config", "--output-format", "json"]
+    )
+    if result.exit_code == 0:
+        assert isinstance(json.loads(result.stdout), list)
+    else:
+        assert result.exit_code == 1, result.output
+        assert re.fullmatch(r"pvha: error: .+:\d+: .+\n", result.stderr), result.stderr
+        assert "internal error" not in result.stderr
+    for name in ("resources.cfg", "groups.cfg", "rules.cfg"):
+        assert (cfg / name).read_text() == text

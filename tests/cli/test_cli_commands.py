@@ -17,7 +17,10 @@ def test_dashed_and_underscored_option_spellings(run, cfg_dir: Path) -> None:  #
     _ok(run("add", "vm:100", "--max_restart", "2", "--max_relocate", "3"))
     _ok(run("add", "vm:101", "--max-restart", "2", "--max-relocate", "3"))
     text = (cfg_dir / "resources.cfg").read_text()
-    assert text == "vm: 100\n\tmax_relocate 3\n\tmax_restart 2\n\nvm: 101\n\tmax_relocate 3\n\tmax_restart 2\n\n"
+    assert (
+        text
+        == "vm: 100\n\tmax_relocate 3\n\tmax_restart 2\n\nvm: 101\n\tmax_relocate 3\n\tmax_restart 2\n\n"
+    )
 
 
 def test_add_with_bare_vmid_and_type(run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +40,10 @@ def test_untouched_sections_keep_their_bytes(run, cfg_dir: Path) -> None:  # typ
     (cfg_dir / "resources.cfg").write_text(original)
     _ok(run("set", "ct:101", "--max_restart", "0"))
     text = (cfg_dir / "resources.cfg").read_text()
-    assert text == "# managed by hand\nvm: 100\n\tstate   enabled  \n\nct: 101\n\tfailback 1\n\tmax_restart 0\n"
+    assert (
+        text
+        == "# managed by hand\nvm: 100\n\tstate   enabled  \n\nct: 101\n\tfailback 1\n\tmax_restart 0\n"
+    )
     _ok(run("add", "vm:102"))
     assert (cfg_dir / "resources.cfg").read_text() == text + "\nvm: 102\n\n"
 
@@ -45,16 +51,31 @@ def test_untouched_sections_keep_their_bytes(run, cfg_dir: Path) -> None:  # typ
 def test_remove_and_delete_alias_purge_rules(run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-def]
     for sid in ("vm:100", "vm:101", "vm:102"):
         _ok(run("add", sid))
-    _ok(run("rules", "add", "resource-affinity", "apart", "--resources", "vm:100,vm:101", "--affinity", "negative"))
+    _ok(
+        run(
+            "rules",
+            "add",
+            "resource-affinity",
+            "apart",
+            "--resources",
+            "vm:100,vm:101",
+            "--affinity",
+            "negative",
+        )
+    )
     _ok(run("rules", "add", "node-affinity", "pin", "--resources", "vm:101", "--nodes", "n1"))
     _ok(run("remove", "vm:101"))
     _ok(run("delete", "vm:102", "--purge", "0"))
     assert (cfg_dir / "resources.cfg").read_text() == "vm: 100\n\n"
-    assert (cfg_dir / "rules.cfg").read_text() == "resource-affinity: apart\n\taffinity negative\n\tresources vm:100\n\n"
+    assert (
+        cfg_dir / "rules.cfg"
+    ).read_text() == "resource-affinity: apart\n\taffinity negative\n\tresources vm:100\n\n"
 
 
 def test_group_commands(run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    _ok(run("groupadd", "g1", "--nodes", "node2,node1:2", "--restricted", "1", "--comment", "first"))
+    _ok(
+        run("groupadd", "g1", "--nodes", "node2,node1:2", "--restricted", "1", "--comment", "first")
+    )
     _ok(run("groupadd", "g0", "--nodes", "node3"))
     _ok(run("groupset", "g1", "--nofailback", "1", "--delete", "restricted"))
     result = _ok(run("groupconfig"))
@@ -63,15 +84,36 @@ def test_group_commands(run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-
         "group: g1\n\tcomment first\n\tnodes node2,node1:2\n\tnofailback 1\n\n"
     )
     rows = json.loads(_ok(run("groupconfig", "--output-format", "json")).stdout)
-    assert rows[1] == {"group": "g1", "type": "group", "comment": "first", "nodes": "node2,node1:2", "nofailback": 1}
+    assert rows[1] == {
+        "group": "g1",
+        "type": "group",
+        "comment": "first",
+        "nodes": "node2,node1:2",
+        "nofailback": 1,
+    }
     _ok(run("groupremove", "g0"))
-    assert (cfg_dir / "groups.cfg").read_text() == "group: g1\n\tcomment first\n\tnodes node2,node1:2\n\tnofailback 1\n\n"
+    assert (
+        cfg_dir / "groups.cfg"
+    ).read_text() == "group: g1\n\tcomment first\n\tnodes node2,node1:2\n\tnofailback 1\n\n"
 
 
 def test_rules_set_sorts_lists_and_disable_flag(run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-def]
     for sid in ("vm:100", "vm:101"):
         _ok(run("add", sid))
-    _ok(run("rules", "add", "node-affinity", "r1", "--resources", "vm:101,vm:100", "--nodes", "n2:2,n1", "--comment", "c"))
+    _ok(
+        run(
+            "rules",
+            "add",
+            "node-affinity",
+            "r1",
+            "--resources",
+            "vm:101,vm:100",
+            "--nodes",
+            "n2:2,n1",
+            "--comment",
+            "c",
+        )
+    )
     _ok(run("rules", "set", "node-affinity", "r1", "--disable", "1"))
     assert (cfg_dir / "rules.cfg").read_text() == (
         "node-affinity: r1\n\tcomment c\n\tdisable\n\tnodes n1,n2:2\n\tresources vm:100,vm:101\n\n"
@@ -95,15 +137,43 @@ def test_rules_refuse_overlapping_node_affinity(run, snapshot) -> None:  # type:
 def test_rules_config_and_list_filters(run) -> None:  # type: ignore[no-untyped-def]
     for sid in ("vm:100", "vm:101", "ct:102"):
         _ok(run("add", sid))
-    _ok(run("rules", "add", "resource-affinity", "together", "--resources", "vm:100,vm:101", "--affinity", "positive"))
-    _ok(run("rules", "add", "node-affinity", "pin", "--resources", "ct:102", "--nodes", "n1", "--strict", "1"))
+    _ok(
+        run(
+            "rules",
+            "add",
+            "resource-affinity",
+            "together",
+            "--resources",
+            "vm:100,vm:101",
+            "--affinity",
+            "positive",
+        )
+    )
+    _ok(
+        run(
+            "rules",
+            "add",
+            "node-affinity",
+            "pin",
+            "--resources",
+            "ct:102",
+            "--nodes",
+            "n1",
+            "--strict",
+            "1",
+        )
+    )
     text = _ok(run("rules", "config")).stdout.splitlines()
     assert text[0].split() == ["ENABLED", "STATE", "RULE", "TYPE", "RESOURCES", "COMMENT"]
     assert text[1].split() == ["1", "in", "use", "together", "resource-affinity", "vm:100,vm:101"]
-    rows = yaml.safe_load(_ok(run("rules", "list", "--type", "node-affinity", "--output-format", "yaml")).stdout)
+    rows = yaml.safe_load(
+        _ok(run("rules", "list", "--type", "node-affinity", "--output-format", "yaml")).stdout
+    )
     assert [r["rule"] for r in rows] == ["pin"]
     assert rows[0]["strict"] == 1 and rows[0]["order"] == 2
-    rows = json.loads(_ok(run("rules", "config", "--resource", "vm:101", "--output-format", "json-pretty")).stdout)
+    rows = json.loads(
+        _ok(run("rules", "config", "--resource", "vm:101", "--output-format", "json-pretty")).stdout
+    )
     assert [r["rule"] for r in rows] == ["together"]
 
 
@@ -161,7 +231,18 @@ def test_config_reports_missing_group_on_stderr(run, cfg_dir: Path) -> None:  # 
 
 def test_help_and_no_args(run) -> None:  # type: ignore[no-untyped-def]
     result = _ok(run("--help"))
-    for command in ("config", "add", "set", "remove", "migrate", "crm-command", "groupadd", "rules", "status", "sim"):
+    for command in (
+        "config",
+        "add",
+        "set",
+        "remove",
+        "migrate",
+        "crm-command",
+        "groupadd",
+        "rules",
+        "status",
+        "sim",
+    ):
         assert command in result.stdout
     assert "_complete" not in result.stdout
     assert _ok(run("rules")).stdout.count("Usage:") == 1
@@ -176,3 +257,20 @@ def test_dynamic_completion_reads_local_config(run) -> None:  # type: ignore[no-
     assert _ok(run("_complete", "groups")).stdout.split() == ["g1"]
     assert _ok(run("_complete", "rules")).stdout.split() == ["r1"]
     assert _ok(run("_complete", "nodes")).stdout.split() == ["node1", "node2", "node3"]
+
+
+def test_rules_config_marks_conflicting_rules(run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    for sid in ("vm:100", "vm:101", "ct:102"):
+        _ok(run("add", sid))
+    resources = "vm:100,vm:101,ct:102"
+    _ok(run("rules", "add", "resource-affinity", "apart", "--resources", resources, "--affinity", "negative"))
+    rows = json.loads(_ok(run("rules", "config", "--output-format", "json")).stdout)
+    assert rows[0]["state"] == "ignored (conflicts)"  # no node known at all
+    status = {"node_status": {"n1": "online", "n2": "online", "n3": "online"}}
+    (cfg_dir / "manager_status").write_text(json.dumps(status))
+    rows = json.loads(_ok(run("rules", "config", "--output-format", "json")).stdout)
+    assert (rows[0]["state"], "errors" in rows[0]) == ("in use", False)
+    (cfg_dir / "manager_status").write_text(json.dumps({"node_status": {"n1": "online", "n2": "online"}}))
+    rows = json.loads(_ok(run("rules", "config", "--output-format", "json")).stdout)
+    assert rows[0]["state"] == "ignored (conflicts)"
+    assert rows[0]["errors"] == ["rule defines more resources than available nodes"]

@@ -34,7 +34,15 @@ def test_checked_in_docs_are_fresh(tmp_path: Path) -> None:
 def test_docs_cover_every_visible_command(tmp_path: Path) -> None:
     gen = _gen_docs()
     paths = [n.path for n in gen.walk(gen.build_tree())]
-    for expected in ("add", "set", "remove", "delete", "crm-command node-maintenance enable", "rules add", "status"):
+    for expected in (
+        "add",
+        "set",
+        "remove",
+        "delete",
+        "crm-command node-maintenance enable",
+        "rules add",
+        "status",
+    ):
         assert expected in paths
     assert "_complete" not in paths
     man = (REPO / "man/pvha.1").read_text()
@@ -43,7 +51,12 @@ def test_docs_cover_every_visible_command(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff not installed")
 def test_man_page_has_no_groff_warnings() -> None:
-    result = subprocess.run(["groff", "-man", "-ww", "-z", str(REPO / "man/pvha.1")], capture_output=True, text=True)
+    result = subprocess.run(
+        ["groff", "-man", "-ww", "-z", str(REPO / "man/pvha.1")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
@@ -51,7 +64,12 @@ def test_man_page_has_no_groff_warnings() -> None:
 def test_other_shells_syntax(shell: str, script: str) -> None:
     if shutil.which(shell) is None:
         pytest.skip(f"{shell} not installed")
-    result = subprocess.run([shell, "-n", str(REPO / "completions" / script)], capture_output=True, text=True)
+    result = subprocess.run(
+        [shell, "-n", str(REPO / "completions" / script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -71,12 +89,28 @@ t "pvha rules add node-affinity r1 --st"
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 def test_bash_completion_uses_tree_and_local_config(tmp_path: Path, run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    for args in (["add", "vm:100"], ["add", "ct:101"], ["groupadd", "g1", "--nodes", "n1"],
-                 ["rules", "add", "node-affinity", "pin", "--resources", "vm:100", "--nodes", "n1"]):  # fmt: skip
+    for args in (
+        ["add", "vm:100"],
+        ["add", "ct:101"],
+        ["groupadd", "g1", "--nodes", "n1"],
+        ["rules", "add", "node-affinity", "pin", "--resources", "vm:100", "--nodes", "n1"],
+    ):
         assert run(*args).exit_code == 0
-    env = {"PYTHON": sys.executable, "SCRIPT": str(REPO / "completions/pvha.bash"), "CFG": str(cfg_dir),
-           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}  # fmt: skip
-    result = subprocess.run(["bash", "-c", BASH_DRIVER], capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        "PYTHON": sys.executable,
+        "SCRIPT": str(REPO / "completions/pvha.bash"),
+        "CFG": str(cfg_dir),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        ["bash", "-c", BASH_DRIVER],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "ct:101 vm:100",

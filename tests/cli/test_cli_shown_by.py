@@ -19,7 +19,18 @@ def test_shown_by_sequence_via_env_var(tmp_path: Path) -> None:
         ["add", "vm:100", "--max_restart", "2"],
         ["groupadd", "g1", "--nodes", "node1:2,node2", "--nofailback", "1"],
         ["set", "vm:100", "--group", "g1"],
-        ["rules", "add", "node-affinity", "r1", "--resources", "vm:100", "--nodes", "node2", "--strict", "1"],
+        [
+            "rules",
+            "add",
+            "node-affinity",
+            "r1",
+            "--resources",
+            "vm:100",
+            "--nodes",
+            "node2",
+            "--strict",
+            "1",
+        ],
     ]
     for args in steps:
         result = runner.invoke(app, args, env=env)
@@ -28,12 +39,16 @@ def test_shown_by_sequence_via_env_var(tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["config", "--output-format", "json"], env=env)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == [{"sid": "vm:100", "type": "vm", "group": "g1", "max_restart": 2}]
+    assert json.loads(result.stdout) == [
+        {"sid": "vm:100", "type": "vm", "group": "g1", "max_restart": 2}
+    ]
 
     d = tmp_path / "D"
     assert (d / "resources.cfg").read_text() == "vm: 100\n\tgroup g1\n\tmax_restart 2\n\n"
     assert (d / "groups.cfg").read_text() == "group: g1\n\tnodes node1:2,node2\n\tnofailback 1\n\n"
-    assert (d / "rules.cfg").read_text() == "node-affinity: r1\n\tnodes node2\n\tresources vm:100\n\tstrict 1\n\n"
+    assert (
+        d / "rules.cfg"
+    ).read_text() == "node-affinity: r1\n\tnodes node2\n\tresources vm:100\n\tstrict 1\n\n"
     assert parse_resources_text((d / "resources.cfg").read_text()) == {
         "vm:100": Resource("vm:100", group="g1", max_restart=2)
     }
@@ -46,7 +61,10 @@ def test_shown_by_sequence_via_env_var(tmp_path: Path) -> None:
 
 
 def test_config_text_is_ha_manager_layout(run) -> None:  # type: ignore[no-untyped-def]
-    for args in (["add", "vm:100", "--state", "stopped"], ["add", "ct:200", "--comment", "a b", "--failback", "0"]):
+    for args in (
+        ["add", "vm:100", "--state", "stopped"],
+        ["add", "ct:200", "--comment", "a b", "--failback", "0"],
+    ):
         assert run(*args).exit_code == 0
     result = run("config")
     assert result.exit_code == 0, result.output

@@ -19,9 +19,15 @@ ids = st.from_regex(r"[a-z][a-z0-9_-]{1,10}", fullmatch=True)
 nodes = st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True)
 vmids = st.integers(10, 99999).map(str)
 sids = st.tuples(st.sampled_from(["vm", "ct"]), vmids).map(":".join)
-comments = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, exclude_characters="\x85"), min_size=1, max_size=20)
+comments = st.text(
+    st.characters(min_codepoint=33, max_codepoint=0x2FF, exclude_characters="\x85"),
+    min_size=1,
+    max_size=20,
+)
 bools = st.booleans()
-node_lists = st.lists(st.tuples(nodes, st.integers(0, 1000)), min_size=1, max_size=4, unique_by=lambda t: t[0]).map(tuple)
+node_lists = st.lists(
+    st.tuples(nodes, st.integers(0, 1000)), min_size=1, max_size=4, unique_by=lambda t: t[0]
+).map(tuple)
 sid_lists = st.lists(sids, min_size=1, max_size=4, unique=True).map(tuple)
 
 
@@ -31,18 +37,29 @@ def _optional(**strategies: st.SearchStrategy[object]) -> st.SearchStrategy[dict
 
 resource_values = _optional(
     state=st.sampled_from(["started", "stopped", "enabled", "disabled", "ignored"]),
-    group=ids, failback=bools, max_restart=st.integers(0, 100), max_relocate=st.integers(0, 100), comment=comments,
-)  # fmt: skip
-group_values = st.builds(lambda n, o: {"nodes": n, **o}, node_lists,
-                         _optional(restricted=bools, nofailback=bools, comment=comments))  # fmt: skip
+    group=ids,
+    failback=bools,
+    max_restart=st.integers(0, 100),
+    max_relocate=st.integers(0, 100),
+    comment=comments,
+)
+group_values = st.builds(
+    lambda n, o: {"nodes": n, **o},
+    node_lists,
+    _optional(restricted=bools, nofailback=bools, comment=comments),
+)
 node_rule_values = st.builds(
     lambda r, n, o: {"resources": tuple(sorted(r)), "nodes": tuple(sorted(n)), **o},
-    sid_lists, node_lists, _optional(strict=bools, disable=st.just(True), comment=comments),
-)  # fmt: skip
+    sid_lists,
+    node_lists,
+    _optional(strict=bools, disable=st.just(True), comment=comments),
+)
 res_rule_values = st.builds(
     lambda r, a, o: {"resources": tuple(sorted(r)), "affinity": a, **o},
-    sid_lists, st.sampled_from(["positive", "negative"]), _optional(disable=st.just(True), comment=comments),
-)  # fmt: skip
+    sid_lists,
+    st.sampled_from(["positive", "negative"]),
+    _optional(disable=st.just(True), comment=comments),
+)
 
 
 def _canonical(kind: Kind, sections: list[tuple[str, str, dict[str, object]]]) -> str:
@@ -63,19 +80,30 @@ def _assert_round_trip(kind: Kind, key, sections) -> None:  # type: ignore[no-un
 
 
 @SETTINGS
-@given(st.lists(st.tuples(st.sampled_from(["vm", "ct"]), vmids, resource_values), max_size=5, unique_by=lambda s: s[:2]))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["vm", "ct"]), vmids, resource_values),
+        max_size=5,
+        unique_by=lambda s: s[:2],
+    )
+)
 def test_resources_round_trip(sections) -> None:  # type: ignore[no-untyped-def]
     _assert_round_trip(RESOURCES, resource_key, list(sections))
 
 
 @SETTINGS
-@given(st.lists(st.tuples(st.just(GROUP_TYPE), ids, group_values), max_size=5, unique_by=lambda s: s[1]))
+@given(
+    st.lists(
+        st.tuples(st.just(GROUP_TYPE), ids, group_values), max_size=5, unique_by=lambda s: s[1]
+    )
+)
 def test_groups_round_trip(sections) -> None:  # type: ignore[no-untyped-def]
     _assert_round_trip(GROUPS, name_key, list(sections))
 
 
 rule_sections = st.one_of(
-    st.tuples(st.just(NODE_AFFINITY), ids, node_rule_values), st.tuples(st.just(RESOURCE_AFFINITY), ids, res_rule_values)
+    st.tuples(st.just(NODE_AFFINITY), ids, node_rule_values),
+    st.tuples(st.just(RESOURCE_AFFINITY), ids, res_rule_values),
 )
 
 
@@ -86,11 +114,36 @@ def test_rules_round_trip(sections) -> None:  # type: ignore[no-untyped-def]
 
 
 FRAGMENTS = [
-    "vm: 100", "ct:101", "group: g1", "node-affinity: r1", "resource-affinity: r2", "bogus: x", "vm: 1",
-    "\tstate started", "\tstate", "\tnodes n1:2,n2", "\tnodes n1:x", "\tresources vm:100,ct:101", "\tresources vm100",
-    "\taffinity positive", "\tdisable", "\tdisable 0", "\tstrict 1", "\tmax_restart -1", "\tfailback yes",
-    "\tcomment hi there", "\tgroup g1", "# c", "", "  ", "x", ":", "\t", " \tkey value  ", "vm: 100 200",
-]  # fmt: skip
+    "vm: 100",
+    "ct:101",
+    "group: g1",
+    "node-affinity: r1",
+    "resource-affinity: r2",
+    "bogus: x",
+    "vm: 1",
+    "\tstate started",
+    "\tstate",
+    "\tnodes n1:2,n2",
+    "\tnodes n1:x",
+    "\tresources vm:100,ct:101",
+    "\tresources vm100",
+    "\taffinity positive",
+    "\tdisable",
+    "\tdisable 0",
+    "\tstrict 1",
+    "\tmax_restart -1",
+    "\tfailback yes",
+    "\tcomment hi there",
+    "\tgroup g1",
+    "# c",
+    "",
+    "  ",
+    "x",
+    ":",
+    "\t",
+    " \tkey value  ",
+    "vm: 100 200",
+]
 texts = st.one_of(
     st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("\n".join),
     st.text(st.sampled_from(list("vm:ct 0123456789\t\n#,;:-_abz\r\x00é")), max_size=80),

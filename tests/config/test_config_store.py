@@ -24,7 +24,9 @@ def test_config_dir_precedence(tmp_path: Path) -> None:
     assert resolve_config_dir(None, env, etc_pve=pve) == Path("/from/env")
     assert resolve_config_dir(None, {}, etc_pve=pve, euid=1000) == pve / "pvha"
     assert resolve_config_dir(None, {}, etc_pve=no_pve, euid=0) == Path("/etc/pvha")
-    assert resolve_config_dir(None, {"HOME": "/home/u"}, etc_pve=no_pve, euid=1000) == Path("/home/u/.config/pvha")
+    assert resolve_config_dir(None, {"HOME": "/home/u"}, etc_pve=no_pve, euid=1000) == Path(
+        "/home/u/.config/pvha"
+    )
     xdg = {"HOME": "/home/u", "XDG_CONFIG_HOME": "/x"}
     assert resolve_config_dir(None, xdg, etc_pve=no_pve, euid=1000) == Path("/x/pvha")
 
@@ -67,9 +69,12 @@ def test_failed_transaction_writes_nothing(tmp_path: Path) -> None:
 
 def test_lock_times_out_while_held(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    with store.locked(), pytest.raises(LockError, match="locked by another command"):
-        with Store(tmp_path).locked(timeout=0.1):
-            pass
+    with (
+        store.locked(),
+        pytest.raises(LockError, match="locked by another command"),
+        Store(tmp_path).locked(timeout=0.1),
+    ):
+        pass
 
 
 def test_writer_waits_for_lock_holder(tmp_path: Path) -> None:
@@ -101,7 +106,9 @@ def _add_many(directory: str, start: int) -> None:
 
 def test_concurrent_processes_lose_no_update(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_add_many, args=(str(tmp_path), start)) for start in (100, 200, 300)]
+    procs = [
+        ctx.Process(target=_add_many, args=(str(tmp_path), start)) for start in (100, 200, 300)
+    ]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -139,7 +146,9 @@ def test_snapshot_typed_view_orders_rules(tmp_path: Path) -> None:
     store = Store(tmp_path)
     for sid in ("vm:100", "vm:101"):
         ops.add_resource(store, sid, {})
-    ops.add_rule(store, "resource-affinity", "rb", {"resources": "vm:100,vm:101", "affinity": "negative"})
+    ops.add_rule(
+        store, "resource-affinity", "rb", {"resources": "vm:100,vm:101", "affinity": "negative"}
+    )
     ops.add_rule(store, "node-affinity", "ra", {"resources": "vm:100", "nodes": "n1"})
     rules = store.load().ha_config().rules
     assert [(r.id, r.order) for r in rules.values()] == [("rb", 1), ("ra", 2)]

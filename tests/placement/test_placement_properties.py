@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from pvha.core.model import NodeAffinityRule, ResourceAffinityRule, Rule
 from pvha.core.placement import get_node_affinity, select_service_node
-from pvha.core.rules import compile_rules
-from pvha.core.scheduler import BasicUsage, recompute_usage
+from pvha.core.rebalance import NodeLoad, imbalance, select_move, stationary_bundles
+from pvha.core.rules import EMPTY_COMPILED, compile_rules
+from pvha.core.scheduler import BasicUsage, ServiceStats, recompute_usage
 
 ALL_NODES = ("node1", "node2", "node3", "node4", "node5")
 SIDS = tuple(f"vm:10{i}" for i in range(6))
@@ -92,3 +93,30 @@ def test_incremental_usage_matches_recompute(cluster: dict[str, Any]) -> None:
         usage.add_service_usage(sid, "started", online[0])
     fresh = recompute_usage(BasicUsage(online), ss)
     assert usage.score_nodes_to_start_service("x") == fresh.score_nodes_to_start_service("x")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(ALL_NODES[:4]), min_size=1, max_size=8),
+    st.lists(st.floats(0.5, 8.0), min_size=8, max_size=8),
+    st.sampled_from(("bruteforce", "topsis")),
+    st.floats(0.0, 0.5),
+)
+def test_rebalance_move_is_legal_and_improves_by_margin(
+    placement: list[str], sizes: list[float], method: str, margin: float
+) -> None:
+    ss = {f"vm:{100 + i}": {"state": "started", "node": n} for i, n in enumerate(placement)}
+    stats = {sid: ServiceStats(maxcpu=sizes[i], maxmem=sizes[i]) for i, sid in enumerate(ss)}
+    nodes = ALL_NODES[:4]
+    loads = {}
+    for n in nodes:
+        used = sum(stats[s].maxcpu for s, sd in ss.items() if sd["node"] == n)
+        loads[n] = NodeLoad(used, 64.0, used, 64.0)
+    bundles = stationary_bundles(ss, EMPTY_COMPILED, nodes, stats, "static")
+    move = select_move(loads, bundles, method, margin)
+    if move is None:
+        return
+    assert move.source == ss[move.sid]["node"] and move.target != move.source
+    assert move.target in nodes
+    assert move.before == imbalance([loads[n] for n in sorted(loads)])
+    assert (move.before - move.after) / move.before >= margin

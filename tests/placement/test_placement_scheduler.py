@@ -150,3 +150,11 @@ def test_dynamic_counts_running_services_in_node_figures_only_once() -> None:
     usage.remove_service_usage("vm:1")
     usage.add_service_usage("vm:1", "migrate", "node1", "node3", running=True)
     assert usage.node_loads()[2][0] == 4.0  # measured use added at the target
+
+
+def test_dynamic_running_from_stats_overrides_the_flag() -> None:
+    node_stats = {n: NodeStats(24, 128 * GIB) for n in NODES}
+    stats = {"vm:1": ServiceStats(maxcpu=8, maxmem=8 * GIB, cpu=4.0, mem=2 * GIB, running=True)}
+    usage, _ = make_usage("dynamic", NODES, node_stats, stats)
+    usage.add_service_usage("vm:1", "started", "node1", running=False)
+    assert isinstance(usage, DynamicUsage) and usage.node_loads()[0][0] == 0.0

@@ -1,0 +1,21 @@
+"""The README demo (``python -m pvha.demo``) runs the CLI and exits 0."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvha import demo
+
+
+def test_demo_runs_commands_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo.main() == 0
+    out, err = capsys.readouterr()
+    assert "!!" not in out, out
+    assert "$ pvha add vm:100 --max_restart 2\n" in out
+    assert '[{"sid":"ct:101","type":"ct","comment":"web frontend","state":"stopped"},' in out
+    assert "service vm:100 (node2, started)\n" in out
+    assert (
+        "--- rules.cfg ---\nnode-affinity: r1\n\tnodes node2\n\tresources vm:100\n\tstrict 1\n"
+        in out
+    )
+    assert err == "pvha: error: resource ID 'vm:100' already defined\n"

@@ -1,0 +1,93 @@
+"""The manage() round driven through an in-memory port (no simulator)."""
+
+from __future__ import annotations
+
+import pytest
+from fake_env import FakeEnv
+
+from pvha.core.manager import Manager
+from pvha.core.node_status import NodeStatus
+from pvha.core.transitions import SvcEvent
+from pvha.errors import IllegalTransition
+
+
+def _env() -> FakeEnv:
+    env = FakeEnv()
+    env.services = {
+        "vm:101": {"node": "node1", "state": "started", "max_restart": 1, "max_relocate": 1},
+        "vm:103": {"node": "node3", "state": "started", "max_restart": 1, "max_relocate": 1},
+    }
+    return env
+
+
+def test_first_round_adds_and_starts_services() -> None:
+    env = _env()
+    m = Manager(env, 20)
+    m.manage(20)
+    msgs = [msg for _lvl, msg in env.lines]
+    assert msgs[:3] == [
+        f"node 'node{i}': state changed from 'unknown' => 'online'" for i in (1, 2, 3)
+    ]
+    assert "adding new service 'vm:101' on node 'node1'" in msgs
+    assert (
+        "service 'vm:103': state changed from 'request_start' to 'started'  (node = node3)" in msgs
+    )
+    ss = env.manager_status["service_status"]
+    assert ss["vm:101"]["state"] == "started" and ss["vm:101"]["uid"]
+    assert env.manager_status["timestamp"] == 20
+
+
+def test_fencing_waits_for_the_agent_lock_then_recovers_in_the_same_round() -> None:
+    env = _env()
+    m = Manager(env, 20)
+    m.manage(20)
+    env.online["node3"] = False
+    m.manage(40)
+    m.manage(100)  # 60 s after last seen online (40 was not online; last online 20)
+    assert env.manager_status["service_status"]["vm:103"]["state"] == "fence"
+    assert env.manager_status["node_status"]["node3"] == "fence"
+    # one attempt after each FSM pass (two passes: the change to fence, then a quiet one)
+    assert env.lock_attempts == ["node3", "node3"]
+    env.agent_locks["node3"] = True
+    env.lines.clear()
+    m.manage(120)
+    msgs = [msg for _lvl, msg in env.lines]
+    assert msgs[0] == "fencing: acknowledged - got agent lock for node 'node3'"
+    assert "service 'vm:103': state changed from 'fence' to 'recovery'" in msgs
+    assert env.stolen == [("vm:103", "node3", "node2")]
+    sd = env.manager_status["service_status"]["vm:103"]
+    assert (sd["state"], sd["node"]) == ("started", "node2")
+
+
+def test_illegal_service_event_raises_and_changes_nothing() -> None:
+    env = _env()
+    m = Manager(env, 20)
+    m.manage(20)
+    before = dict(m.ss["vm:101"])
+    with pytest.raises(IllegalTransition):
+        m._change("vm:101", SvcEvent.FENCED)
+    assert m.ss["vm:101"] == before
+
+
+def test_offline_delay_restarts_without_last_online() -> None:
+    env = FakeEnv()
+    ns = NodeStatus(env, {"node3": "unknown"}, now=100)
+    assert ns.node_is_offline_delayed("node3") is False  # records now
+    ns.now = 159
+    assert ns.node_is_offline_delayed("node3") is False
+    ns.now = 160
+    assert ns.node_is_offline_delayed("node3") is True
+
+
+def test_crm_commands_are_consumed_once() -> None:
+    env = _env()
+    m = Manager(env, 20)
+    m.manage(20)
+    env.commands = "migrate vm:101 node2\nbogus\n"
+    env.lines.clear()
+    m.manage(40)
+    msgs = [msg for _lvl, msg in env.lines]
+    assert "got crm command: migrate vm:101 node2" in msgs
+    assert "unable to parse crm command: bogus" in msgs
+    assert env.manager_status["service_status"]["vm:101"]["state"] == "migrate"
+    assert env.commands == ""
