@@ -42,8 +42,8 @@ class Bool(str, Enum):
 
 
 CONFIG_DIR_HELP = (
-    "Configuration directory [env: PVHA_CONFIG_DIR; default: /etc/pve/pvha if /etc/pve exists,"
-    " else /etc/pvha for root, else ~/.config/pvha]."
+    "Configuration directory (env PVHA_CONFIG_DIR; default: /etc/pve/pvha if /etc/pve exists,"
+    " else /etc/pvha for root, else ~/.config/pvha)."
 )
 
 ConfigDirOpt = Annotated[

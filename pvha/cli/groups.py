@@ -26,14 +26,14 @@ NODES_HELP = "Nodes with optional priority, e.g. node1:2,node2 (higher is prefer
 RestrictedOpt = Annotated[
     Bool | None,
     typer.Option(
-        "--restricted", help="Run only on the group's nodes [default: 0].", show_default=False
+        "--restricted", help="Run only on the group's nodes (default: 0).", show_default=False
     ),
 ]
 NofailbackOpt = Annotated[
     Bool | None,
     typer.Option(
         "--nofailback",
-        help="Do not move back to a higher-priority node [default: 0].",
+        help="Do not move back to a higher-priority node (default: 0).",
         show_default=False,
     ),
 ]

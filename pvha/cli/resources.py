@@ -38,7 +38,7 @@ MaxRestartOpt = Annotated[
         "--max-restart",
         "--max_restart",
         metavar="N",
-        help="Restarts on the same node after a failed start [default: 1].",
+        help="Restarts on the same node after a failed start (default: 1).",
         show_default=False,
     ),
 ]
@@ -48,7 +48,7 @@ MaxRelocateOpt = Annotated[
         "--max-relocate",
         "--max_relocate",
         metavar="N",
-        help="Relocations to other nodes after failed starts [default: 1].",
+        help="Relocations to other nodes after failed starts (default: 1).",
         show_default=False,
     ),
 ]
@@ -56,7 +56,7 @@ FailbackOpt = Annotated[
     Bool | None,
     typer.Option(
         "--failback",
-        help="Move back to the preferred node when it returns [default: 1].",
+        help="Move back to the preferred node when it returns (default: 1).",
         show_default=False,
     ),
 ]

@@ -59,7 +59,7 @@ NodesOpt = Annotated[
 StrictOpt = Annotated[
     Bool | None,
     typer.Option(
-        "--strict", help="node-affinity: only these nodes [default: 0].", show_default=False
+        "--strict", help="node-affinity: only these nodes (default: 0).", show_default=False
     ),
 ]
 AffinityOpt = Annotated[
@@ -70,7 +70,7 @@ AffinityOpt = Annotated[
 ]
 DisableOpt = Annotated[
     Bool | None,
-    typer.Option("--disable", help="Disable the rule [default: 0].", show_default=False),
+    typer.Option("--disable", help="Disable the rule (default: 0).", show_default=False),
 ]
 
 RULE_COLUMNS = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pvha.core.transitions import SERVICE, SvcEvent, next_state
+
 if TYPE_CHECKING:
     from pvha.core.manager import Manager
 
@@ -40,7 +42,7 @@ def handle_disarm(m: Manager) -> set[str] | None:
             del sd[key]
         if mode == "freeze" and sd["state"] in _FREEZABLE:
             m.env.log("info", f"disarm: freezing service '{sid}' (was '{sd['state']}')")
-            sd["state"] = "freeze"
+            sd["state"] = next_state(SERVICE, sd["state"], SvcEvent.DISARM_FREEZE)
             sd["uid"] = m.new_uid()
     if disarm.get("state") != "disarmed":
         online = m.ns.list_online_nodes()

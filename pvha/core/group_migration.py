@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from pvha.core.config_view import to_resource
 from pvha.core.rules import groups_to_rules
 
 if TYPE_CHECKING:
@@ -86,11 +87,9 @@ def _check_nodes(m: Manager) -> None:
 
 
 def _migrate(m: Manager, groups: dict[str, Any]) -> None:
-    from pvha.core.manager import _to_resource
-
     env = m.env
     sc = env.read_service_config()
-    resources = {sid: _to_resource(sid, cd) for sid, cd in sc.items()}
+    resources = {sid: to_resource(sid, cd) for sid, cd in sc.items()}
     rules = dict(env.read_rules_config())
     first = max((r.order for r in rules.values()), default=0) + 1
     rules.update(groups_to_rules(groups, resources, first))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pvha.core.executor import exec_resource_agent
+from pvha.core.lrm_work import do_work, state_changes
 from pvha.core.ports import CfsError, HaEnv
 from pvha.core.states import ExitCode
 from pvha.core.transitions import LRM, LrmEvent, next_state
 
-MAX_ACTIVE_IDLE_ROUNDS = 60
 _NOT_ACTIVE = ("stopped", "freeze", "error", "request_start")
 
 
@@ -202,8 +203,6 @@ class Lrm:
         return self.work()
 
     def work(self) -> bool:
-        from pvha.core.lrm_work import do_work, state_changes
-
         if not self.wrote_status_at_startup:
             if self.update_lrm_status():
                 self.wrote_status_at_startup = True
@@ -251,8 +250,6 @@ class Lrm:
         return self.run_workers()
 
     def run_workers(self) -> int:
-        from pvha.core.executor import exec_resource_agent
-
         sc = self.env.read_service_config()
         workers = self.workers
         pending = sorted(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pvha.core.crm import count_fenced_services
-from pvha.core.lrm import MAX_ACTIVE_IDLE_ROUNDS
 from pvha.core.transitions import LrmEvent
 
 if TYPE_CHECKING:
     from pvha.core.lrm import Lrm
+
+MAX_ACTIVE_IDLE_ROUNDS = 60
 
 
 def state_changes(lrm: Lrm) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 from pvha.core import placement, scheduler
 from pvha.core.auto_rebalance import auto_rebalance_step
 from pvha.core.commands import update_crm_commands
+from pvha.core.config_view import to_resource
 from pvha.core.disarm import handle_disarm
 from pvha.core.group_migration import FIRST_ROUND, try_group_migration
-from pvha.core.model import Resource
 from pvha.core.node_status import NodeStatus
 from pvha.core.ports import HaEnv
 from pvha.core.rules import EMPTY_COMPILED, compile_rules
@@ -27,18 +27,6 @@ from pvha.core.transitions import SERVICE, SvcEvent, next_state
 
 # keys that survive a service state change
 _KEPT_KEYS = ("node", "failed_nodes", "maintenance_node")
-
-
-def _to_resource(sid: str, cd: dict[str, Any]) -> Resource:
-    return Resource(
-        sid=sid,
-        state=cd.get("state", "started"),
-        group=cd.get("group"),
-        failback=bool(int(cd.get("failback", 1))),
-        max_restart=int(cd.get("max_restart", 1)),
-        max_relocate=int(cd.get("max_relocate", 1)),
-        node=cd.get("node"),
-    )
 
 
 class Manager:
@@ -62,7 +50,7 @@ class Manager:
         self.usage: scheduler.Usage = scheduler.BasicUsage([])
         self.compiled = EMPTY_COMPILED
         self.failback: dict[str, bool] = {}
-        self._rules_digest: str | None = None
+        self._rules_key: tuple[Any, ...] | None = None
         self._uid_counter = 0
         self._uid_prefix = f"{env.nodename()}-{now}"
         self.auto_rebalance_hold = 0
@@ -74,7 +62,7 @@ class Manager:
         self._uid_counter += 1
         return f"{self._uid_prefix}-{self._uid_counter}"
 
-    def _change(self, sid: str, event: SvcEvent, **params: Any) -> None:
+    def change_service_state(self, sid: str, event: SvcEvent, **params: Any) -> None:
         """The one setter of service states: table-checked, logged, usage updated."""
         sd = self.ss[sid]
         old_state = sd["state"]
@@ -96,18 +84,22 @@ class Manager:
     def select_node(
         self, sid: str, cd: dict[str, Any], sd: dict[str, Any], preference: str
     ) -> str | None:
-        return placement.select_service_node(
+        # the usage model spans exactly the online nodes of this round
+        node = placement.select_service_node(
             sid,
             preference,
             compiled=self.compiled,
             usage=self.usage,
             ss=self.ss,
             current_node=sd.get("node"),
-            online_nodes=self.ns.list_online_nodes(),
             failed_nodes=sd.get("failed_nodes") or (),
             maintenance_node=sd.get("maintenance_node"),
             failback=self.failback.get(sid, bool(int(cd.get("failback", 1)))),
         )
+        for level, msg in self.usage.messages:
+            self.env.log(level, msg)
+        self.usage.messages.clear()
+        return node
 
     def update_crs_scheduler_mode(self) -> None:
         dc = self.env.get_datacenter_settings()
@@ -147,16 +139,19 @@ class Manager:
         self.lrm_results, self.lrm_modes = results, modes
 
     def _update_rules(self) -> None:
+        """Recompile rules when rules, groups, resources or the node table changed (§1.11/9)."""
         groups = self.env.read_group_config()
         rules = self.env.read_rules_config()
-        resources = {sid: _to_resource(sid, cd) for sid, cd in self.sc.items()}
         nodes = self.ns.list_nodes()
-        digest = repr(
-            (sorted(rules.items()), sorted(groups.items()), sorted(resources.items()), nodes)
+        # compile_rules reads resources for group membership and failback only
+        res_key = tuple(
+            (sid, cd.get("group"), cd.get("failback")) for sid, cd in sorted(self.sc.items())
         )
-        if digest == self._rules_digest:
+        key = (rules, groups, res_key, nodes)
+        if key == self._rules_key:  # unchanged parsed objects compare by identity first
             return
-        self._rules_digest = digest
+        self._rules_key = key
+        resources = {sid: to_resource(sid, cd) for sid, cd in self.sc.items()}
         res = compile_rules(rules, groups, resources, nodes)
         for line in res.log:
             self.env.log("info", line)
@@ -228,7 +223,7 @@ class Manager:
             HANDLERS[last](self, sid, cd, sd, lrm_res)
             mode = self.lrm_modes.get(sd["node"]) if sd.get("node") else None
             if mode == "restart" and sd["state"] in ("started", "stopped", "request_stop"):
-                self._change(sid, SvcEvent.FREEZE)
+                self.change_service_state(sid, SvcEvent.FREEZE)
             if sd["state"] != last:
                 repeat = True
         return repeat
@@ -245,7 +240,7 @@ class Manager:
                 fenced[node] = bool(self.ns.fence_node(node))
             if not fenced[node]:
                 continue
-            self._change(sid, SvcEvent.FENCED)
+            self.change_service_state(sid, SvcEvent.FENCED)
             repeat = True
         for node in sorted(n for n in self.ns.status if n not in fenced):
             if self.ns.get_node_state(node) != "fence":

@@ -1,7 +1,7 @@
 """Per-state handlers of the service FSM (semantics §3.3), one ``next_state_<state>`` each.
 
 Mixed into :class:`pvha.core.manager.Manager`; every state change goes through
-``Manager._change`` which consults :data:`pvha.core.transitions.SERVICE`.
+``Manager.change_service_state`` which consults :data:`pvha.core.transitions.SERVICE`.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def next_state_request_start(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd |
         text = "new" if selected != current else "current"
         m.env.log("info", f"service {sid}: re-balance selected {text} node {selected} for startup")
         if selected != current:
-            m._change(sid, SvcEvent.BALANCE, node=current, target=selected)
+            m.change_service_state(sid, SvcEvent.BALANCE, node=current, target=selected)
             return
-    m._change(sid, SvcEvent.START, node=current)
+    m.change_service_state(sid, SvcEvent.START, node=current)
 
 
 def _stopped_command(m: Manager, sid: str, sd: Sd) -> bool:
@@ -58,7 +58,7 @@ def _stopped_command(m: Manager, sid: str, sd: Sd) -> bool:
                 "info", f"ignore service '{sid}' {op} request - service already on node '{target}'"
             )
         else:
-            m._change(sid, SvcEvent(op), node=sd["node"], target=target)
+            m.change_service_state(sid, SvcEvent(op), node=sd["node"], target=target)
             return True
     elif op == "stop":
         m.env.log("info", f"ignore service '{sid}' {op} request - service already stopped")
@@ -78,12 +78,12 @@ def next_state_stopped(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None)
         return
     node = sd["node"]
     if m.ns.node_is_offline_delayed(node) and m.ns.get_node_state(node) != "maintenance":
-        m._change(sid, SvcEvent.NODE_DEAD)
+        m.change_service_state(sid, SvcEvent.NODE_DEAD)
         return
     if cd["state"] == "stopped":
         return
     if cd["state"] == "started":
-        m._change(sid, SvcEvent.WANT_START, node=node)
+        m.change_service_state(sid, SvcEvent.WANT_START, node=node)
         return
     m.env.log("err", f"service '{sid}' - unknown state '{cd['state']}' in service configuration")
 
@@ -92,41 +92,41 @@ def next_state_request_stop(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | 
     if lrm_res is not None:
         code = lrm_res["exit_code"]
         if code == ExitCode.SUCCESS:
-            m._change(sid, SvcEvent.STOP_CONFIRMED)
+            m.change_service_state(sid, SvcEvent.STOP_CONFIRMED)
         else:
             m.env.log("err", f"service '{sid}' stop failed (exit code {code})")
-            m._change(sid, SvcEvent.FAIL)
+            m.change_service_state(sid, SvcEvent.FAIL)
         return
     if m.ns.node_is_offline_delayed(sd["node"]):
-        m._change(sid, SvcEvent.NODE_DEAD)
+        m.change_service_state(sid, SvcEvent.NODE_DEAD)
 
 
 def next_state_migrate_relocate(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
     if lrm_res is not None:
         code = lrm_res["exit_code"]
         if code == ExitCode.SUCCESS:
-            m._change(sid, _moved_event(cd), node=sd["target"])
+            m.change_service_state(sid, _moved_event(cd), node=sd["target"])
             return
         if code == ExitCode.EWRONG_NODE:
             m.env.log(
                 "err", f"service '{sid}' - migration failed: service registered on wrong node!"
             )
-            m._change(sid, SvcEvent.FAIL)
+            m.change_service_state(sid, SvcEvent.FAIL)
         elif code == ExitCode.IGNORED:
             m.env.log(
                 "info",
                 f"service '{sid}' - rebalance-on-start request ignored - service already running",
             )
-            m._change(sid, _moved_event(cd), node=sd["node"])
+            m.change_service_state(sid, _moved_event(cd), node=sd["node"])
         else:
             m.env.log("err", f"service '{sid}' - migration failed (exit code {code})")
-            m._change(sid, _moved_event(cd), node=sd["node"])
+            m.change_service_state(sid, _moved_event(cd), node=sd["node"])
             return
     # PVE falls through to this check after EWRONG_NODE and IGNORED too. Only the
     # error case is left out: an ``error`` service is never fenced (its table row has
     # no NODE_DEAD), and its node just answered, so it is not offline anyway.
     if m.ns.node_is_offline_delayed(sd["node"]) and sd["state"] != "error":
-        m._change(sid, SvcEvent.NODE_DEAD)
+        m.change_service_state(sid, SvcEvent.NODE_DEAD)
 
 
 def _started_command(m: Manager, sid: str, sd: Sd) -> None:
@@ -142,14 +142,14 @@ def _started_command(m: Manager, sid: str, sd: Sd) -> None:
             )
         else:
             m.env.log("info", f"{op} service '{sid}' to node '{target}'")
-            m._change(sid, SvcEvent(op), node=sd["node"], target=target)
+            m.change_service_state(sid, SvcEvent(op), node=sd["node"], target=target)
     elif op == "stop":
         timeout = cmd[1]
         if int(timeout) == 0:
             m.env.log("info", f"request immediate service hard-stop for service '{sid}'")
         else:
             m.env.log("info", f"request graceful stop with timeout '{timeout}' for service '{sid}'")
-        m._change(sid, SvcEvent.WANT_STOP, timeout=timeout)
+        m.change_service_state(sid, SvcEvent.WANT_STOP, timeout=timeout)
         m.env.update_service_config(sid, {"state": "stopped"})
     else:
         m.env.log("err", f"unknown command '{op}' for service '{sid}'")
@@ -185,7 +185,7 @@ def _started_lrm_result(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd) -> bo
         )
     else:
         m.env.log("err", f"service '{sid}' got unrecoverable error (exit code {code})")
-    m._change(sid, SvcEvent.FAIL)
+    m.change_service_state(sid, SvcEvent.FAIL)
     return None
 
 
@@ -207,10 +207,10 @@ def _started_place(
                 del sd["maintenance_node"]
         if sid.split(":", 1)[0] == "vm":
             m.env.log("info", f"migrate service '{sid}' to node '{node}' (running)")
-            m._change(sid, SvcEvent.MIGRATE, node=sd["node"], target=node)
+            m.change_service_state(sid, SvcEvent.MIGRATE, node=sd["node"], target=node)
         else:
             m.env.log("info", f"relocate service '{sid}' to node '{node}'")
-            m._change(sid, SvcEvent.RELOCATE, node=sd["node"], target=node)
+            m.change_service_state(sid, SvcEvent.RELOCATE, node=sd["node"], target=node)
         return
     if try_next and node is None:
         m.env.log(
@@ -233,12 +233,12 @@ def next_state_started(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None)
     ns = m.ns
     if not ns.node_is_online(sd["node"]):
         if ns.node_is_offline_delayed(sd["node"]):
-            m._change(sid, SvcEvent.NODE_DEAD)
+            m.change_service_state(sid, SvcEvent.NODE_DEAD)
         if ns.get_node_state(sd["node"]) != "maintenance":
             return
         sd["maintenance_node"] = sd["node"]
     if cd["state"] in ("disabled", "stopped"):
-        m._change(sid, SvcEvent.WANT_STOP)
+        m.change_service_state(sid, SvcEvent.WANT_STOP)
         return
     if cd["state"] != "started":
         m.env.log(
@@ -276,7 +276,7 @@ def next_state_recovery(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None
         m.env.steal_service(sid, sd["node"], node)
         cd["node"] = sd["node"] = node
         ev = SvcEvent.RECOVERED_START if cd["state"] == "started" else SvcEvent.RECOVERED_STOP
-        m._change(sid, ev, node=node)
+        m.change_service_state(sid, ev, node=node)
         return
     m.env.log(
         "err",
@@ -284,20 +284,20 @@ def next_state_recovery(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None
     )
     if cd["state"] == "disabled":
         sd.pop("failed_nodes", None)
-        m._change(sid, SvcEvent.CLEAR)
+        m.change_service_state(sid, SvcEvent.CLEAR)
 
 
 def next_state_freeze(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
     mode = m.lrm_modes.get(sd["node"]) if sd.get("node") else None
     if mode == "active":
         ev = SvcEvent.UNFREEZE_START if cd["state"] == "started" else SvcEvent.UNFREEZE_STOP
-        m._change(sid, ev)
+        m.change_service_state(sid, ev)
 
 
 def next_state_error(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
     if cd["state"] == "disabled":
         sd.pop("failed_nodes", None)
-        m._change(sid, SvcEvent.CLEAR)
+        m.change_service_state(sid, SvcEvent.CLEAR)
 
 
 def next_state_fence(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:

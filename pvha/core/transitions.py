@@ -45,6 +45,7 @@ class SvcEvent(str, Enum):
     FREEZE = "freeze"  # node LRM restarting -> freeze
     UNFREEZE_START = "unfreeze_start"
     UNFREEZE_STOP = "unfreeze_stop"
+    DISARM_FREEZE = "disarm_freeze"  # disarm-ha freeze: silent -> freeze (own log line)
 
 
 class NodeEvent(str, Enum):
@@ -85,9 +86,14 @@ _MOVING: dict[str, str] = {
 }
 
 SERVICE: Mapping[str, Mapping[str, str]] = {
-    "request_start": {SvcEvent.START: "started", SvcEvent.BALANCE: "request_start_balance"},
-    "request_start_balance": dict(_MOVING),
+    "request_start": {
+        SvcEvent.START: "started",
+        SvcEvent.BALANCE: "request_start_balance",
+        SvcEvent.DISARM_FREEZE: "freeze",
+    },
+    "request_start_balance": {**_MOVING, SvcEvent.DISARM_FREEZE: "freeze"},
     "started": {
+        SvcEvent.DISARM_FREEZE: "freeze",
         SvcEvent.NODE_DEAD: "fence",
         SvcEvent.WANT_STOP: "request_stop",
         SvcEvent.MIGRATE: "migrate",
@@ -96,12 +102,14 @@ SERVICE: Mapping[str, Mapping[str, str]] = {
         SvcEvent.FREEZE: "freeze",
     },
     "request_stop": {
+        SvcEvent.DISARM_FREEZE: "freeze",
         SvcEvent.STOP_CONFIRMED: "stopped",
         SvcEvent.FAIL: "error",
         SvcEvent.NODE_DEAD: "fence",
         SvcEvent.FREEZE: "freeze",
     },
     "stopped": {
+        SvcEvent.DISARM_FREEZE: "freeze",
         SvcEvent.WANT_START: "request_start",
         SvcEvent.MIGRATE: "migrate",
         SvcEvent.RELOCATE: "relocate",

@@ -6,14 +6,13 @@ from typing import TYPE_CHECKING
 
 from pvha.core.crm import Crm
 from pvha.core.lrm import Lrm
+from pvha.sim.hardware import SimulationError
 
 if TYPE_CHECKING:
     from pvha.sim.runner import Simulator
 
 
 def _err(msg: str) -> Exception:
-    from pvha.sim.runner import SimulationError
-
     return SimulationError(msg)
 
 

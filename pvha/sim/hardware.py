@@ -9,8 +9,14 @@ import copy
 from typing import Any
 
 from pvha.core.ports import CfsError
+from pvha.errors import PvhaError
 from pvha.sim.log import SimLog
 from pvha.sim.scenario import Scenario
+
+
+class SimulationError(PvhaError):
+    """The scenario asked for something the simulator cannot do."""
+
 
 LOCK_TIMEOUT = 120
 WATCHDOG_TIMEOUT = 60

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from pvha.core.crm import Crm
 from pvha.core.lrm import Lrm
-from pvha.errors import PvhaError
+from pvha.sim.commands import node_cmd, service_cmd
 from pvha.sim.env import SimEnv
-from pvha.sim.hardware import Hardware
+from pvha.sim.hardware import Hardware, SimulationError
 from pvha.sim.log import SimLog
 from pvha.sim.scenario import Scenario
 
 MAX_TIME = 10000
 _SID = re.compile(r"^(vm|ct|fa):\d+$")
-
-
-class SimulationError(PvhaError):
-    """The scenario asked for something the simulator cannot do."""
 
 
 @dataclass
@@ -177,16 +172,9 @@ class Simulator:
             raise SimulationError(f"sim_hardware_cmd: no such node '{objid}'")
         self.hw.log("info", f"execute {cmdstr}", logid)
         if cmd == "service":
-            from pvha.sim.commands import service_cmd
-
             service_cmd(self, objid, action, params)
         else:
-            from pvha.sim.commands import node_cmd
-
             node_cmd(self, cmd, objid, action, params)
-
-    def status_snapshot(self) -> dict[str, Any]:
-        return {"manager_status": self.hw.manager_status}
 
 
 def run_scenario(scenario: Scenario) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pvha.config import parse_groups_text, parse_rules_text
 from pvha.errors import ConfigError
 
 DEFAULT_NODES = ("node1", "node2", "node3")
@@ -30,6 +31,7 @@ class Scenario:
     service_status: dict[str, dict[str, int]] = field(default_factory=dict)
     fence_cfg: str | None = None
     expected_log: str | None = None
+    readme: str | None = None
 
 
 def _json(path: Path, default: Any) -> Any:
@@ -64,6 +66,17 @@ def load_scenario(path: str | Path) -> Scenario:
     status: dict[str, dict[str, int]] = {}
     for node in hardware:
         status[node] = _json(d / f"service_status_{node}", {})
+    groups_text = _text(d / "groups") or ""
+    rules_text = _text(d / "rules_config") or ""
+    # validate early so a broken file is a load error, not a log line mid-run
+    if groups_text.strip():
+        parse_groups_text(groups_text, str(d / "groups"))
+    if rules_text.strip():
+        parse_rules_text(rules_text, str(d / "rules_config"))
+    if not isinstance(services, dict) or not all(
+        isinstance(v, dict) and v.get("node") for v in services.values()
+    ):
+        raise ConfigError("every resource needs a 'node'", str(d / "service_config"))
     return Scenario(
         name=d.name,
         path=d,
@@ -71,12 +84,13 @@ def load_scenario(path: str | Path) -> Scenario:
         hardware_status=hardware,
         service_config=services,
         manager_status=_json(d / "manager_status", {}),
-        groups_text=_text(d / "groups") or "",
-        rules_text=_text(d / "rules_config") or "",
+        groups_text=groups_text,
+        rules_text=rules_text,
         datacenter=_json(d / "datacenter.cfg", {}),
         static_service_stats=_json(d / "static_service_stats", None),
         dynamic_service_stats=_json(d / "dynamic_service_stats", None),
         service_status=status,
         fence_cfg=_text(d / "fence.cfg"),
         expected_log=_text(d / "log.expect"),
+        readme=_text(d / "README"),
     )

@@ -263,14 +263,27 @@ def test_rules_config_marks_conflicting_rules(run, cfg_dir: Path) -> None:  # ty
     for sid in ("vm:100", "vm:101", "ct:102"):
         _ok(run("add", sid))
     resources = "vm:100,vm:101,ct:102"
-    _ok(run("rules", "add", "resource-affinity", "apart", "--resources", resources, "--affinity", "negative"))
+    _ok(
+        run(
+            "rules",
+            "add",
+            "resource-affinity",
+            "apart",
+            "--resources",
+            resources,
+            "--affinity",
+            "negative",
+        )
+    )
     rows = json.loads(_ok(run("rules", "config", "--output-format", "json")).stdout)
     assert rows[0]["state"] == "ignored (conflicts)"  # no node known at all
     status = {"node_status": {"n1": "online", "n2": "online", "n3": "online"}}
     (cfg_dir / "manager_status").write_text(json.dumps(status))
     rows = json.loads(_ok(run("rules", "config", "--output-format", "json")).stdout)
     assert (rows[0]["state"], "errors" in rows[0]) == ("in use", False)
-    (cfg_dir / "manager_status").write_text(json.dumps({"node_status": {"n1": "online", "n2": "online"}}))
+    (cfg_dir / "manager_status").write_text(
+        json.dumps({"node_status": {"n1": "online", "n2": "online"}})
+    )
     rows = json.loads(_ok(run("rules", "config", "--output-format", "json")).stdout)
     assert rows[0]["state"] == "ignored (conflicts)"
     assert rows[0]["errors"] == ["rule defines more resources than available nodes"]

@@ -60,8 +60,10 @@ def test_man_page_has_no_groff_warnings() -> None:
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
-@pytest.mark.parametrize(("shell", "script"), [("zsh", "_pvha"), ("fish", "pvha.fish")])
-def test_other_shells_syntax(shell: str, script: str) -> None:
+@pytest.mark.parametrize(
+    ("shell", "script"), [("zsh", "_pvha"), ("fish", "pvha.fish"), ("bash", "pvha.bash")]
+)
+def test_completion_script_syntax(shell: str, script: str) -> None:
     if shutil.which(shell) is None:
         pytest.skip(f"{shell} not installed")
     result = subprocess.run(
@@ -73,22 +75,35 @@ def test_other_shells_syntax(shell: str, script: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-BASH_DRIVER = """
-pvha() { "$PYTHON" -m pvha "$@"; }
+# Each driver prints the candidates for every line of LINES (one output line per case).
+LINES = [
+    "pvha --config-dir $CFG set ",
+    "pvha --config-dir $CFG groupremove ",
+    "pvha --config-dir $CFG rules set node-affinity ",
+    "pvha set vm:100 --state d",
+    "pvha crm-command node-maintenance ",
+    "pvha rules add node-affinity r1 --st",
+]
+EXPECTED = ["ct:101 vm:100", "g1", "pin", "disabled", "enable disable", "--strict"]
+DRIVERS = {
+    "bash": """
 source "$SCRIPT"
 t() { COMP_LINE="$1"; COMP_POINT=${#1}; COMP_WORDBREAKS=$' \\t\\n"\\'><=;|&(:'; _pvha; echo "${COMPREPLY[*]}"; }
-t "pvha --config-dir $CFG set "
-t "pvha --config-dir $CFG set vm:"
-t "pvha --config-dir $CFG groupremove "
-t "pvha --config-dir $CFG rules set node-affinity "
-t "pvha set vm:100 --state d"
-t "pvha crm-command node-maintenance "
-t "pvha rules add node-affinity r1 --st"
-"""
+""",
+    "zsh": """
+compadd() { [[ $1 == -- ]] && shift; print -r -- ${(M)@:#${cur}*}; }  # stub: prefix filter only
+source "$SCRIPT" >/dev/null
+t() { words=(${=1}); [[ $1 == *" " ]] && words+=(""); CURRENT=${#words}; _pvha; }
+""",
+    "fish": """
+source $SCRIPT
+function t; complete -C "$argv[1]" | string join ' '; end
+""",
+}
+SCRIPTS = {"bash": "pvha.bash", "zsh": "_pvha", "fish": "pvha.fish"}
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
-def test_bash_completion_uses_tree_and_local_config(tmp_path: Path, run, cfg_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def _populate(run) -> None:  # type: ignore[no-untyped-def]
     for args in (
         ["add", "vm:100"],
         ["add", "ct:101"],
@@ -96,28 +111,38 @@ def test_bash_completion_uses_tree_and_local_config(tmp_path: Path, run, cfg_dir
         ["rules", "add", "node-affinity", "pin", "--resources", "vm:100", "--nodes", "n1"],
     ):
         assert run(*args).exit_code == 0
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_uses_tree_and_local_config(
+    shell: str, tmp_path: Path, run, cfg_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} not installed")
+    _populate(run)
+    fake = tmp_path / "bin" / "pvha"  # the completion scripts call `pvha _complete KIND`
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pvha "$@"\n')
+    fake.chmod(0o755)
+    lines = [line.replace("$CFG", str(cfg_dir)) for line in LINES]
+    if shell == "fish":
+        calls = "".join(f"t '{line}'\n" for line in lines)
+    else:
+        calls = "".join(f't "{line}"\n' for line in lines)
     env = {
-        "PYTHON": sys.executable,
-        "SCRIPT": str(REPO / "completions/pvha.bash"),
-        "CFG": str(cfg_dir),
-        "PATH": "/usr/bin:/bin",
+        "SCRIPT": str(REPO / "completions" / SCRIPTS[shell]),
+        "PATH": f"{fake.parent}:/usr/bin:/bin",
         "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path),
     }
     result = subprocess.run(
-        ["bash", "-c", BASH_DRIVER],
+        [shell, "-c", DRIVERS[shell] + calls + "true\n"],
         capture_output=True,
         text=True,
         env=env,
         check=False,
-        timeout=120,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "ct:101 vm:100",
-        "100",  # bash replaces only the text after the ':'
-        "g1",
-        "pin",
-        "disabled",
-        "enable disable",
-        "--strict",
-    ]
+    outputs = [" ".join(sorted(line.split())) for line in result.stdout.splitlines()]
+    assert outputs == [" ".join(sorted(e.split())) for e in EXPECTED], result.stdout

@@ -65,7 +65,7 @@ def test_illegal_service_event_raises_and_changes_nothing() -> None:
     m.manage(20)
     before = dict(m.ss["vm:101"])
     with pytest.raises(IllegalTransition):
-        m._change("vm:101", SvcEvent.FENCED)
+        m.change_service_state("vm:101", SvcEvent.FENCED)
     assert m.ss["vm:101"] == before
 
 
