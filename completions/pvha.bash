@@ -3,7 +3,7 @@
 
 _pvha_subcommands() {
   case "$1" in
-    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status crm-command rules sim' ;;
+    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack crm-command rules sim' ;;
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
@@ -24,7 +24,9 @@ _pvha_options() {
     'groupset') echo '--nodes --restricted --nofailback --comment --delete --config-dir --help -h' ;;
     'groupremove') echo '--config-dir --help -h' ;;
     'groupconfig') echo '--output-format --config-dir --help -h' ;;
-    'status') echo '--verbose --output-format --config-dir --help -h' ;;
+    'status') echo '--verbose --output-format --watch --interval --config-dir --settings --help -h' ;;
+    'watch') echo '--once --round-interval --fence-delay --cfs-root --verbose --settings --help -h' ;;
+    'fence-ack') echo '--settings --help -h' ;;
     'crm-command') echo '--help -h' ;;
     'crm-command migrate') echo '--config-dir --help -h' ;;
     'crm-command relocate') echo '--config-dir --help -h' ;;
@@ -42,7 +44,7 @@ _pvha_options() {
     'rules list') echo '--type --resource --output-format --config-dir --help -h' ;;
     'sim') echo '--help -h' ;;
     'sim run') echo '--log --help -h' ;;
-    'sim check') echo '--tier --help -h' ;;
+    'sim check') echo '--tier --diff --help -h' ;;
   esac
 }
 # Prints the completion spec of an option that takes a value; nothing for a flag.
@@ -90,7 +92,14 @@ _pvha_value() {
     'groupconfig|--output-format') echo 'choice:text json json-pretty yaml' ;;
     'groupconfig|--config-dir') echo 'dir' ;;
     'status|--output-format') echo 'choice:text json json-pretty yaml' ;;
+    'status|--interval') echo 'any' ;;
     'status|--config-dir') echo 'dir' ;;
+    'status|--settings') echo 'any' ;;
+    'watch|--round-interval') echo 'any' ;;
+    'watch|--fence-delay') echo 'any' ;;
+    'watch|--cfs-root') echo 'dir' ;;
+    'watch|--settings') echo 'any' ;;
+    'fence-ack|--settings') echo 'any' ;;
     'crm-command migrate|--config-dir') echo 'dir' ;;
     'crm-command relocate|--config-dir') echo 'dir' ;;
     'crm-command stop|--config-dir') echo 'dir' ;;
@@ -139,6 +148,7 @@ _pvha_arg() {
     'groupadd|0') echo 'dyn:groups' ;;
     'groupset|0') echo 'dyn:groups' ;;
     'groupremove|0') echo 'dyn:groups' ;;
+    'fence-ack|0') echo 'dyn:nodes' ;;
     'crm-command migrate|0') echo 'dyn:sids' ;;
     'crm-command migrate|1') echo 'dyn:nodes' ;;
     'crm-command relocate|0') echo 'dyn:sids' ;;

@@ -81,7 +81,8 @@ def _example_status(config_dir: Path) -> None:
         (config_dir / "lrm_status" / node).write_text(json.dumps(lrm))
 
 
-def main() -> int:
+def cli_showcase() -> int:
+    """Part 1: the ha-manager-style CLI on a temporary config directory."""
     with tempfile.TemporaryDirectory(prefix="pvha-demo-") as tmp:
         config_dir = Path(tmp)
         print(f"# pvha CLI demo; configuration directory: {config_dir}\n")

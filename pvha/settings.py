@@ -19,6 +19,11 @@ is fine; a missing file that was asked for is an error). Layout::
     [cfs]
     root = "/etc/pve"                      # config_dir defaults to <root>/pvha
 
+    [watch]                                # pvha watch timings (PVE's defaults)
+    round_interval = 10                    # seconds between manager rounds
+    fence_delay = 60                       # seconds offline before a node is fenced
+    lock_lifetime = 120                    # plain-directory cfs only; pmxcfs fixes 120
+
 Secrets are never taken from argv or from the TOML file itself: they come from the file
 named by ``token_secret_file`` / ``password_file``, or from ``PVHA_TOKEN_SECRET`` /
 ``PVHA_PASSWORD``. They are held in :class:`Secret`, whose repr and str are masked.
@@ -112,10 +117,24 @@ class CfsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """Timings of ``pvha watch``. PVE's values are the defaults; tests and the demo
+    shorten them. ``lock_lifetime`` only applies to a plain-directory cluster
+    filesystem (tests, demo, ``pvha sim serve``): pmxcfs enforces its own 120 s, and
+    every process sharing one directory must use the same value."""
+
+    round_interval: float = 10.0
+    fence_delay: int = 60
+    lock_lifetime: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     cfs: CfsSettings = field(default_factory=CfsSettings)
     source: Path | None = None  # the TOML file read, if any
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    api_configured: bool = False  # hosts came from a flag, the environment or the file
 
 
 # key -> (TOML section, environment variable). Flags use the same keys as the file
@@ -135,6 +154,9 @@ _KEYS: dict[str, tuple[str, str]] = {
     "attempts": ("api", "PVHA_ATTEMPTS"),
     "cfs_root": ("cfs", "PVHA_CFS_ROOT"),
     "config_dir": ("cfs", "PVHA_CONFIG_DIR"),
+    "round_interval": ("watch", "PVHA_ROUND_INTERVAL"),
+    "fence_delay": ("watch", "PVHA_FENCE_DELAY"),
+    "lock_lifetime": ("watch", "PVHA_LOCK_LIFETIME"),
 }
 _SECRET_KEYS = {"token_secret", "token_value", "password", "secret"}
 _FP_RE = re.compile(r"^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$")
@@ -172,7 +194,20 @@ def load_settings(
         root=Path(merged.get("cfs_root", DEFAULT_CFS_ROOT)),
         config_dir=Path(merged["config_dir"]) if "config_dir" in merged else None,
     )
-    return Settings(api=api, cfs=cfs, source=file_path if file_values else None)
+    watch = _build_watch(merged, where)
+    return Settings(api=api, cfs=cfs, source=file_path if file_values else None, watch=watch,
+                    api_configured="hosts" in merged)
+
+
+def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
+    watch = WatchSettings(
+        round_interval=_number(m, "round_interval", 10.0, float, where),
+        fence_delay=_number(m, "fence_delay", 60, int, where),
+        lock_lifetime=_number(m, "lock_lifetime", 120.0, float, where),
+    )
+    if watch.round_interval <= 0 or watch.fence_delay < 0 or watch.lock_lifetime <= 0:
+        raise ConfigError("round_interval, fence_delay or lock_lifetime out of range", where)
+    return watch
 
 
 def _settings_path(path: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -198,7 +233,7 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {exc}", str(path)) from None
     out: dict[str, Any] = {}
     for section, table in data.items():
-        if section not in ("api", "cfs") or not isinstance(table, dict):
+        if section not in ("api", "cfs", "watch") or not isinstance(table, dict):
             raise ConfigError(f"unknown section [{section}]", str(path))
         for name, value in table.items():
             if name in _SECRET_KEYS:

@@ -16,7 +16,7 @@ import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
-from pvha.cli import crm, groups, render, resources, rules
+from pvha.cli import crm, groups, render, resources, rules, watch
 from pvha.cli import status as status_cmd
 from pvha.cli.common import CONFIG_DIR_HELP, store_for
 from pvha.cli.sim import sim_app
@@ -120,6 +120,7 @@ app.command("status")(status_cmd.status)
 app.add_typer(crm.crm_app, name="crm-command")
 app.add_typer(rules.rules_app, name="rules")
 app.add_typer(sim_app, name="sim")
+watch.register(app)
 
 
 def main() -> None:

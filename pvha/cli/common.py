@@ -6,12 +6,15 @@ parameter whose metavar is SID, GROUP, RULE or NODE with ids from the local conf
 
 from __future__ import annotations
 
+import os
 from enum import Enum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from pvha.config.store import Store, resolve_config_dir
+from pvha.config.store import ENV_VAR, Store, resolve_config_dir
+from pvha.settings import Settings, load_settings
 
 
 class OutputFormat(str, Enum):
@@ -79,10 +82,29 @@ DeleteOpt = Annotated[
 ]
 
 
+SettingsOpt = Annotated[
+    str | None,
+    typer.Option("--settings", metavar="FILE",
+                 help="pvha settings file (env PVHA_SETTINGS; default /etc/pvha/settings.toml).",
+                 show_default=False),
+]
+
+
 def store_for(ctx: typer.Context, config_dir: str | None) -> Store:
-    """The store: the command's ``--config-dir``, else the top-level one, else env/default."""
+    """The store: the command's ``--config-dir``, else the top-level one, else
+    $PVHA_CONFIG_DIR, else ``$PVHA_CFS_ROOT/pvha`` (where ``pvha watch`` looks), else the
+    default."""
     root_dir = ctx.find_root().params.get("config_dir")
-    return Store(resolve_config_dir(config_dir or root_dir))
+    chosen = config_dir or root_dir
+    cfs_root = os.environ.get("PVHA_CFS_ROOT")
+    if not chosen and not os.environ.get(ENV_VAR) and cfs_root:
+        return Store(Path(cfs_root) / "pvha")
+    return Store(resolve_config_dir(chosen))
+
+
+def settings_for(flags: dict[str, Any], settings_file: str | None) -> Settings:
+    """pvha's settings: flags > ``PVHA_*`` environment > settings file > defaults."""
+    return load_settings(flags, path=settings_file)
 
 
 def value(option: Enum | str | None) -> str | None:

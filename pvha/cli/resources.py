@@ -128,10 +128,23 @@ def add(
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
-    """Add a resource to HA management."""
+    """Add a resource to HA management (refused if PVE's own HA manages the guest)."""
     store = store_for(ctx, config_dir)
     options = _options(state, group, max_restart, max_relocate, comment, failback)
-    ops.add_resource(store, ops.resolve_sid(sid, value(type_)), options)
+    resolved = ops.resolve_sid(sid, value(type_))
+    _refuse_pve_ha(resolved)
+    ops.add_resource(store, resolved, options)
+
+
+def _refuse_pve_ha(sid: str) -> None:
+    """Design §5: never manage a guest PVE's HA manages. Asked only when an API is
+    configured (``PVHA_HOSTS``/settings file); offline, ``pvha watch`` skips such a guest."""
+    from pvha.settings import load_settings
+    from pvha.shell.live import check_not_pve_ha
+
+    note = check_not_pve_ha(load_settings(), sid)
+    if note:
+        render.warn(f"warning: {note}")
 
 
 def set_(

@@ -43,6 +43,7 @@ def run_cmd(
 def check_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Scenario directories or folders of them.")],
     tier: Annotated[str, typer.Option("--tier", help="exact | decisions | relaxed")] = "exact",
+    diff: Annotated[bool, typer.Option("--diff", help="Show a unified diff for failures.")] = False,
 ) -> None:
     """Run every scenario with a log.expect under PATHS and compare at TIER."""
     from pvha.sim.check import TIERS, check_paths
@@ -56,6 +57,8 @@ def check_cmd(
     try:
         for result in check_paths(paths, tier):
             typer.echo(result.line())
+            if diff and result.diff:
+                typer.echo("\n".join(result.diff))
             if result.ok:
                 passed += 1
             else:

@@ -1,4 +1,6 @@
-"""``status``: the configuration plus the last manager status found in the config dir."""
+"""``status``: the configuration plus the last manager status found in the config dir,
+and, when an API is configured (``PVHA_HOSTS`` or the settings file), quorum and guest
+locations as the cluster reports them now (3 API calls). ``--watch`` refreshes."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import typer
 
 from pvha import status as ha_status
 from pvha.cli import render
-from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, store_for
+from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, store_for
 from pvha.cli.render import Column
 from pvha.config.store import LRM_STATUS_DIR, MANAGER_STATUS, Store
-from pvha.errors import StoreError
+from pvha.errors import ApiError, StoreError
 
 STATUS_COLUMNS = [Column("type", "TYPE"), Column("status", "STATUS")]
 
@@ -43,20 +45,51 @@ def _lrm_status(store: Store, nodes: list[str]) -> dict[str, dict[str, Any] | No
     return result
 
 
+def collect(store: Store, settings_file: str | None = None) -> tuple[list[Any], dict[str, Any],
+                                                                     dict[str, Any]]:
+    """Status entries, manager status and lrm status: files, plus the live cluster view
+    when an API is configured (an unreachable API is reported and the files shown)."""
+    from pvha.settings import load_settings
+    from pvha.shell.live import live_view
+
+    config = store.load().ha_config()
+    manager_status = read_json(store, MANAGER_STATUS) or {}
+    lrm = _lrm_status(store, sorted(manager_status.get("node_status") or {}))
+    quorum = guest_nodes = None
+    try:
+        view = live_view(load_settings(path=settings_file))
+    except ApiError as err:
+        render.warn(f"warning: cluster API not reachable, showing files only: {err}")
+        view = None
+    if view is not None:
+        quorum = ha_status.Quorum(view.local_node, view.quorate)
+        guest_nodes = {sid: g.node for sid, g in view.guests.items()}
+    entries = ha_status.status_entries(manager_status, lrm, config, now=time.time(),
+                                       quorum=quorum, guest_nodes=guest_nodes)
+    return entries, manager_status, lrm
+
+
 def status(
     ctx: typer.Context,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Also print the full cluster state as JSON.")
     ] = False,
     output_format: OutputOpt = OutputFormat.text,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh until interrupted (Ctrl-C).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", metavar="SECONDS", help="Refresh period of --watch.")
+    ] = 2.0,
     config_dir: ConfigDirOpt = None,
+    settings_file: SettingsOpt = None,
 ) -> None:
-    """Show HA status as `ha-manager status` does (from the config dir's status files)."""
+    """Show HA status as `ha-manager status` does (live cluster view when an API is set)."""
     store = store_for(ctx, config_dir)
-    config = store.load().ha_config()
-    manager_status = read_json(store, MANAGER_STATUS) or {}
-    lrm = _lrm_status(store, sorted(manager_status.get("node_status") or {}))
-    entries = ha_status.status_entries(manager_status, lrm, config, now=time.time())
+    if watch:
+        _watch(store, settings_file, output_format.value, max(0.2, interval))
+        return
+    entries, manager_status, lrm = collect(store, settings_file)
 
     def text(rows: Sequence[render.Row]) -> str:
         out = ha_status.format_status_text(rows)
@@ -70,3 +103,28 @@ def status(
         return out
 
     render.render(entries, STATUS_COLUMNS, output_format.value, text=text)
+
+
+def _watch(store: Store, settings_file: str | None, fmt: str, interval: float) -> None:
+    """Live refresh: a rich Live display for text, one document per refresh otherwise."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    def frame() -> Text:
+        entries = collect(store, settings_file)[0]
+        stamp = time.strftime("%H:%M:%S")
+        return Text(f"pvha status, every {interval:g} s (Ctrl-C to stop), {stamp}\n\n"
+                    + ha_status.format_status_text(entries))
+
+    try:
+        if fmt != "text":
+            while True:
+                render.render(collect(store, settings_file)[0], STATUS_COLUMNS, fmt)
+                time.sleep(interval)
+        with Live(frame(), console=Console(), auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+    except KeyboardInterrupt:
+        return

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pvha.core.manager import Manager
+from pvha.core.node_status import FENCE_DELAY
 from pvha.core.ports import CfsError, HaEnv
 from pvha.core.transitions import CRM, CrmEvent, next_state
 
@@ -22,9 +23,10 @@ def count_fenced_services(ss: dict[str, Any] | None, node: str) -> int:
 
 
 class Crm:
-    def __init__(self, env: HaEnv, now: int) -> None:
+    def __init__(self, env: HaEnv, now: int, fence_delay: int = FENCE_DELAY) -> None:
         self.env = env
         self.now = now
+        self.fence_delay = fence_delay
         self.state = "startup"
         self.state_change_time = now
         self.manager: Manager | None = None
@@ -34,10 +36,11 @@ class Crm:
         self.wd: str | None = None
         # watchdog deliberately released because the HA stack is disarmed (§6.7)
         self.wd_disarmed = False
-        self._fire(CrmEvent.BOOT)
+        self.fire(CrmEvent.BOOT)
 
     # ------------------------------------------------------------------ state
-    def _fire(self, event: CrmEvent) -> None:
+    def fire(self, event: CrmEvent) -> None:
+        """The one setter of the CRM role: table-checked, logged; a new master gets a Manager."""
         new = next_state(CRM, self.state, event)
         if new == self.state:
             return
@@ -45,7 +48,7 @@ class Crm:
         self.state = new
         self.state_change_time = self.now
         if new == "master":
-            self.manager = Manager(self.env, self.now)
+            self.manager = Manager(self.env, self.now, self.fence_delay)
         else:
             self.manager = None
 
@@ -163,28 +166,34 @@ class Crm:
     def do_one_iteration(self, now: int) -> bool:
         self.now = now
         self.cluster_state_update = self.env.cluster_state_update()
-        return self.work()
+        try:
+            return self.work()
+        except Exception as err:  # noqa: BLE001 - the loop logs and goes on
+            # PVE's simulator would abort the whole run here (e.g. a cfs error in the
+            # role-transition part); a daemon that keeps running is the safer choice.
+            self.env.log("err", f"got unexpected error - {_msg(err)}")
+            return True
 
     def _state_changes(self) -> None:
         state = self.state
         if state == "wait_for_quorum":
             if self.can_get_active():
                 if self.get_protected_ha_manager_lock():
-                    self._fire(CrmEvent.LOCK_ACQUIRED)
+                    self.fire(CrmEvent.LOCK_ACQUIRED)
                 else:
-                    self._fire(CrmEvent.LOCK_BUSY)
+                    self.fire(CrmEvent.LOCK_BUSY)
         elif state == "slave":
             if self.can_get_active():
                 if self.get_protected_ha_manager_lock():
-                    self._fire(CrmEvent.LOCK_ACQUIRED)
+                    self.fire(CrmEvent.LOCK_ACQUIRED)
             else:
-                self._fire(CrmEvent.INACTIVE)
+                self.fire(CrmEvent.INACTIVE)
         elif state == "lost_manager_lock":
             if self.can_get_active(True) and self.get_protected_ha_manager_lock():
-                self._fire(CrmEvent.LOCK_ACQUIRED)
+                self.fire(CrmEvent.LOCK_ACQUIRED)
         elif state == "master":
             if not self.get_protected_ha_manager_lock():
-                self._fire(CrmEvent.LOCK_LOST)
+                self.fire(CrmEvent.LOCK_LOST)
             elif not self.allowed_to_get_idle():
                 self.active_idle_rounds = 0
             else:
@@ -196,7 +205,7 @@ class Crm:
                     )
                     self._close_watchdog()
                     self.env.release_ha_manager_lock()
-                    self._fire(CrmEvent.IDLE)
+                    self.fire(CrmEvent.IDLE)
                     self.active_idle_rounds = 0
 
     def work(self) -> bool:
@@ -210,7 +219,7 @@ class Crm:
             self._close_watchdog()
             if self.shutdown_request_flag:
                 return False
-            self._fire(CrmEvent.RETRY)
+            self.fire(CrmEvent.RETRY)
             return True
         if state == "slave":
             return not self.shutdown_request_flag

@@ -75,9 +75,9 @@ def _check_nodes(m: Manager) -> None:
                 and sd.get("state") not in ("stopped", "freeze", "error", "request_start")
                 for sd in m.ss.values()
             ):
-                raise _Abort(f"lrm '{node}' is not active")
+                raise _Abort(f"lrm '{node}' is not in state 'active'")
         elif lstate != "active":
-            raise _Abort(f"lrm '{node}' is not active")
+            raise _Abort(f"lrm '{node}' is not in state 'active'")
         if mode != "active":
             raise _Abort(f"lrm '{node}' is not in mode 'active'")
         version = env.get_node_version(node)

@@ -40,9 +40,10 @@ class Lrm:
         self.node_status = "unknown"
         self.wd: str | None = None
         self.wrote_status_at_startup = False
-        self._fire(LrmEvent.BOOT)
+        self.fire(LrmEvent.BOOT)
 
-    def _fire(self, event: LrmEvent) -> None:
+    def fire(self, event: LrmEvent) -> None:
+        """The one setter of the LRM role: table-checked and logged."""
         new = next_state(LRM, self.state, event)
         if new == self.state:
             return
@@ -200,7 +201,13 @@ class Lrm:
     def do_one_iteration(self, now: int) -> bool:
         self.now = now
         self.cluster_state_update = self.env.cluster_state_update()
-        return self.work()
+        try:
+            return self.work()
+        except Exception as err:  # noqa: BLE001 - the loop logs and goes on
+            # PVE's simulator would abort the whole run here (e.g. a cfs error in the
+            # role-transition part); a daemon that keeps running is the safer choice.
+            self.env.log("err", f"got unexpected error - {_msg(err)}")
+            return True
 
     def work(self) -> bool:
         if not self.wrote_status_at_startup:

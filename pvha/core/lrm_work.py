@@ -28,10 +28,10 @@ def state_changes(lrm: Lrm) -> None:
             and env.quorate()
             and lrm.get_protected_ha_agent_lock()
         ):
-            lrm._fire(LrmEvent.LOCK_ACQUIRED)
+            lrm.fire(LrmEvent.LOCK_ACQUIRED)
     elif state == "lost_agent_lock":
         if not fence_request and env.quorate() and lrm.get_protected_ha_agent_lock():
-            lrm._fire(LrmEvent.LOCK_ACQUIRED)
+            lrm.fire(LrmEvent.LOCK_ACQUIRED)
     elif state == "active":
         _active_changes(lrm, fence_request)
     elif state == "maintenance":
@@ -42,16 +42,16 @@ def _active_changes(lrm: Lrm, fence_request: int) -> None:
     env = lrm.env
     if fence_request:
         env.log("err", "node need to be fenced - releasing agent_lock")
-        lrm._fire(LrmEvent.FENCE_REQUEST)
+        lrm.fire(LrmEvent.FENCE_REQUEST)
     elif not lrm.get_protected_ha_agent_lock():
-        lrm._fire(LrmEvent.LOCK_LOST)
+        lrm.fire(LrmEvent.LOCK_LOST)
     elif lrm.mode == "maintenance":
-        lrm._fire(LrmEvent.MAINTENANCE)
+        lrm.fire(LrmEvent.MAINTENANCE)
     elif lrm.mode == "disarm" and not lrm.run_workers():
         env.log("info", "HA disarm requested, releasing agent lock and watchdog")
         env.release_ha_agent_lock()
         lrm.give_up_watchdog_protection()
-        lrm._fire(LrmEvent.DISARM)
+        lrm.fire(LrmEvent.DISARM)
     elif not lrm.has_configured_service_on_local_node() and not lrm.run_workers():
         lrm.active_idle_rounds += 1
         if lrm.active_idle_rounds > MAX_ACTIVE_IDLE_ROUNDS:
@@ -61,7 +61,7 @@ def _active_changes(lrm: Lrm, fence_request: int) -> None:
             )
             env.release_ha_agent_lock()
             lrm.give_up_watchdog_protection()
-            lrm._fire(LrmEvent.IDLE)
+            lrm.fire(LrmEvent.IDLE)
             lrm.active_idle_rounds = 0
     elif lrm.active_idle_rounds:
         lrm.active_idle_rounds = 0
@@ -71,20 +71,20 @@ def _maintenance_changes(lrm: Lrm, fence_request: int) -> None:
     env = lrm.env
     if fence_request:
         env.log("err", "node need to be fenced during maintenance mode - releasing agent_lock")
-        lrm._fire(LrmEvent.FENCE_REQUEST)
+        lrm.fire(LrmEvent.FENCE_REQUEST)
     elif lrm.mode == "disarm" and not lrm.active_service_count() and not lrm.run_workers():
         env.log("info", "HA disarm requested during maintenance, releasing agent lock and watchdog")
         env.release_ha_agent_lock()
         lrm.give_up_watchdog_protection()
-        lrm._fire(LrmEvent.DISARM)
+        lrm.fire(LrmEvent.DISARM)
     elif lrm.active_service_count() or lrm.run_workers():
         if not lrm.get_protected_ha_agent_lock():
-            lrm._fire(LrmEvent.LOCK_LOST)
+            lrm.fire(LrmEvent.LOCK_LOST)
     elif lrm.mode != "maintenance":
         if lrm.get_protected_ha_agent_lock():
-            lrm._fire(LrmEvent.LOCK_ACQUIRED)
+            lrm.fire(LrmEvent.LOCK_ACQUIRED)
         else:
-            lrm._fire(LrmEvent.LOCK_LOST)
+            lrm.fire(LrmEvent.LOCK_LOST)
 
 
 def do_work(lrm: Lrm) -> bool:

@@ -10,7 +10,6 @@ flush ``manager_status``. All reads and writes go through the ``env`` port
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pvha.core import placement, scheduler
@@ -19,7 +18,7 @@ from pvha.core.commands import update_crm_commands
 from pvha.core.config_view import to_resource
 from pvha.core.disarm import handle_disarm
 from pvha.core.group_migration import FIRST_ROUND, try_group_migration
-from pvha.core.node_status import NodeStatus
+from pvha.core.node_status import FENCE_DELAY, NodeStatus
 from pvha.core.ports import HaEnv
 from pvha.core.rules import EMPTY_COMPILED, compile_rules
 from pvha.core.service_fsm import HANDLERS
@@ -29,14 +28,25 @@ from pvha.core.transitions import SERVICE, SvcEvent, next_state
 _KEPT_KEYS = ("node", "failed_nodes", "maintenance_node")
 
 
+def _copy_status(value: Any) -> Any:
+    """Deep copy of JSON-shaped data (dicts, lists, scalars), as ``copy.deepcopy`` but
+    without its memo bookkeeping: ~4x faster on a 10,000-service status."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_status(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy_status(v) for v in value]
+    return value
+
+
 class Manager:
     """Master-side state: node status (ns), service status (ss), manager status (ms)."""
 
-    def __init__(self, env: HaEnv, now: int) -> None:
+    def __init__(self, env: HaEnv, now: int, fence_delay: int = FENCE_DELAY) -> None:
         self.env = env
         self.now = now
         old = env.read_manager_status()
-        self.ns = NodeStatus(env, old.get("node_status") or {}, now)
+        self.ns = NodeStatus(env, old.get("node_status") or {}, now, fence_delay)
         self.ss: dict[str, dict[str, Any]] = old.get("service_status") or {}
         self.ms: dict[str, Any] = {"master_node": env.nodename()}
         if old.get("node_request") is not None:
@@ -55,6 +65,7 @@ class Manager:
         self._uid_prefix = f"{env.nodename()}-{now}"
         self.auto_rebalance_hold = 0
         self.group_migration_round = FIRST_ROUND
+        self._recovery_usage_fresh = False
         self.update_crs_scheduler_mode()
 
     # ------------------------------------------------------------------ helpers
@@ -84,6 +95,19 @@ class Manager:
     def select_node(
         self, sid: str, cd: dict[str, Any], sd: dict[str, Any], preference: str
     ) -> str | None:
+        current = sd.get("node")
+        compiled = self.compiled
+        if (
+            preference == "none"
+            and current in self.usage.node_set
+            and sd.get("maintenance_node") is None
+            and sid not in compiled.node_affinity
+            and sid not in compiled.positive
+            and sid not in compiled.negative
+        ):
+            # no rule, no partner, no fallback node: select_service_node keeps the
+            # online current node (§4.5 step 7); the common case of every round
+            return current
         # the usage model spans exactly the online nodes of this round
         node = placement.select_service_node(
             sid,
@@ -127,6 +151,21 @@ class Manager:
         for level, msg in msgs:
             self.env.log(level, msg)
         self.usage = scheduler.recompute_usage(usage, self.ss)
+
+    def refresh_usage_for_recovery(self) -> None:
+        """Bring the usage model up to date before a recovery placement.
+
+        PVE recomputes the whole model before every recovered service ("most current
+        node state"). In ``basic`` mode the model is only the count of services per
+        node by (state, node, target); every FSM change updates it incrementally
+        (:meth:`change_service_state`) and nothing else moves a counted service during
+        the FSM passes, so after the first recompute of a round a second one would
+        give the same counts: skip it (it costs O(services) per recovered service).
+        """
+        if self._recovery_usage_fresh and self.crs.get("scheduler", "basic") == "basic":
+            return
+        self.recompute_online_node_usage()
+        self._recovery_usage_fresh = True
 
     def _read_lrm_status(self) -> None:
         results: dict[str, dict[str, Any]] = {}
@@ -180,6 +219,7 @@ class Manager:
     def manage(self, now: int) -> None:
         """One manage() round at ``now`` (semantics §1.11)."""
         self.now = self.ns.now = now
+        self._recovery_usage_fresh = False
         node_info, _quorate = self.env.get_node_info()
         self._read_lrm_status()
         self.ns.update(node_info, self.lrm_modes)
@@ -265,4 +305,4 @@ class Manager:
         self.ms["node_status"] = self.ns.status
         self.ms["service_status"] = self.ss
         self.ms["timestamp"] = self.now
-        self.env.write_manager_status(copy.deepcopy(self.ms))
+        self.env.write_manager_status(_copy_status(self.ms))

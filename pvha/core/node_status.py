@@ -16,14 +16,18 @@ class NodeStatus:
     """Node table + last-online bookkeeping; ``status`` is the persisted node -> state map.
 
     ``now`` must be set by the owner (the manager) before each round; the object never
-    reads a clock itself.
+    reads a clock itself. ``fence_delay`` is how long a node must be offline before its
+    services are fenced (PVE: 60 s; real-time tests and the demo shorten it).
     """
 
-    def __init__(self, env: HaEnv, status: Mapping[str, str], now: int) -> None:
+    def __init__(
+        self, env: HaEnv, status: Mapping[str, str], now: int, fence_delay: int = FENCE_DELAY
+    ) -> None:
         self.env = env
         self.status: dict[str, str] = dict(status)
         self.last_online: dict[str, int] = {}
         self.now = now
+        self.fence_delay = fence_delay
 
     # --- queries
     def get_node_state(self, node: str) -> str:
@@ -35,7 +39,9 @@ class NodeStatus:
     def node_is_operational(self, node: str) -> bool:
         return self.node_is_online(node) or self.get_node_state(node) == "maintenance"
 
-    def node_is_offline_delayed(self, node: str, delay: int = FENCE_DELAY) -> bool:
+    def node_is_offline_delayed(self, node: str, delay: int | None = None) -> bool:
+        if delay is None:
+            delay = self.fence_delay
         if self.get_node_state(node) == "online":
             return False
         last = self.last_online.get(node)

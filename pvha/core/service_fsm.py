@@ -184,7 +184,8 @@ def _started_lrm_result(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd) -> bo
             f" Failed nodes: {', '.join(sd['failed_nodes'])}",
         )
     else:
-        m.env.log("err", f"service '{sid}' got unrecoverable error (exit code {code})")
+        # the doubled parenthesis is PVE's own
+        m.env.log("err", f"service '{sid}' got unrecoverable error (exit code {code}))")
     m.change_service_state(sid, SvcEvent.FAIL)
     return None
 
@@ -259,7 +260,7 @@ def next_state_started(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None)
 
 def next_state_recovery(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
     fenced = sd["node"]
-    m.recompute_online_node_usage()
+    m.refresh_usage_for_recovery()
     node = m.select_node(sid, cd, sd, "best-score")
     if node is not None:
         if node == fenced:

@@ -102,7 +102,8 @@ def endpoints() -> dict[str, dict[str, Any]]:
     """The embedded subset (see module docstring)."""
     from pvha.fakepve.schema_data import ENDPOINTS
 
-    return ENDPOINTS
+    table: dict[str, dict[str, Any]] = ENDPOINTS
+    return table
 
 
 def match(method: str, path: str) -> tuple[str | None, dict[str, str], bool]:

@@ -9,11 +9,17 @@ as PVE reports after a crash (pve-api-notes §3.3). UPID format (pve-common ``UP
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import logging
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("pvha.fakepve")
 
 UPID_RE = re.compile(
     r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
@@ -130,3 +136,50 @@ class TaskTable:
         for task in self._tasks.values():
             if task.node == node:
                 task.crash(now)
+
+
+class Scheduler:
+    """Runs callbacks at a later wall-clock time on one daemon thread (task completion,
+    reboots). ``stop`` drops whatever is still pending."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="fakepve-scheduler",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def at(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (self._clock() + max(0.0, delay), next(self._seq), fn))
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    if self._heap and self._heap[0][0] <= self._clock():
+                        break
+                    wait = self._heap[0][0] - self._clock() if self._heap else None
+                    self._cond.wait(timeout=wait)
+                if self._stopped:
+                    return
+                _, _, fn = heapq.heappop(self._heap)
+            try:
+                fn()
+            except Exception:  # a bug in one callback must not stop the clock
+                log.exception("scheduled callback failed")

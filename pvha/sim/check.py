@@ -9,6 +9,7 @@ Tiers:
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class CheckResult:
     name: str
     ok: bool
     reason: str | None = None
+    diff: tuple[str, ...] = ()
 
     def line(self) -> str:
         return f"PASS {self.name}" if self.ok else f"FAIL {self.name}: {self.reason}"
@@ -139,8 +141,14 @@ def check_scenario(path: Path, tier: str) -> CheckResult:
         return CheckResult(path.name, False, f"error: {exc}")
     except Exception as exc:  # noqa: BLE001 - report, keep checking the others
         return CheckResult(path.name, False, f"internal error: {type(exc).__name__}: {exc}")
-    diff = first_difference(scenario.expected_log or "", got, tier)
-    return CheckResult(path.name, diff is None, diff)
+    expected = scenario.expected_log or ""
+    reason = first_difference(expected, got, tier)
+    if reason is None:
+        return CheckResult(path.name, True)
+    lines = difflib.unified_diff(
+        _project(expected, tier), _project(got, tier), "log.expect", "pvha", lineterm=""
+    )
+    return CheckResult(path.name, False, reason, tuple(lines))
 
 
 def check_paths(paths: Iterable[str | Path], tier: str) -> Iterator[CheckResult]:

@@ -36,12 +36,12 @@ class VirtVM:
         env.hw.write_service_status(env.node, ss)
 
     def migrate(self, env: SimEnv, sid: str, target: str, online: bool) -> bool:
-        cmd = "migrate" if online else "relocate"
-        env.log("info", f"service {sid} - start {cmd} to node '{target}'")
         lock = self.is_locked(env, sid)
         if lock:
-            env.log("err", f"service '{sid}' locked ({lock}), unable to {cmd}!")
+            env.log("err", f"service '{sid}' locked ({lock}), unable to migrate!")
             return False
+        cmd = "migrate" if online else "relocate"
+        env.log("info", f"service {sid} - start {cmd} to node '{target}'")
         if not online and self.check_running(env, sid):
             env.log("info", f"stopping service {sid} (relocate)")
             self.shutdown(env, sid)

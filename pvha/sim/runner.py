@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pvha.core.crm import Crm
@@ -38,6 +39,8 @@ class Simulator:
         }
         self.loop_count = 0
         self.skip_rounds = {"crm": 0, "lrm": 0}
+        # called after every daemon iteration with the hardware (invariant checks in tests)
+        self.observers: list[Callable[[Hardware], None]] = []
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> str:
@@ -62,6 +65,8 @@ class Simulator:
                 if not skip_lrm:
                     self._run_lrm(node)
                 self._check_watchdogs(nodes)
+                for observe in self.observers:
+                    observe(hw)
             for what in ("crm", "lrm"):
                 if self.skip_rounds[what] > 0:
                     self.skip_rounds[what] -= 1

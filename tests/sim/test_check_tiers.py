@@ -93,6 +93,9 @@ def test_cli_run_and_check(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[0].startswith("FAIL sc1: line ")
     assert result.output.splitlines()[-1] == "0 passed, 1 failed"
+    result = runner.invoke(app, ["sim", "check", "--diff", str(d)])
+    assert result.exit_code == 1, result.output
+    assert "--- log.expect" in result.output and "+++ pvha" in result.output
 
 
 def test_cli_check_rejects_unknown_tier(tmp_path: Path) -> None:

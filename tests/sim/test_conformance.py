@@ -10,7 +10,7 @@ from shared_data import scenarios_path
 from typer.testing import CliRunner
 
 from pvha.cli.app import app
-from pvha.sim.check import check_scenario
+from pvha.sim.check import check_paths, check_scenario
 
 PHASE1 = """
 test-basic1 test-basic4 test-basic5 test-erroneous-service1 test-locked-service1
@@ -61,3 +61,9 @@ def test_phase1_other_tiers(scenarios: Path, tier: str) -> None:
         r.line() for r in (check_scenario(scenarios / n, tier) for n in PHASE1[::4]) if not r.ok
     ]
     assert not failed
+
+
+def test_all_shared_scenarios_exact(scenarios: Path) -> None:
+    """Phase 2 as well (resource affinity, CRS, auto-rebalance, disarm, group migration)."""
+    failed = [r.line() for r in check_paths([scenarios], "exact") if not r.ok]
+    assert not failed, "\n".join(failed)

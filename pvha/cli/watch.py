@@ -1,0 +1,116 @@
+"""``watch`` (the HA loop) and ``fence-ack`` (an administrator's proof of power-off)."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pvha.adapters import build_real_adapters
+from pvha.adapters import cfs as cfs_mod
+from pvha.cli import render
+from pvha.cli.common import NodeArg, SettingsOpt, settings_for
+from pvha.errors import UsageError
+from pvha.ports import NODE_NAME_RE
+
+
+def _logging(verbose: bool) -> None:
+    journal = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(levelname)s %(name)s: %(message)s" if journal else \
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt,
+                        stream=sys.stderr, force=True)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def watch(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one round, then exit.")] = False,
+    round_interval: Annotated[
+        float | None,
+        typer.Option("--round-interval", metavar="SECONDS",
+                     help="Seconds between rounds (default 10).", show_default=False),
+    ] = None,
+    fence_delay: Annotated[
+        int | None,
+        typer.Option("--fence-delay", metavar="SECONDS",
+                     help="Seconds offline before a node is fenced (default 60).",
+                     show_default=False),
+    ] = None,
+    cfs_root: Annotated[
+        str | None,
+        typer.Option("--cfs-root", metavar="DIR",
+                     help="Cluster filesystem root (default /etc/pve).", show_default=False),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Debug logging.")] = False,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Run the HA loop: manager and executors through the PVE API (stop with SIGTERM)."""
+    from pvha.shell.loop import Watcher
+
+    flags: dict[str, Any] = {"round_interval": round_interval, "fence_delay": fence_delay,
+                             "cfs_root": cfs_root}
+    settings = settings_for(flags, settings_file)
+    _logging(verbose)
+    api, cfs, clock = build_real_adapters(settings)
+    if not cfs.pmxcfs:
+        cfs_mod.LOCK_LIFETIME = settings.watch.lock_lifetime
+    watcher = Watcher(api, cfs, clock, fence_delay=settings.watch.fence_delay,
+                      round_interval=settings.watch.round_interval)
+    watcher.install_signals()
+    logging.getLogger("pvha.watch").info(
+        "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "
+        "fence delay %d s%s", ",".join(settings.api.hosts), cfs.root,
+        settings.watch.round_interval, settings.watch.fence_delay, " (once)" if once else "")
+    try:
+        watcher.run(once=once)
+    except KeyboardInterrupt:
+        pass
+
+
+def fence_ack(
+    ctx: typer.Context,
+    node: NodeArg,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Confirm that NODE is powered off, so its HA guests may be recovered elsewhere."""
+    from pvha.shell.fencing import FenceAcks
+    from pvha.shell.live import check_fence_ack
+
+    if not NODE_NAME_RE.match(node):
+        raise UsageError(f"invalid node name '{node}'")
+    settings = settings_for({}, settings_file)
+    warnings, _view = check_fence_ack(settings, node)
+    for w in warnings:
+        render.warn(w)
+    acks = FenceAcks(_config_dir(ctx, settings))
+    import time
+
+    acks.ack(node, now=time.time(), by=_who())
+    render.note(f"fence-ack recorded: node '{node}' is treated as powered off; pvha watch "
+                "recovers its HA guests on other nodes (the ack is dropped when the node "
+                "comes back online)")
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - only a label
+        return "unknown"
+
+
+def _config_dir(ctx: typer.Context, settings: Any) -> Path:
+    root_dir = ctx.find_root().params.get("config_dir")
+    if root_dir:
+        return Path(root_dir)
+    return Path(settings.cfs.resolved_config_dir)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("watch")(watch)
+    app.command("fence-ack")(fence_ack)

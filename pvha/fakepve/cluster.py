@@ -1,0 +1,379 @@
+"""The simulated cluster in real time: nodes (power, network, membership views), guests
+(where they run), their configs as files under ``<cfs>/nodes/<node>/{qemu-server,lxc}``,
+and the RRD caches that make a dead node's guests look stale.
+
+Truth and views:
+
+* Config ownership is the file on disk, read on every call, so a rename done by pvha (the
+  config steal, design §4.3) is seen at once. The ``vmid -> kind, node`` map comes from
+  scanning the directories.
+* Where a guest runs is in memory (``Runtime.running``: a *set* of nodes, so a split
+  brain, a guest running on two nodes, is visible in ``status`` instead of hidden).
+* Membership is per node: a powered-off node sees nothing; a node with its network off
+  sees only itself; the others see every powered node with network. Quorate means more
+  than half of all configured nodes are members (votequorum, one vote each).
+* RRD: each node keeps the last sample it got of every guest (owner broadcasts while it
+  is a member of the viewer's partition, every ``rrd_interval`` s). A sample older than
+  ``stale_seconds`` turns the guest ``unknown`` without ``name`` and usage fields, as
+  pmxcfs does after 5 minutes (pve-api-notes §5).
+
+All state is guarded by ``Cluster.lock`` (re-entrant); callers hold it across a read
+that must be consistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pvha.fakepve.tasks import Scheduler, Task, TaskTable
+
+log = logging.getLogger("pvha.fakepve")
+
+CONF_DIRS = {"qemu": "qemu-server", "lxc": "lxc"}
+GIB = 1024**3
+
+
+@dataclass
+class Timing:
+    """Real-time knobs (seconds)."""
+
+    task_seconds: float = 1.0
+    migrate_seconds: float = 2.0
+    proxy_delay: float = 1.0
+    stale_seconds: float = 300.0
+    rrd_interval: float = 0.0
+    auth_fail_delay: float = 3.0
+    reboot_seconds: float = 5.0
+
+
+@dataclass
+class Node:
+    """One cluster node. ``generation`` counts boots, so work started in an earlier boot
+    never lands after a power cycle."""
+
+    name: str
+    nodeid: int
+    ip: str
+    boot_time: float
+    power: bool = True
+    network: bool = True
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class GuestConf:
+    """A guest config file found on disk."""
+
+    vmid: int
+    kind: str  # qemu | lxc
+    node: str
+    path: Path
+    values: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        key = "name" if self.kind == "qemu" else "hostname"
+        default = f"VM {self.vmid}" if self.kind == "qemu" else f"CT{self.vmid}"
+        return self.values.get(key, default)
+
+    @property
+    def maxmem(self) -> int:
+        return _int(self.values.get("memory"), 512) * 1024 * 1024
+
+    @property
+    def cpus(self) -> int:
+        return _int(self.values.get("cores"), 1) * _int(self.values.get("sockets"), 1)
+
+    @property
+    def rel(self) -> str:
+        """``nodes/<node>/qemu-server/<vmid>.conf`` as PVE names it in errors."""
+        return f"nodes/{self.node}/{CONF_DIRS[self.kind]}/{self.vmid}.conf"
+
+
+@dataclass
+class Runtime:
+    """What is true about a guest beyond its config file."""
+
+    running: set[str] = field(default_factory=set)
+    started_at: float = 0.0
+    lock: str | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A viewer's RRD entry for one guest."""
+
+    node: str
+    status: str
+    time: float
+    started_at: float
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def parse_conf(text: str) -> dict[str, str]:
+    """``key: value`` lines of the current config (snapshot sections ignored)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("["):
+            break
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and not key.startswith("#"):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def conf_path(cfs: Path, node: str, kind: str, vmid: int) -> Path:
+    return cfs / "nodes" / node / CONF_DIRS[kind] / f"{vmid}.conf"
+
+
+class Cluster:
+    """Nodes, guests, tasks and views; see the module docstring."""
+
+    def __init__(self, cfs: Path, nodes: list[Node], timing: Timing, name: str = "pvha-sim",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfs = cfs
+        self.nodes: dict[str, Node] = {n.name: n for n in nodes}
+        self.timing = timing
+        self.name = name
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.tasks = TaskTable()
+        self.scheduler = Scheduler(clock)
+        self.runtime: dict[int, Runtime] = {}
+        self._rrd: dict[str, dict[int, Sample]] = {n: {} for n in self.nodes}
+        self._node_seen: dict[str, dict[str, float]] = {n: {} for n in self.nodes}
+        self.power_hooks: list[Callable[[str, bool], None]] = []
+        self._confs: dict[int, GuestConf] | None = None
+        self._in_request = False
+
+    # --- configs ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def consistent(self) -> Iterator[None]:
+        """Hold the lock and scan the configs once: one request sees one cfs state
+        (and a request with many entries does not re-read every file per entry)."""
+        with self.lock:
+            if self._in_request:  # nested: the outer scan stands
+                yield
+                return
+            self._in_request = True
+            try:
+                yield
+            finally:
+                self._in_request = False
+                self._confs = None
+
+    def configs(self) -> dict[int, GuestConf]:
+        """Every guest config on disk, by vmid (the first in name order wins a duplicate);
+        inside :meth:`consistent`, the scan made when it was entered."""
+        if self._confs is not None:
+            return self._confs
+        confs = self._scan()
+        if self._in_request:  # scanned lazily, at most once per request
+            self._confs = confs
+        return confs
+
+    def _scan(self) -> dict[int, GuestConf]:
+        out: dict[int, GuestConf] = {}
+        for node in sorted(self.nodes):
+            for kind, sub in CONF_DIRS.items():
+                folder = self.cfs / "nodes" / node / sub
+                try:
+                    names = sorted(os.listdir(folder))
+                except OSError:
+                    continue
+                for fname in names:
+                    stem, _, ext = fname.partition(".")
+                    if ext != "conf" or not stem.isdigit() or int(stem) in out:
+                        continue
+                    conf = self._read_conf(folder / fname, int(stem), kind, node)
+                    if conf is not None:
+                        out[conf.vmid] = conf
+        return out
+
+    def _read_conf(self, path: Path, vmid: int, kind: str, node: str) -> GuestConf | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:  # renamed away between listdir and open
+            return None
+        return GuestConf(vmid, kind, node, path, parse_conf(text))
+
+    def config(self, vmid: int) -> GuestConf | None:
+        return self.configs().get(vmid)
+
+    def config_on(self, node: str, kind: str, vmid: int) -> GuestConf | None:
+        """The config if it is on ``node`` with that kind (PVE's ``load_config``)."""
+        path = conf_path(self.cfs, node, kind, vmid)
+        return self._read_conf(path, vmid, kind, node)
+
+    def rt(self, vmid: int) -> Runtime:
+        return self.runtime.setdefault(vmid, Runtime())
+
+    def is_running(self, vmid: int, node: str) -> bool:
+        return node in self.rt(vmid).running
+
+    # --- topology --------------------------------------------------------------------------
+
+    def node(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def members(self, viewer: str) -> set[str]:
+        """The corosync membership as ``viewer`` sees it."""
+        v = self.nodes[viewer]
+        if not v.power:
+            return set()
+        if not v.network:
+            return {viewer}
+        return {n.name for n in self.nodes.values() if n.power and n.network}
+
+    def quorate(self, viewer: str) -> bool:
+        return 2 * len(self.members(viewer)) > len(self.nodes)
+
+    def reachable(self, src: str, dst: str) -> bool:
+        """Can ``src``'s pveproxy open a connection to ``dst``'s?"""
+        a, b = self.nodes[src], self.nodes[dst]
+        if src == dst:
+            return a.power
+        return a.power and b.power and a.network and b.network
+
+    # --- RRD -------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Let every powered node take the broadcasts it can see now. Called before
+        every change and every read, so a sample is as old as the last time it could
+        have been broadcast."""
+        now = self.clock()
+        confs = self.configs()
+        for viewer in self.nodes:
+            members = self.members(viewer)
+            seen = self._node_seen[viewer]
+            for m in members:
+                seen[m] = now
+            cache = self._rrd[viewer]
+            for vmid, conf in confs.items():
+                if conf.node not in members:
+                    continue
+                prev = cache.get(vmid)
+                if (prev is None or prev.node != conf.node
+                        or now - prev.time >= self.timing.rrd_interval):
+                    rt = self.rt(vmid)
+                    status = "running" if conf.node in rt.running else "stopped"
+                    cache[vmid] = Sample(conf.node, status, now, rt.started_at)
+
+    def sample(self, viewer: str, conf: GuestConf) -> Sample | None:
+        """``viewer``'s fresh-enough sample of the guest, or None (status unknown)."""
+        s = self._rrd[viewer].get(conf.vmid)
+        if s is None or s.node != conf.node:
+            return None
+        if self.clock() - s.time > self.timing.stale_seconds:
+            return None
+        return s
+
+    def node_has_rrd(self, viewer: str, node: str) -> bool:
+        seen = self._node_seen[viewer].get(node)
+        return seen is not None and self.clock() - seen <= self.timing.stale_seconds
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    def new_task(self, node: str, type_: str, id_: str, user: str) -> Task:
+        n = self.nodes[node]
+        return self.tasks.new(node, n.boot_time, type_, id_, user, self.clock())
+
+    def later(self, delay: float, node: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` under the lock after ``delay`` s, unless ``node`` rebooted since."""
+        gen = self.nodes[node].generation
+
+        def run() -> None:
+            with self.lock:
+                n = self.nodes[node]
+                if n.power and n.generation == gen:
+                    fn()
+
+        self.scheduler.at(delay, run)
+
+    # --- hardware commands -----------------------------------------------------------------
+
+    def set_power(self, name: str, on: bool) -> None:
+        """Power a node on (fresh boot, network on) or off (guests and tasks die)."""
+        with self.lock:
+            self.refresh()
+            n = self.nodes[name]
+            if n.power == on:
+                return
+            n.power = on
+            if on:
+                n.network = True
+                n.boot_time = self.clock()
+            else:
+                n.generation += 1
+                for rt in self.runtime.values():
+                    rt.running.discard(name)
+                self.tasks.crash_node(name, self.clock())
+                self._rrd[name] = {}
+                self._node_seen[name] = {}
+            self.refresh()
+        for hook in list(self.power_hooks):
+            hook(name, on)
+
+    def set_network(self, name: str, on: bool) -> None:
+        with self.lock:
+            self.refresh()
+            self.nodes[name].network = on
+            self.refresh()
+
+    def reboot(self, name: str, delay: float | None = None) -> None:
+        """Power off now, back on after ``delay`` (default ``reboot_seconds``)."""
+        self.set_power(name, False)
+        wait = self.timing.reboot_seconds if delay is None else delay
+        self.scheduler.at(wait, lambda: self.set_power(name, True))
+
+    def guest_set(self, vmid: int, running: bool) -> None:
+        """Out-of-band truth change (tests): start on the owner node, or stop everywhere."""
+        with self.lock:
+            self.refresh()
+            conf = self.config(vmid)
+            if conf is None:
+                raise KeyError(f"no guest {vmid}")
+            rt = self.rt(vmid)
+            if running:
+                if not self.nodes[conf.node].power:
+                    raise ValueError(f"node {conf.node} is powered off")
+                if conf.node not in rt.running:
+                    rt.running.add(conf.node)
+                    rt.started_at = self.clock()
+            else:
+                rt.running.clear()
+            self.refresh()
+
+    def truth(self) -> dict[str, Any]:
+        """The cluster's real state, for ``ctl status``."""
+        with self.lock:
+            nodes = {
+                n.name: {"power": "on" if n.power else "off",
+                         "network": "on" if n.network else "off",
+                         "quorate": self.quorate(n.name) if n.power else False,
+                         "members": sorted(self.members(n.name)), "ip": n.ip}
+                for n in self.nodes.values()
+            }
+            guests: dict[str, dict[str, Any]] = {}
+            for vmid, conf in sorted(self.configs().items()):
+                rt = self.rt(vmid)
+                guests[str(vmid)] = {"kind": conf.kind, "node": conf.node, "name": conf.name,
+                                     "running_on": sorted(rt.running), "lock": rt.lock}
+            split = [v for v, g in guests.items() if len(g["running_on"]) > 1]
+            return {"cluster": self.name, "nodes": nodes, "guests": guests,
+                    "split_brain": split}

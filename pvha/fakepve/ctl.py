@@ -1,0 +1,234 @@
+"""The control channel of a running fake PVE: a unix socket ``DIR/ctl.sock`` (mode 0600)
+speaking one JSON line each way per connection.
+
+Request ``{"command": "power node2 off"}``; answer ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "..."}``. Vocabulary (pve-ha-semantics §8.4 for the hardware
+part, plus fault injection):
+
+    power NODE on|off        network NODE on|off       reboot NODE      shutdown NODE
+    guest VMID start|stop    (truth change, no task: as if done on the node itself)
+    latency MS [NODE]        fail5xx COUNT [NODE] [STATUS]    drop COUNT [NODE]
+    expire-tickets           clear-faults              status
+
+NODE ``*`` or no NODE means every node. ``fail5xx`` answers the next COUNT requests with
+STATUS (default 503) and no PVE payload; ``drop`` closes the next COUNT connections
+without an answer; ``latency`` delays every answer (0 clears it); ``expire-tickets``
+invalidates every ticket and CSRF token issued so far (tokens keep working);
+``status`` returns the truth (nodes, guests, where they run, split brains, faults).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pvha.errors import PvhaError
+
+if TYPE_CHECKING:
+    from pvha.fakepve.server import FakePve
+
+SOCKET_NAME = "ctl.sock"
+MAX_LINE = 64 * 1024
+
+
+class CtlError(PvhaError):
+    """A control command failed (bad command, or no simulator listening)."""
+
+
+def _on_off(word: str) -> bool:
+    if word not in ("on", "off"):
+        raise CtlError(f"expected on|off, got '{word}'")
+    return word == "on"
+
+
+def _count(word: str, what: str) -> int:
+    if not word.isdigit():
+        raise CtlError(f"{what} must be a non-negative integer, got '{word}'")
+    return int(word)
+
+
+def execute(fake: FakePve, text: str) -> Any:
+    """Run one command against ``fake``; returns a JSON-able result or raises CtlError."""
+    words = text.split()
+    if not words:
+        raise CtlError("empty command")
+    cmd, args = words[0], words[1:]
+    handler = _COMMANDS.get(cmd)
+    if handler is None:
+        raise CtlError(f"unknown command '{cmd}'")
+    arity, fn = handler
+    if not arity[0] <= len(args) <= arity[1]:
+        raise CtlError(f"'{cmd}': wrong number of arguments")
+    return fn(fake, args)
+
+
+def _node(fake: FakePve, name: str) -> str:
+    if name not in fake.cluster.nodes:
+        raise CtlError(f"no such node '{name}'")
+    return name
+
+
+def _target(fake: FakePve, a: list[str], index: int) -> str | None:
+    """The optional NODE argument of a fault; absent or ``*`` = every node."""
+    if len(a) <= index or a[index] == "*":
+        return None
+    return _node(fake, a[index])
+
+
+def _power(fake: FakePve, a: list[str]) -> Any:
+    fake.cluster.set_power(_node(fake, a[0]), _on_off(a[1]))
+
+
+def _network(fake: FakePve, a: list[str]) -> Any:
+    fake.cluster.set_network(_node(fake, a[0]), _on_off(a[1]))
+
+
+def _reboot(fake: FakePve, a: list[str]) -> Any:
+    fake.cluster.reboot(_node(fake, a[0]))
+
+
+def _shutdown(fake: FakePve, a: list[str]) -> Any:
+    fake.cluster.set_power(_node(fake, a[0]), False)
+
+
+def _guest(fake: FakePve, a: list[str]) -> Any:
+    vmid = _count(a[0], "VMID")
+    if a[1] not in ("start", "stop"):
+        raise CtlError(f"expected start|stop, got '{a[1]}'")
+    try:
+        fake.cluster.guest_set(vmid, a[1] == "start")
+    except (KeyError, ValueError) as exc:
+        raise CtlError(str(exc).strip("'\"")) from None
+
+
+def _latency(fake: FakePve, a: list[str]) -> Any:
+    fake.faults.set_latency(_count(a[0], "MS"), _target(fake, a, 1))
+
+
+def _fail(fake: FakePve, a: list[str]) -> Any:
+    status = _count(a[2], "STATUS") if len(a) > 2 else 503
+    if not 500 <= status <= 599:
+        raise CtlError("STATUS must be 500..599")
+    fake.faults.add_fail(_count(a[0], "COUNT"), _target(fake, a, 1), status)
+
+
+def _drop(fake: FakePve, a: list[str]) -> Any:
+    fake.faults.add_drop(_count(a[0], "COUNT"), _target(fake, a, 1))
+
+
+def _status(fake: FakePve, a: list[str]) -> Any:
+    truth = fake.cluster.truth()
+    for name, info in truth["nodes"].items():
+        info["address"] = "{}:{}".format(*fake.address(name))
+    truth["faults"] = fake.faults.describe()
+    return truth
+
+
+_COMMANDS: dict[str, tuple[tuple[int, int], Callable[[FakePve, list[str]], Any]]] = {
+    "power": ((2, 2), _power),
+    "network": ((2, 2), _network),
+    "reboot": ((1, 1), _reboot),
+    "shutdown": ((1, 1), _shutdown),
+    "guest": ((2, 2), _guest),
+    "latency": ((1, 2), _latency),
+    "fail5xx": ((1, 3), _fail),
+    "drop": ((1, 2), _drop),
+    "expire-tickets": ((0, 0), lambda f, a: f.auth.expire_all()),
+    "clear-faults": ((0, 0), lambda f, a: f.faults.clear()),
+    "status": ((0, 0), _status),
+}
+
+
+class _CtlHandler(socketserver.StreamRequestHandler):
+    server: CtlServer
+
+    def handle(self) -> None:
+        line = self.rfile.readline(MAX_LINE)
+        try:
+            request = json.loads(line)
+            command = request["command"] if isinstance(request, dict) else None
+            if not isinstance(command, str):
+                raise CtlError("request must be {\"command\": \"...\"}")
+            answer = {"ok": True, "result": execute(self.server.fake, command)}
+        except CtlError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        except ValueError:
+            answer = {"ok": False, "error": "request is not JSON"}
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the control thread
+            answer = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+        self.wfile.write(json.dumps(answer).encode() + b"\n")
+
+
+class CtlServer(socketserver.ThreadingUnixStreamServer):
+    """Serves ``DIR/ctl.sock`` for ``fake`` on a daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, fake: FakePve) -> None:
+        self.fake = fake
+        self.path = fake.state / SOCKET_NAME
+        if len(str(self.path)) > 100:  # sun_path holds 108 bytes
+            raise CtlError(f"state dir path too long for a unix socket: {fake.state}")
+        if self.path.exists() or self.path.is_symlink():
+            _refuse_if_live(self.path)
+            self.path.unlink()
+        old = os.umask(0o077)
+        try:
+            super().__init__(str(self.path), _CtlHandler)
+        finally:
+            os.umask(old)
+        self._thread = threading.Thread(target=self.serve_forever, name="fakepve-ctl",
+                                        daemon=True)
+
+    def start(self) -> CtlServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._thread.join(timeout=5)
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _refuse_if_live(path: Path) -> None:
+    """Another simulator already answers on this socket: do not steal it."""
+    try:
+        send(path.parent, "status", timeout=1.0)
+    except CtlError:
+        return
+    raise CtlError(f"a simulator is already running with state dir {path.parent}")
+
+
+def send(state_dir: Path, command: str, timeout: float = 30.0) -> Any:
+    """Send one command to the simulator of ``state_dir``; its result, or CtlError."""
+    path = Path(state_dir) / SOCKET_NAME
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps({"command": command}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        raise CtlError(f"no simulator at {path}: {exc.strerror or exc}") from None
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise CtlError("garbled answer from the simulator") from None
+    if not answer.get("ok"):
+        raise CtlError(str(answer.get("error", "failed")))
+    return answer.get("result")

@@ -1,0 +1,327 @@
+"""HTTPS listeners, one per simulated node, and :class:`FakePve`, which builds the state
+directory, the cluster, and the listeners, and stops them cleanly.
+
+Every node listens on its own loopback address (``127.0.0.11``, ``.12``, ... by default)
+on one shared port, because pvha's settings name API hosts and a single port, like a real
+cluster on 8006. A powered-off node's listener is closed (connection refused) and its open
+connections are cut; powering it on opens it again on the same address and port.
+
+The TLS handshake runs in the connection's own thread (not in ``accept``), so one slow
+client cannot stall a node. Handlers set ``disable_nagle_algorithm`` (a 40 ms stall
+otherwise, test-components.md §6).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pvha.fakepve import certs, layout
+from pvha.fakepve.api import Api
+from pvha.fakepve.auth import Auth
+from pvha.fakepve.cluster import Cluster, Node, Timing
+from pvha.fakepve.faults import REASONS, Faults
+from pvha.fakepve.wire import Reply
+
+log = logging.getLogger("pvha.fakepve")
+PREFIX = "/api2/json"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: NodeServer
+    timeout = 60  # idle keep-alive connections are closed after this
+
+    def version_string(self) -> str:
+        return "pve-api-daemon/3.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.server.node, format % args)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def _serve(self) -> None:
+        srv = self.server
+        body = self._read_body()
+        if body is None or not srv.alive():
+            return self._drop()
+        if srv.faults.take_drop(srv.node):
+            return self._drop()
+        delay = srv.faults.latency(srv.node)
+        if delay > 0:
+            time.sleep(delay)
+        status = srv.faults.take_fail(srv.node)
+        if status is not None:
+            reply = Reply(status, REASONS.get(status, "Server Error"), b'{"data":null}',
+                          {"Content-Type": "application/json;charset=UTF-8"})
+        else:
+            reply = self._answer(body)
+        if not srv.alive():  # powered off while we worked: no answer
+            return self._drop()
+        self._write(reply)
+
+    def _answer(self, body: bytes) -> Reply:
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        if not path.startswith(PREFIX + "/"):
+            fmt = path.split("/")[2] if path.count("/") >= 2 else ""
+            return Reply(501, f"no formatter for uri {path}" if fmt else "Not Implemented")
+        params = _params(url.query, body, self.headers.get("Content-Type", ""))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        return self.server.api.handle(self.server.node, self.command,
+                                      path[len(PREFIX):].rstrip("/") or "/", params, headers)
+
+    def _read_body(self) -> bytes | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
+        except (OSError, ValueError):
+            return None
+
+    def _write(self, reply: Reply) -> None:
+        self.send_response(reply.status, reply.reason)
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Cache-Control", "max-age=0")
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def _drop(self) -> None:
+        """Close without an answer (a dead node, or the ``drop`` fault)."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _params(query: str, body: bytes, ctype: str) -> dict[str, Any]:
+    """Form or JSON body, then the query string on top (PVE merges them that way);
+    a repeated key becomes a list."""
+    out: dict[str, Any] = {}
+    if body and ctype.startswith("application/json"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = {}
+        if isinstance(data, dict):
+            out.update({k: _jsonval(v) for k, v in data.items()})
+    elif body:
+        _add_pairs(out, parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    query_params: dict[str, Any] = {}
+    _add_pairs(query_params, parse_qsl(query, keep_blank_values=True))
+    out.update(query_params)
+    return out
+
+
+def _jsonval(v: Any) -> Any:
+    if isinstance(v, bool):  # JSON true/false are real booleans for PVE
+        return "1" if v else "0"
+    return v if isinstance(v, list) else str(v)
+
+
+def _add_pairs(out: dict[str, Any], pairs: list[tuple[str, str]]) -> None:
+    for k, v in pairs:
+        if k in out:
+            out[k] = (out[k] if isinstance(out[k], list) else [out[k]]) + [v]
+        else:
+            out[k] = v
+
+
+class NodeServer(ThreadingHTTPServer):
+    """The pveproxy of one node."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, addr: tuple[str, int], node: str, ctx: ssl.SSLContext, api: Api,
+                 faults: Faults, cluster: Cluster) -> None:
+        self.node, self.ctx, self.api, self.faults, self.cluster = node, ctx, api, faults, cluster
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        self.closing = False
+        super().__init__(addr, _Handler)
+
+    def alive(self) -> bool:
+        return not self.closing and self.cluster.nodes[self.node].power
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(30)
+        try:
+            conn = self.ctx.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        with self._conns_lock:
+            self._conns.add(conn)
+        try:
+            self.RequestHandlerClass(conn, client_address, self)  # type: ignore[arg-type]
+        except OSError:
+            pass
+        finally:
+            with self._conns_lock:
+                self._conns.discard(conn)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def cut_connections(self) -> None:
+        """Kill open keep-alive connections (the machine lost power)."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class FakePve:
+    """A simulated cluster behind one HTTPS listener per node. ``start`` prepares the
+    state directory and opens the listeners; ``stop`` closes everything (idempotent).
+
+    ``port=0`` picks a free port shared by all node addresses. ``ha_guests=None`` puts
+    every guest under pvha's HA. Timings are in ``timing``.
+    """
+
+    def __init__(self, state_dir: Path, *, nodes: int = 3, guests: int = 4,
+                 ha_guests: int | None = None, port: int = 0, first_ip: str = "127.0.0.11",
+                 timing: Timing | None = None, cluster_name: str = "pvha-sim") -> None:
+        if not 1 <= nodes <= 32 or guests < 0:
+            raise ValueError("nodes must be 1..32 and guests >= 0")
+        base = first_ip.rsplit(".", 1)
+        if len(base) != 2 or not base[1].isdigit() or int(base[1]) + nodes > 255:
+            raise ValueError(f"first address {first_ip!r} leaves no room for {nodes} nodes")
+        self.state = Path(state_dir).resolve()
+        self.names = [f"node{i}" for i in range(1, nodes + 1)]
+        self.ips = [f"{base[0]}.{int(base[1]) + i}" for i in range(nodes)]
+        self.guests, self.ha_guests, self.port = guests, ha_guests, port
+        self.port_fixed = port != 0
+        self.timing = timing or Timing()
+        self.cluster_name = cluster_name
+        self.faults = Faults()
+        self.servers: dict[str, NodeServer] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.cluster: Cluster
+        self.auth: Auth
+        self.api: Api
+        self.env_path: Path
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.ips)
+
+    def address(self, node: str) -> tuple[str, int]:
+        return self.ips[self.names.index(node)], self.port
+
+    def start(self) -> Self:
+        """Build everything and open the listeners; returns self."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        ca, cert, key = certs.ensure_certs(self.state, self.ips, self.names)
+        self.ca_file = ca
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ctx.load_cert_chain(cert, key)
+        cfs = self.state / "cfs"
+        layout.make_cfs(cfs, self.names, self.guests, self.ha_guests)
+        now = time.time()
+        nodes = [Node(n, i + 1, ip, now) for i, (n, ip) in enumerate(zip(self.names, self.ips))]
+        self.cluster = Cluster(cfs, nodes, self.timing, self.cluster_name)
+        self.auth = Auth()
+        self.auth.add_token(layout.TOKEN_USER, layout.TOKEN_ID,
+                            layout.read_or_make_secret(self.state / "token", make=False))
+        self.auth.add_user(layout.TOKEN_USER,
+                           layout.read_or_make_secret(self.state / "password", make=False))
+        self.api = Api(self.cluster, self.auth, certs.fingerprint(cert))
+        with self.cluster.lock:  # guests come up running, as on a cluster that was up
+            for vmid, conf in self.cluster.configs().items():
+                self.cluster.rt(vmid).running.add(conf.node)
+                self.cluster.rt(vmid).started_at = now
+            self.cluster.refresh()
+        self._open_all()
+        self.cluster.power_hooks.append(self._on_power)
+        self.cluster.scheduler.start()
+        self.env_path = layout.write_env(self.state, self.ips, self.port)
+        return self
+
+    def _open_all(self) -> None:
+        """Bind every node on one port; with port 0, retry until a port is free on all
+        addresses (bounded)."""
+        for _attempt in range(20):
+            try:
+                for name in self.names:
+                    self._open(name)
+                return
+            except OSError as exc:
+                for srv in self.servers.values():
+                    srv.server_close()
+                self.servers.clear()
+                if exc.errno != errno.EADDRINUSE or self.port_fixed:
+                    raise
+                self.port = 0
+        raise OSError(errno.EADDRINUSE, "no port free on all node addresses")
+
+    def _open(self, name: str) -> None:
+        ip = self.ips[self.names.index(name)]
+        srv = NodeServer((ip, self.port), name, self._ctx, self.api, self.faults, self.cluster)
+        if self.port == 0:
+            self.port = srv.server_address[1]
+        self.servers[name] = srv
+        thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+                                  name=f"fakepve-{name}", daemon=True)
+        thread.start()
+        self._threads[name] = thread
+
+    def _close(self, name: str) -> None:
+        srv = self.servers.pop(name, None)
+        if srv is None:
+            return
+        srv.closing = True
+        srv.shutdown()
+        srv.server_close()
+        srv.cut_connections()
+        thread = self._threads.pop(name, None)
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _on_power(self, name: str, on: bool) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            if on and name not in self.servers:
+                self._open(name)
+            elif not on:
+                self._close(name)
+
+    def stop(self) -> None:
+        """Close every listener and stop the clock (idempotent)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            for name in list(self.servers):
+                self._close(name)
+        if hasattr(self, "cluster"):
+            self.cluster.scheduler.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

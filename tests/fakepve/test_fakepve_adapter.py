@@ -1,0 +1,74 @@
+"""pvha's own adapter (PveClient + PveApi) against the fake, configured from DIR/env."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from fakepve_helpers import ctl
+
+from pvha.adapters.cfs import ClusterFs
+from pvha.adapters.pve_api import PveApi
+from pvha.config.resources import parse_resources_text
+from pvha.fakepve.server import FakePve
+from pvha.ports import GuestRef
+from pvha.settings import load_settings
+
+
+def env_of(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = shlex.split(value)[0]
+    return env
+
+
+def test_env_file_points_pvha_at_the_fake(fake: FakePve) -> None:
+    env = env_of(fake.state / "env")
+    settings = load_settings(env=env)
+    assert settings.api.hosts == tuple(fake.hosts) and settings.api.port == fake.port
+    assert settings.api.uses_token and settings.api.ca_file == fake.state / "ca.pem"
+    assert settings.cfs.root == fake.state / "cfs"
+    secret = (fake.state / "token").read_text().strip()
+    assert (fake.state / "token").stat().st_mode & 0o077 == 0
+    assert secret not in (fake.state / "env").read_text()
+    # the TOML file says the same (PVHA_SETTINGS points at it)
+    from_file = load_settings(env={}, path=env["PVHA_SETTINGS"])
+    assert from_file.api == settings.api and from_file.cfs == settings.cfs
+    # HA guests for pvha to manage: all of them by default
+    text = (settings.cfs.resolved_config_dir / "resources.cfg").read_text()
+    assert sorted(parse_resources_text(text)) == ["ct:102", "vm:100", "vm:101", "vm:103"]
+
+
+def test_adapter_snapshot_start_migrate(fake: FakePve) -> None:
+    settings = load_settings(env=env_of(fake.state / "env"))
+    api = PveApi.from_settings(settings.api, poll_interval=(0.05, 0.2))
+    snap = api.snapshot()
+    assert snap.status.quorate and [n.name for n in snap.status.nodes] == fake.names
+    assert {g.vmid: (g.node, g.status) for g in snap.resources.guests} == {
+        100: ("node1", "running"), 101: ("node2", "running"), 102: ("node3", "running"),
+        103: ("node1", "running")}
+    assert snap.pve_ha_resources == ()
+    ref = GuestRef("qemu", 100, "node1")
+    assert api.stop(ref).ok
+    assert api.guest_status(ref).status == "stopped"
+    assert api.start(ref).ok
+    assert api.migrate(ref, "node2", online=True).ok
+    assert api.guest_status(GuestRef("qemu", 100, "node2")).status == "running"
+    assert api.migrate(GuestRef("lxc", 102, "node3"), "node1", online=True).ok  # restart mode
+    assert api.node_status("node3").memory_total > 0
+
+
+def test_adapter_sees_dead_node_and_recovers_by_steal(fake: FakePve) -> None:
+    settings = load_settings(env=env_of(fake.state / "env"))
+    api = PveApi.from_settings(settings.api, poll_interval=(0.05, 0.2))
+    ctl(fake, "power node1 off")  # the first API host: the client fails over
+    snap = api.snapshot()
+    assert snap.api_host != fake.hosts[0]
+    g = {g.vmid: g for g in snap.resources.guests}
+    assert g[100].status == "running" and g[100].status_stale  # stale, node offline
+    cfs = ClusterFs(settings.cfs.root)
+    assert cfs.steal_guest_config("qemu", 100, "node1", "node2")
+    assert api.start(GuestRef("qemu", 100, "node2")).ok
+    assert fake.cluster.truth()["guests"]["100"]["running_on"] == ["node2"]
