@@ -7,7 +7,7 @@ _pvha_subcommands() {
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
-    'sim') echo 'run check' ;;
+    'sim') echo 'run check serve ctl' ;;
   esac
 }
 _pvha_options() {
@@ -45,6 +45,8 @@ _pvha_options() {
     'sim') echo '--help -h' ;;
     'sim run') echo '--log --help -h' ;;
     'sim check') echo '--tier --diff --help -h' ;;
+    'sim serve') echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --help -h' ;;
+    'sim ctl') echo '--state-dir --timeout --help -h' ;;
   esac
 }
 # Prints the completion spec of an option that takes a value; nothing for a flag.
@@ -133,6 +135,21 @@ _pvha_value() {
     'rules list|--config-dir') echo 'dir' ;;
     'sim run|--log') echo 'any' ;;
     'sim check|--tier') echo 'any' ;;
+    'sim serve|--state-dir') echo 'any' ;;
+    'sim serve|--nodes') echo 'dyn:nodes' ;;
+    'sim serve|--guests') echo 'any' ;;
+    'sim serve|--ha-guests') echo 'any' ;;
+    'sim serve|--port') echo 'any' ;;
+    'sim serve|--first-ip') echo 'any' ;;
+    'sim serve|--task-seconds') echo 'any' ;;
+    'sim serve|--migrate-seconds') echo 'any' ;;
+    'sim serve|--proxy-delay') echo 'any' ;;
+    'sim serve|--stale-seconds') echo 'any' ;;
+    'sim serve|--rrd-interval') echo 'any' ;;
+    'sim serve|--auth-fail-delay') echo 'any' ;;
+    'sim serve|--reboot-seconds') echo 'any' ;;
+    'sim ctl|--state-dir') echo 'any' ;;
+    'sim ctl|--timeout') echo 'any' ;;
   esac
 }
 _pvha_arg() {
@@ -165,6 +182,7 @@ _pvha_arg() {
     'rules remove|0') echo 'dyn:rules' ;;
     'sim run|0') echo 'any' ;;
     'sim check|0') echo 'any' ;;
+    'sim ctl|0') echo 'any' ;;
   esac
 }
 

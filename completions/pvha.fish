@@ -12,7 +12,7 @@ function __pvha_subcommands
         case 'rules'
             echo 'add set remove config list'
         case 'sim'
-            echo 'run check'
+            echo 'run check serve ctl'
     end
 end
 
@@ -84,6 +84,10 @@ function __pvha_options
             echo '--log --help -h'
         case 'sim check'
             echo '--tier --diff --help -h'
+        case 'sim serve'
+            echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --help -h'
+        case 'sim ctl'
+            echo '--state-dir --timeout --help -h'
     end
 end
 
@@ -263,6 +267,36 @@ function __pvha_value
             echo 'any'
         case 'sim check|--tier'
             echo 'any'
+        case 'sim serve|--state-dir'
+            echo 'any'
+        case 'sim serve|--nodes'
+            echo 'dyn:nodes'
+        case 'sim serve|--guests'
+            echo 'any'
+        case 'sim serve|--ha-guests'
+            echo 'any'
+        case 'sim serve|--port'
+            echo 'any'
+        case 'sim serve|--first-ip'
+            echo 'any'
+        case 'sim serve|--task-seconds'
+            echo 'any'
+        case 'sim serve|--migrate-seconds'
+            echo 'any'
+        case 'sim serve|--proxy-delay'
+            echo 'any'
+        case 'sim serve|--stale-seconds'
+            echo 'any'
+        case 'sim serve|--rrd-interval'
+            echo 'any'
+        case 'sim serve|--auth-fail-delay'
+            echo 'any'
+        case 'sim serve|--reboot-seconds'
+            echo 'any'
+        case 'sim ctl|--state-dir'
+            echo 'any'
+        case 'sim ctl|--timeout'
+            echo 'any'
     end
 end
 
@@ -323,6 +357,8 @@ function __pvha_arg
         case 'sim run|0'
             echo 'any'
         case 'sim check|0'
+            echo 'any'
+        case 'sim ctl|0'
             echo 'any'
     end
 end

@@ -113,3 +113,20 @@ class TaskTimeoutError(ApiTransientError):
     def __init__(self, message: str, *, upid: str, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.upid = upid
+
+
+# --- fence errors (issue #5) ----------------------------------------------------------------
+# Messages name the device and what went wrong, never an option value: fence options hold
+# passwords, and agent output is redacted before it is quoted.
+
+
+class FenceDeviceError(FenceError):
+    """One fence device call failed (agent exit code, HTTP error, bad answer)."""
+
+
+class FenceTimeoutError(FenceDeviceError):
+    """A fence device did not answer, or did not read back off, in time."""
+
+
+class FenceDeviceConfigError(FenceDeviceError):
+    """A fence device's options cannot be used (unknown agent, unreadable password file)."""

@@ -68,3 +68,13 @@ def check_cmd(
     typer.echo(f"{passed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
+
+
+def _register_real_time_commands() -> None:
+    # `sim serve` / `sim ctl` (the fake PVE over HTTPS) live in their own module.
+    from pvha.cli import sim_serve
+
+    sim_serve.register(sim_app)
+
+
+_register_real_time_commands()

@@ -52,8 +52,10 @@ def serve(
     from pvha.fakepve.ctl import CtlServer
     from pvha.fakepve.server import FakePve
 
-    timing = Timing(task_seconds, migrate_seconds, proxy_delay, stale_seconds, rrd_interval,
-                    auth_fail_delay, reboot_seconds)
+    timing = Timing(task_seconds=task_seconds, migrate_seconds=migrate_seconds,
+                    proxy_delay=proxy_delay, stale_seconds=stale_seconds,
+                    rrd_interval=rrd_interval, auth_fail_delay=auth_fail_delay,
+                    reboot_seconds=reboot_seconds)
     fake = FakePve(state_dir, nodes=nodes, guests=guests, ha_guests=ha_guests, port=port,
                    first_ip=first_ip, timing=timing)
     stop = threading.Event()
@@ -98,7 +100,9 @@ def ctl(
 
     \b
     power NODE on|off       network NODE on|off      reboot NODE     shutdown NODE
-    guest VMID start|stop   latency MS [NODE]        drop COUNT [NODE]
+    partition node1,node2 node3,node4 (split)        partition heal
+    guest VMID start|stop   guest VMID lock NAME|unlock
+    latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
     status                  (the cluster's truth as JSON)
     """

@@ -5,6 +5,7 @@ locations as the cluster reports them now (3 API calls). ``--watch`` refreshes."
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -118,9 +119,13 @@ def _watch(store: Store, settings_file: str | None, fmt: str, interval: float) -
                     + ha_status.format_status_text(entries))
 
     try:
-        if fmt != "text":
+        if fmt != "text" or not sys.stdout.isatty():  # a pipe gets one frame per refresh
             while True:
-                render.render(collect(store, settings_file)[0], STATUS_COLUMNS, fmt)
+                if fmt == "text":
+                    sys.stdout.write(frame().plain + "\n")
+                    sys.stdout.flush()
+                else:
+                    render.render(collect(store, settings_file)[0], STATUS_COLUMNS, fmt)
                 time.sleep(interval)
         with Live(frame(), console=Console(), auto_refresh=False) as live:
             while True:

@@ -51,17 +51,21 @@ def watch(
     settings_file: SettingsOpt = None,
 ) -> None:
     """Run the HA loop: manager and executors through the PVE API (stop with SIGTERM)."""
+    from pvha.adapters.clock import SystemClock
+    from pvha.shell.keepalive import HookedClock
     from pvha.shell.loop import Watcher
 
     flags: dict[str, Any] = {"round_interval": round_interval, "fence_delay": fence_delay,
                              "cfs_root": cfs_root}
     settings = settings_for(flags, settings_file)
     _logging(verbose)
-    api, cfs, clock = build_real_adapters(settings)
+    clock = HookedClock(SystemClock())
+    api, cfs, _clock = build_real_adapters(settings, clock)
     if not cfs.pmxcfs:
         cfs_mod.LOCK_LIFETIME = settings.watch.lock_lifetime
     watcher = Watcher(api, cfs, clock, fence_delay=settings.watch.fence_delay,
-                      round_interval=settings.watch.round_interval)
+                      round_interval=settings.watch.round_interval,
+                      keepalive=cfs_mod.LOCK_LIFETIME / 4)
     watcher.install_signals()
     logging.getLogger("pvha.watch").info(
         "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "

@@ -231,6 +231,8 @@ def _started_place(
 
 
 def next_state_started(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
+    # Manager._one_pass skips the calls that would change nothing here (no LRM result,
+    # no command, online node, no rule/partner/fallback node): keep the two in step.
     ns = m.ns
     if not ns.node_is_online(sd["node"]):
         if ns.node_is_offline_delayed(sd["node"]):

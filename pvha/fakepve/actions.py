@@ -85,14 +85,14 @@ def _finish(c: Cluster, task: Task, node: str, kind: str, vmid: int, action: str
     if action == "start":
         if running:
             return task.finish(f"{word} {vmid} already running", c.clock())
-        if rt.lock:
-            return task.finish(f"{word} is locked ({rt.lock})", c.clock())
+        if c.lock_of(conf):
+            return task.finish(f"{word} is locked ({c.lock_of(conf)})", c.clock())
         task.log(f"starting {word} {vmid} on {node}")
         rt.running.add(node)
         rt.started_at = c.clock()
     elif action in ("stop", "shutdown"):
-        if running and rt.lock:
-            return task.finish(f"{word} is locked ({rt.lock})", c.clock())
+        if running and c.lock_of(conf):
+            return task.finish(f"{word} is locked ({c.lock_of(conf)})", c.clock())
         if running:
             task.log(f"{'stopping' if action == 'stop' else 'shutting down'} {word} {vmid}")
             rt.running.discard(node)
@@ -114,10 +114,10 @@ def migrate(c: Cluster, node: str, kind: str, vmid: int, user: str,
         raise PveError(500, NO_QUORUM)
     if target not in c.nodes:
         raise PveError(500, f"no such cluster node '{target}'")
-    _load(c, node, kind, vmid)
+    conf = _load(c, node, kind, vmid)
     rt = c.rt(vmid)
-    if rt.lock and kind == "qemu":
-        raise PveError(500, f"VM is locked ({rt.lock})")
+    if c.lock_of(conf) and kind == "qemu":  # lxc reports it in the task
+        raise PveError(500, f"VM is locked ({c.lock_of(conf)})")
     running = node in rt.running
     online, restart = params.get("online") == "1", params.get("restart") == "1"
     if running and kind == "qemu" and not online:
@@ -129,15 +129,16 @@ def migrate(c: Cluster, node: str, kind: str, vmid: int, user: str,
              f"({c.nodes[target].ip})")
     if online and not running and kind == "qemu":
         task.log("VM isn't running. Doing offline migration instead.")
-    if not rt.lock:
+    locked = c.lock_of(conf)  # lxc: a locked CT fails inside the task
+    if not locked:
         rt.lock = "migrate"
     c.later(c.timing.migrate_seconds, node,
-            lambda: _finish_migrate(c, task, node, target, kind, vmid, online, restart))
+            lambda: _finish_migrate(c, task, node, target, kind, vmid, online, restart, locked))
     return task.upid
 
 
 def _finish_migrate(c: Cluster, task: Task, node: str, target: str, kind: str, vmid: int,
-                    online: bool, restart: bool) -> None:
+                    online: bool, restart: bool, locked: str | None) -> None:
     if not task.running:
         return
     c.refresh()
@@ -146,6 +147,8 @@ def _finish_migrate(c: Cluster, task: Task, node: str, target: str, kind: str, v
         rt.lock = None
     duration = _duration(c.clock() - task.starttime)
     running = node in rt.running
+    if locked:
+        return _abort(c, task, duration, f"CT is locked ({locked})")
     if not c.reachable(node, target):
         return _abort(c, task, duration, "Can't connect to destination address using public key")
     if running and kind == "lxc" and not restart:
@@ -185,10 +188,10 @@ def precondition(c: Cluster, node: str, kind: str, vmid: int,
     """``GET .../migrate``: qemu snake_case keys, lxc kebab-case (PVE 9)."""
     if not c.quorate(node):
         raise PveError(500, NO_QUORUM)
-    _load(c, node, kind, vmid)
+    conf = _load(c, node, kind, vmid)
     rt = c.rt(vmid)
-    if rt.lock:
-        raise PveError(500, f"{_word(kind)} is locked ({rt.lock})")
+    if c.lock_of(conf):
+        raise PveError(500, f"{_word(kind)} is locked ({c.lock_of(conf)})")
     others = [n for n in sorted(c.nodes) if n != node]
     running = int(node in rt.running)
     if kind == "qemu":

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from pvha.fakepve.cluster import GIB, Cluster, GuestConf
 from pvha.fakepve.tasks import UPID_RE, Task
 from pvha.fakepve.wire import PveError, Reply, error_reply, ok, param_error
 
+log = logging.getLogger("pvha.fakepve")
 VERSION = {"version": "9.2.11", "release": "9.2", "repoid": "14a22df1"}
 NODE_MAXCPU, NODE_MAXMEM, NODE_MAXDISK = 8, 32 * GIB, 100 * GIB
 GUEST_MAXDISK = 8 * GIB
@@ -54,6 +56,9 @@ class Api:
             if err.status == 401 and self.c.timing.auth_fail_delay > 0:
                 self._sleep(self.c.timing.auth_fail_delay)
             return error_reply(err)
+        except Exception as exc:  # a bug must still answer, as a PVE handler die does
+            log.exception("fake PVE handler failed: %s %s", method, path)
+            return error_reply(PveError(500, f"fake PVE internal error: {type(exc).__name__}"))
 
     def _handle(self, node: str, method: str, path: str, params: Params,
                 headers: Mapping[str, str]) -> Reply:
@@ -76,7 +81,7 @@ class Api:
         errors = schema.validate(spec["params"], merged)
         if errors:
             raise param_error(errors)
-        target = self._route(node, spec, pparams)
+        target = self._route(node, spec, pparams, "pvedisableproxy" in headers)
         handler = _bind(self, _handler_name(key))
         with self.c.consistent():
             return handler(target, merged, ident)
@@ -106,13 +111,16 @@ class Api:
                 self._sleep(self.c.timing.auth_fail_delay)
             return error_reply(PveError(401, "authentication failure"))
 
-    def _route(self, node: str, spec: Mapping[str, Any], pparams: Params) -> str:
+    def _route(self, node: str, spec: Mapping[str, Any], pparams: Params,
+               no_proxy: bool) -> str:
         """The node that executes the call; raises the proxy errors."""
         if spec["proxyto"] != "node":
             return node
         target = str(pparams["node"])
         if target in ("localhost", node):
             return node
+        if no_proxy:  # already forwarded once (header PVEDisableProxy)
+            raise PveError(500, "proxy loop detected")
         with self.c.lock:
             if target not in self.c.nodes:
                 raise PveError(500, f"hostname lookup '{target}' failed - failed to get "

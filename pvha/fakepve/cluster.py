@@ -10,7 +10,8 @@ Truth and views:
 * Where a guest runs is in memory (``Runtime.running``: a *set* of nodes, so a split
   brain, a guest running on two nodes, is visible in ``status`` instead of hidden).
 * Membership is per node: a powered-off node sees nothing; a node with its network off
-  sees only itself; the others see every powered node with network. Quorate means more
+  sees only itself; the others see every powered node with network in the same network
+  segment (``partition`` splits the cluster into segments). Quorate means more
   than half of all configured nodes are members (votequorum, one vote each).
 * RRD: each node keeps the last sample it got of every guest (owner broadcasts while it
   is a member of the viewer's partition, every ``rrd_interval`` s). A sample older than
@@ -65,6 +66,7 @@ class Node:
     boot_time: float
     power: bool = True
     network: bool = True
+    segment: int = 0
     generation: int = 0
 
 
@@ -223,6 +225,17 @@ class Cluster:
     def rt(self, vmid: int) -> Runtime:
         return self.runtime.setdefault(vmid, Runtime())
 
+    def lock_of(self, conf: GuestConf) -> str | None:
+        """The guest's lock: a running task's (in memory) or the config's ``lock:``."""
+        return self.rt(conf.vmid).lock or conf.values.get("lock") or None
+
+    def set_lock(self, vmid: int, lock: str | None) -> None:
+        """Out-of-band lock change (tests, the ``guest VMID lock|unlock`` command)."""
+        with self.lock:
+            if self.config(vmid) is None:
+                raise KeyError(f"no guest {vmid}")
+            self.rt(vmid).lock = lock
+
     def is_running(self, vmid: int, node: str) -> bool:
         return node in self.rt(vmid).running
 
@@ -238,7 +251,8 @@ class Cluster:
             return set()
         if not v.network:
             return {viewer}
-        return {n.name for n in self.nodes.values() if n.power and n.network}
+        return {n.name for n in self.nodes.values()
+                if n.power and n.network and n.segment == v.segment}
 
     def quorate(self, viewer: str) -> bool:
         return 2 * len(self.members(viewer)) > len(self.nodes)
@@ -248,7 +262,7 @@ class Cluster:
         a, b = self.nodes[src], self.nodes[dst]
         if src == dst:
             return a.power
-        return a.power and b.power and a.network and b.network
+        return a.power and b.power and a.network and b.network and a.segment == b.segment
 
     # --- RRD -------------------------------------------------------------------------------
 
@@ -335,6 +349,18 @@ class Cluster:
             self.nodes[name].network = on
             self.refresh()
 
+    def partition(self, groups: list[list[str]]) -> None:
+        """Split the network: each group is a segment; unnamed nodes share one more.
+        An empty list heals every split (``network NODE off`` stays as it is)."""
+        with self.lock:
+            self.refresh()
+            for n in self.nodes.values():
+                n.segment = 0
+            for index, group in enumerate(groups, start=1):
+                for name in group:
+                    self.nodes[name].segment = index
+            self.refresh()
+
     def reboot(self, name: str, delay: float | None = None) -> None:
         """Power off now, back on after ``delay`` (default ``reboot_seconds``)."""
         self.set_power(name, False)
@@ -364,7 +390,7 @@ class Cluster:
         with self.lock:
             nodes = {
                 n.name: {"power": "on" if n.power else "off",
-                         "network": "on" if n.network else "off",
+                         "network": "on" if n.network else "off", "segment": n.segment,
                          "quorate": self.quorate(n.name) if n.power else False,
                          "members": sorted(self.members(n.name)), "ip": n.ip}
                 for n in self.nodes.values()

@@ -6,10 +6,14 @@ Request ``{"command": "power node2 off"}``; answer ``{"ok": true, "result": ...}
 part, plus fault injection):
 
     power NODE on|off        network NODE on|off       reboot NODE      shutdown NODE
+    partition NODE,NODE... [NODE,NODE...]...    partition heal
     guest VMID start|stop    (truth change, no task: as if done on the node itself)
+    guest VMID lock NAME     guest VMID unlock   (the config lock, e.g. backup)
     latency MS [NODE]        fail5xx COUNT [NODE] [STATUS]    drop COUNT [NODE]
     expire-tickets           clear-faults              status
 
+``partition`` puts each comma-separated group in its own network segment (nodes not
+named share another one); nodes in different segments neither see nor reach each other.
 NODE ``*`` or no NODE means every node. ``fail5xx`` answers the next COUNT requests with
 STATUS (default 503) and no PVE payload; ``drop`` closes the next COUNT connections
 without an answer; ``latency`` delays every answer (0 clears it); ``expire-tickets``
@@ -89,6 +93,16 @@ def _network(fake: FakePve, a: list[str]) -> Any:
     fake.cluster.set_network(_node(fake, a[0]), _on_off(a[1]))
 
 
+def _partition(fake: FakePve, a: list[str]) -> Any:
+    if a == ["heal"]:
+        return fake.cluster.partition([])
+    groups = [[_node(fake, n) for n in word.split(",") if n] for word in a]
+    seen = [n for g in groups for n in g]
+    if len(seen) != len(set(seen)):
+        raise CtlError("a node may be in one group only")
+    fake.cluster.partition(groups)
+
+
 def _reboot(fake: FakePve, a: list[str]) -> Any:
     fake.cluster.reboot(_node(fake, a[0]))
 
@@ -99,10 +113,14 @@ def _shutdown(fake: FakePve, a: list[str]) -> Any:
 
 def _guest(fake: FakePve, a: list[str]) -> Any:
     vmid = _count(a[0], "VMID")
-    if a[1] not in ("start", "stop"):
-        raise CtlError(f"expected start|stop, got '{a[1]}'")
+    action = a[1]
+    if action not in ("start", "stop", "lock", "unlock") or (len(a) == 3) != (action == "lock"):
+        raise CtlError("expected: guest VMID start|stop|unlock, or guest VMID lock NAME")
     try:
-        fake.cluster.guest_set(vmid, a[1] == "start")
+        if action in ("lock", "unlock"):
+            fake.cluster.set_lock(vmid, a[2] if action == "lock" else None)
+        else:
+            fake.cluster.guest_set(vmid, action == "start")
     except (KeyError, ValueError) as exc:
         raise CtlError(str(exc).strip("'\"")) from None
 
@@ -133,9 +151,10 @@ def _status(fake: FakePve, a: list[str]) -> Any:
 _COMMANDS: dict[str, tuple[tuple[int, int], Callable[[FakePve, list[str]], Any]]] = {
     "power": ((2, 2), _power),
     "network": ((2, 2), _network),
+    "partition": ((1, 32), _partition),
     "reboot": ((1, 1), _reboot),
     "shutdown": ((1, 1), _shutdown),
-    "guest": ((2, 2), _guest),
+    "guest": ((2, 3), _guest),
     "latency": ((1, 2), _latency),
     "fail5xx": ((1, 3), _fail),
     "drop": ((1, 2), _drop),

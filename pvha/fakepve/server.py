@@ -14,8 +14,12 @@ otherwise, test-components.md §6).
 from __future__ import annotations
 
 import errno
+import fcntl
+import gzip
+import ipaddress
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pvha.errors import PvhaError
 from pvha.fakepve import certs, layout
 from pvha.fakepve.api import Api
 from pvha.fakepve.auth import Auth
@@ -34,6 +39,13 @@ from pvha.fakepve.wire import Reply
 
 log = logging.getLogger("pvha.fakepve")
 PREFIX = "/api2/json"
+_HINTS = {errno.EADDRNOTAVAIL: " (each node needs its own loopback address; Linux routes "
+                               "127.0.0.0/8 to lo, other systems need aliases or --first-ip)",
+          errno.EADDRINUSE: " (choose another --port)"}
+
+
+class ServeError(PvhaError):
+    """The simulator cannot start (address in use, no loopback alias, ...)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -51,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve()
 
-    do_POST = do_PUT = do_DELETE = do_GET
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
     def _serve(self) -> None:
         srv = self.server
@@ -92,13 +104,19 @@ class _Handler(BaseHTTPRequestHandler):
             return None
 
     def _write(self, reply: Reply) -> None:
+        body = reply.body
+        gzipped = len(body) > 1024 and "gzip" in self.headers.get("Accept-Encoding", "")
+        if gzipped:  # pveproxy compresses answers over 1 KiB when the client accepts it
+            body = gzip.compress(body, compresslevel=1)
         self.send_response(reply.status, reply.reason)
         for key, value in reply.headers.items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "max-age=0")
         self.end_headers()
-        self.wfile.write(reply.body)
+        self.wfile.write(body)
 
     def _drop(self) -> None:
         """Close without an answer (a dead node, or the ``drop`` fault)."""
@@ -204,12 +222,17 @@ class FakePve:
                  timing: Timing | None = None, cluster_name: str = "pvha-sim") -> None:
         if not 1 <= nodes <= 32 or guests < 0:
             raise ValueError("nodes must be 1..32 and guests >= 0")
-        base = first_ip.rsplit(".", 1)
-        if len(base) != 2 or not base[1].isdigit() or int(base[1]) + nodes > 255:
-            raise ValueError(f"first address {first_ip!r} leaves no room for {nodes} nodes")
+        try:
+            first = ipaddress.IPv4Address(first_ip)
+        except ValueError:
+            raise ValueError(f"--first-ip {first_ip!r} is not an IPv4 address") from None
+        last = first + (nodes - 1) if int(first) + nodes - 1 <= 0xFFFFFFFF else first
+        if not (first.is_loopback and last.is_loopback) or int(first) % 256 + nodes > 255:
+            raise ValueError(f"--first-ip {first_ip}: {nodes} loopback addresses needed "
+                             "(127.x.y.z, not crossing .255)")
         self.state = Path(state_dir).resolve()
         self.names = [f"node{i}" for i in range(1, nodes + 1)]
-        self.ips = [f"{base[0]}.{int(base[1]) + i}" for i in range(nodes)]
+        self.ips = [str(first + i) for i in range(nodes)]
         self.guests, self.ha_guests, self.port = guests, ha_guests, port
         self.port_fixed = port != 0
         self.timing = timing or Timing()
@@ -219,6 +242,7 @@ class FakePve:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stopped = False
+        self._lock_fd: int | None = None
         self.cluster: Cluster
         self.auth: Auth
         self.api: Api
@@ -232,8 +256,10 @@ class FakePve:
         return self.ips[self.names.index(node)], self.port
 
     def start(self) -> Self:
-        """Build everything and open the listeners; returns self."""
+        """Build everything and open the listeners; returns self. Raises ServeError when
+        another simulator uses the same state directory."""
         self.state.mkdir(parents=True, exist_ok=True)
+        self._take_state_lock()
         ca, cert, key = certs.ensure_certs(self.state, self.ips, self.names)
         self.ca_file = ca
         self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -260,6 +286,17 @@ class FakePve:
         self.env_path = layout.write_env(self.state, self.ips, self.port)
         return self
 
+    def _take_state_lock(self) -> None:
+        """One simulator per state directory: an flock held while running (released by
+        the kernel if the process dies), taken before anything in DIR is rewritten."""
+        fd = os.open(self.state / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ServeError(f"a simulator is already running with state dir {self.state}")
+        self._lock_fd = fd
+
     def _open_all(self) -> None:
         """Bind every node on one port; with port 0, retry until a port is free on all
         addresses (bounded)."""
@@ -273,13 +310,19 @@ class FakePve:
                     srv.server_close()
                 self.servers.clear()
                 if exc.errno != errno.EADDRINUSE or self.port_fixed:
-                    raise
+                    raise ServeError(f"cannot listen on {exc.filename}: {exc.strerror}"
+                                     + _HINTS.get(exc.errno or 0, "")) from None
                 self.port = 0
-        raise OSError(errno.EADDRINUSE, "no port free on all node addresses")
+        raise ServeError("no port is free on every node address")
 
     def _open(self, name: str) -> None:
         ip = self.ips[self.names.index(name)]
-        srv = NodeServer((ip, self.port), name, self._ctx, self.api, self.faults, self.cluster)
+        try:
+            srv = NodeServer((ip, self.port), name, self._ctx, self.api, self.faults,
+                             self.cluster)
+        except OSError as exc:
+            exc.filename = f"{ip}:{self.port}"
+            raise
         if self.port == 0:
             self.port = srv.server_address[1]
         self.servers[name] = srv
@@ -319,6 +362,10 @@ class FakePve:
                 self._close(name)
         if hasattr(self, "cluster"):
             self.cluster.scheduler.stop()
+        fd = self._lock_fd
+        if fd is not None:
+            self._lock_fd = None
+            os.close(fd)  # releases the flock
 
     def __enter__(self) -> Self:
         return self.start()

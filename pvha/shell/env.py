@@ -71,12 +71,21 @@ class World:
         self.acks = acks
         self.clock = clock
         self.view: RoundView | None = None
+        self.quorum_lost = False  # set inside a round by pvha.shell.keepalive
+        # when this process last saw each node online in a quorate view
+        self.seen_online: dict[str, float] = {}
         self.node_overlay: dict[str, tuple[str, float]] = {}
         self.run_overlay: dict[str, tuple[bool, float]] = {}
         self.verify: set[str] = set()
         self.skipped: dict[str, str] = {}  # sid -> why it is not managed (logged once)
+        # caches, valid for one generation: a new view, a config move or a config edit
+        # starts a new one (the executors read the service config once per command)
+        self.generation = 0
         self._cfg_key: tuple[str | None, ...] | None = None
         self._cfg: HAConfig = HAConfig()
+        self._cfg_gen = -1
+        self._sc: dict[str, dict[str, Any]] = {}
+        self._sc_gen = -1
         self.log = logging.getLogger("pvha.watch")
 
     # --- the round's view ------------------------------------------------------------
@@ -84,6 +93,11 @@ class World:
     def set_view(self, view: RoundView) -> None:
         """Install the round's view; drop overlays the snapshot now confirms or that aged."""
         self.view = view
+        if view.quorate:
+            for node in view.online:
+                self.seen_online[node] = view.taken_at
+        self.quorum_lost = False
+        self.generation += 1
         now = self.clock.time()
         for sid, (node, since) in list(self.node_overlay.items()):
             g = view.guests.get(sid)
@@ -101,7 +115,7 @@ class World:
         return self.view
 
     def quorate(self) -> bool:
-        return self.view is not None and self.view.quorate
+        return self.view is not None and self.view.quorate and not self.quorum_lost
 
     def holds_manager_lock(self) -> bool:
         return bool(self.cfs.holds_lock(MANAGER_LOCK))
@@ -117,7 +131,16 @@ class World:
         """Safety rule 1: ``node`` is proven off (fence-ack) and not online now."""
         if not self.may_act() or self.node_online(node):
             return False
-        return self.acks.get(node) is not None
+        ack = self.acks.get(node)
+        if ack is None:
+            return False
+        seen = self.seen_online.get(node)
+        if seen is not None and ack.acked_at < seen:
+            # an ack from before the node's last return: proves nothing about now
+            self.log.warning("fence-ack of %s is older than its last time online; ignored "
+                             "(run pvha fence-ack %s again once it is off)", node, node)
+            return False
+        return True
 
     # --- guests ----------------------------------------------------------------------
 
@@ -130,6 +153,7 @@ class World:
 
     def moved(self, sid: str, node: str) -> None:
         self.node_overlay[sid] = (node, self.clock.time())
+        self.generation += 1
 
     def ran(self, sid: str, running: bool) -> None:
         self.run_overlay[sid] = (running, self.clock.time())
@@ -138,7 +162,10 @@ class World:
     # --- configuration ---------------------------------------------------------------
 
     def config(self) -> HAConfig:
-        """resources/groups/rules from the config dir, parsed again only when changed."""
+        """resources/groups/rules from the config dir: read once per generation, parsed
+        again only when the text changed."""
+        if self._cfg_gen == self.generation:
+            return self._cfg
         try:
             key = tuple(self.cfs.read_config(n) for n in ("resources.cfg", "groups.cfg",
                                                             "rules.cfg"))
@@ -147,11 +174,16 @@ class World:
                 self._cfg_key = key
         except PvhaError as err:
             raise CfsError(f"cannot read HA configuration: {err}") from None
+        self._cfg_gen = self.generation
         return self._cfg
 
     def service_config(self) -> dict[str, dict[str, Any]]:
         """The core's ``read_service_config``: PVE-shaped dicts with the guest's node.
-        Guests PVE's own HA manages, and resources without a guest, are left out."""
+        Guests PVE's own HA manages, and resources without a guest, are left out.
+        Cached for the generation: callers may only change a ``node`` to where the
+        config really is (the manager's recovery does, right after the move)."""
+        if self._sc_gen == self.generation:
+            return self._sc
         view = self.require_view()
         out: dict[str, dict[str, Any]] = {}
         for sid, res in self.config().resources.items():
@@ -174,6 +206,7 @@ class World:
             }
             if res.group is None:
                 del out[sid]["group"]
+        self._sc, self._sc_gen = out, self.generation
         return out
 
 
@@ -322,6 +355,8 @@ class ShellEnv:
             ops.set_resource(Store(self.world.cfs.config_dir), sid, options, delete)
         except PvhaError as err:
             raise CfsError(str(err)) from None
+        finally:
+            self.world.generation += 1
 
     def read_group_config(self) -> Mapping[str, Any]:
         return self.world.config().groups

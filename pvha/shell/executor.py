@@ -7,6 +7,12 @@ the guest operations through the PVE API with :class:`GuestOps`. Nodes that are 
 online get no executor round and no API call at all (a call proxied to a dead node can
 hang for 30 s).
 
+Nodes run in parallel (one thread per node, at most ``parallel``), each node's
+commands one after the other, so a recovery spread over the surviving nodes waits for
+one task per node at a time, not for all of them in a row. The threads share only the
+:class:`~pvha.shell.env.World` (single dict/set operations) and the API client; each
+writes only its own node's status file.
+
 Nothing lost, nothing done twice: an executor's results (uid -> exit code) are written
 to ``lrm_status/<node>`` atomically every round, and a new executor (after a restart of
 the watcher) starts from the results in that file, so a command whose result was
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pvha.adapters.cfs import atomic_write
@@ -74,7 +81,7 @@ class GuestOps:
         just moved, or an action whose outcome is unknown."""
         w = self.world
         if sid in w.run_overlay:
-            return w.run_overlay[sid][0]
+            return bool(w.run_overlay[sid][0])
         node = w.guest_node(sid)
         view = w.require_view()
         g = view.guests.get(sid)
@@ -85,7 +92,7 @@ class GuestOps:
         if not w.node_online(node):
             raise ActionRefused(f"cannot tell whether {sid} runs: node '{node}' is not online")
         status = w.api.guest_status(self._ref(sid, node))
-        running = status.status == "running"
+        running = bool(status.status == "running")
         w.ran(sid, running)
         return running
 
@@ -195,9 +202,10 @@ class Executors:
     """One core Lrm per online node, created on first sight (seeded with the node's
     recorded results) and dropped when the node leaves the view."""
 
-    def __init__(self, world: World, ops: GuestOps) -> None:
+    def __init__(self, world: World, ops: GuestOps, parallel: int = 8) -> None:
         self.world = world
         self.ops = ops
+        self.parallel = max(1, parallel)
         self.lrms: dict[str, Lrm] = {}
         self.log = logging.getLogger("pvha.watch")
 
@@ -216,13 +224,22 @@ class Executors:
         for node in list(self.lrms):
             if node not in view.online:
                 del self.lrms[node]
-        for node in sorted(view.online):
-            if not self.world.may_act():
-                return
-            lrm = self.lrms.get(node)
-            if lrm is None:
-                lrm = self.lrms[node] = self._new(node, now)
-            try:
-                lrm.do_one_iteration(now)
-            except Exception as err:  # noqa: BLE001 - one node's trouble must not stop the others
-                self.log.error("executor for %s: unexpected error: %s", node, err)
+        nodes = sorted(view.online)
+        for node in nodes:
+            if node not in self.lrms:
+                self.lrms[node] = self._new(node, now)
+        if self.parallel == 1 or len(nodes) < 2:
+            for node in nodes:
+                self._iterate(node, now)
+            return
+        with ThreadPoolExecutor(min(self.parallel, len(nodes)), "pvha-exec") as pool:
+            for future in [pool.submit(self._iterate, node, now) for node in nodes]:
+                future.result()
+
+    def _iterate(self, node: str, now: int) -> None:
+        if not self.world.may_act():
+            return
+        try:
+            self.lrms[node].do_one_iteration(now)
+        except Exception as err:  # noqa: BLE001 - one node's trouble must not stop the others
+            self.log.error("executor for %s: unexpected error: %s", node, err)

@@ -7,7 +7,10 @@ device yet) the proof is ``pvha fence-ack NODE``: a record
 step checks in place of PVE's "acquire the dead node's agent lock". A record only
 counts while the node is not online; the loop deletes the record of a node it sees
 online again in a quorate view, so an acknowledgement is consumed by the node's
-return and never carries over to its next failure. Fence devices plug in here later.
+return and never carries over to its next failure; and a record older than the last
+time the watcher saw the node online is ignored (should the deletion have failed).
+``pvha fence-ack`` itself refuses a node that a quorate API view shows online.
+Fence devices plug in here later.
 """
 
 from __future__ import annotations

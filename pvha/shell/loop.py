@@ -40,6 +40,8 @@ from pvha.ports import Clock
 from pvha.shell.env import ShellEnv, World
 from pvha.shell.executor import Executors, GuestOps
 from pvha.shell.fencing import FenceAcks
+from pvha.shell.keepalive import HookedClock, KeepAlive, api_quorate
+from pvha.shell.notify import notify
 from pvha.shell.snapshot import RoundView, take_view
 
 WATCH_STATE = "watch_state"
@@ -49,10 +51,10 @@ log = logging.getLogger("pvha.watch")
 class ShellCrm(Crm):
     """The core CRM, plus: a new manager starts from the persisted last-online times."""
 
-    seed: Callable[[], dict[str, int]] = staticmethod(dict)  # type: ignore[assignment]
+    seed: Callable[[], dict[str, int]] = staticmethod(dict)
 
-    def _fire(self, event: CrmEvent) -> None:
-        super()._fire(event)
+    def fire(self, event: CrmEvent) -> None:
+        super().fire(event)
         if self.manager is not None and not self.manager.ns.last_online:
             self.manager.ns.last_online.update(self.seed())
 
@@ -61,7 +63,10 @@ class Watcher:
     """The loop; ``api``/``cfs``/``clock`` are the real adapters or test doubles."""
 
     def __init__(self, api: Any, cfs: Any, clock: Clock, *, fence_delay: int = FENCE_DELAY,
-                 round_interval: float = 10.0) -> None:
+                 round_interval: float = 10.0, keepalive: float | None = None) -> None:
+        """``keepalive`` (seconds): renew the manager lock at most this often during
+        waits inside a round, after a quorum probe; needs ``clock`` to be a
+        :class:`~pvha.shell.keepalive.HookedClock` (None = off)."""
         self.world = World(api, cfs, FenceAcks(cfs.config_dir), clock)
         self.ops = GuestOps(self.world)
         self.executors = Executors(self.world, self.ops)
@@ -73,6 +78,10 @@ class Watcher:
         self.stop_event = threading.Event()
         self._signals = 0
         self._saved_last_online: dict[str, int] | None = None
+        self.keepalive: KeepAlive | None = None
+        if keepalive is not None and isinstance(clock, HookedClock):
+            self.keepalive = KeepAlive(self.world, api_quorate(api), keepalive)
+            clock.hook = self.keepalive
 
     # --- one round -------------------------------------------------------------------
 
@@ -89,6 +98,8 @@ class Watcher:
             self._clear_acks(view)
         crm = self._crm(view, now)
         crm.do_one_iteration(now)
+        if self.keepalive is not None:
+            self.keepalive.round_started()
         if crm.state == "master" and self.world.may_act():
             self._save_last_online()
             self.executors.run_round(now)
@@ -98,7 +109,7 @@ class Watcher:
         if self.crm is None or self.crm_node != view.local_node:
             env = ShellEnv(self.world, None, self.ops)
             crm = ShellCrm(env, now, self.fence_delay)
-            crm.seed = self._load_last_online  # type: ignore[method-assign]
+            crm.seed = self._load_last_online
             self.crm, self.crm_node = crm, view.local_node
         return self.crm
 
@@ -171,16 +182,19 @@ class Watcher:
             return self.round()
         except (KeyboardInterrupt, SystemExit):
             raise
-        except Exception as err:  # noqa: BLE001 - the HA loop logs and carries on
-            log.exception("round failed: %s", err)
+        except Exception as err:
+            log.exception("round failed")
             return f"round failed: {err}"
 
     def run(self, once: bool = False) -> int:
         """Rounds until stopped (or one with ``once``); releases the lock on the way out."""
+        ready = False
         try:
             while not self.stop_event.is_set():
                 started = self.clock.monotonic()
-                self.safe_round()
+                sentence = self.safe_round()
+                notify(*(() if ready else ("READY=1",)), "WATCHDOG=1", f"STATUS={sentence}")
+                ready = True
                 if once:
                     break
                 deadline = started + self.round_interval
@@ -188,8 +202,10 @@ class Watcher:
                     left = deadline - self.clock.monotonic()
                     if left <= 0:
                         break
-                    self.clock.sleep(min(0.2, left))
+                    # between rounds: no lock keep-alive (the next round renews it)
+                    getattr(self.clock, "base", self.clock).sleep(min(0.2, left))
         finally:
+            notify("STOPPING=1")
             self.release()
         return 0
 

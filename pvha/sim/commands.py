@@ -149,6 +149,8 @@ def service_cmd(sim: Simulator, sid: str, action: str | None, params: list[str])
     elif action == "set-dynamic-stats":
         _stats(sim, sid, "dynamic", params)
     elif action == "manual-migrate":
+        if sid not in conf or not params:
+            raise _err(f"no such service '{sid}' or missing node")
         conf[sid]["node"] = params[0]
     else:
         raise _err(f"sim_hardware_cmd: unknown service action '{action}'")

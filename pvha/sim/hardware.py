@@ -171,6 +171,8 @@ class Hardware:
         cd["node"] = new
 
     def lock_service(self, sid: str, lock: str | None) -> None:
+        if sid not in self.service_config:
+            raise SimulationError(f"no such service '{sid}'")
         self.service_config[sid]["lock"] = lock or "backup"
 
     def unlock_service(self, sid: str, lock: str | None = None) -> str | None:

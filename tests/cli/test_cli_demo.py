@@ -1,4 +1,5 @@
-"""The README demo (``python -m pvha.demo``) runs the CLI and exits 0."""
+"""Part 1 of the README demo (``python -m pvha.demo``) runs the CLI and exits 0
+(part 2, the cluster demo, is run by ``tests/e2e/test_demo.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pvha import demo
 
 
 def test_demo_runs_commands_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    assert demo.main() == 0
+    assert demo.cli_showcase() == 0
     out, err = capsys.readouterr()
     assert "!!" not in out, out
     assert "$ pvha add vm:100 --max_restart 2\n" in out

@@ -21,8 +21,8 @@ from pvha.fakepve.cluster import Timing
 from pvha.fakepve.ctl import execute
 from pvha.fakepve.server import FakePve
 
-FAST = dict(task_seconds=0.2, migrate_seconds=0.3, proxy_delay=0.2, stale_seconds=300.0,
-            auth_fail_delay=0.0, reboot_seconds=0.5)
+FAST = {"task_seconds": 0.2, "migrate_seconds": 0.3, "proxy_delay": 0.2,
+        "stale_seconds": 300.0, "auth_fail_delay": 0.0, "reboot_seconds": 0.5}
 ROUND = "1"
 FENCE_DELAY = "3"
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ class E2E:
 
     def pvha(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "pvha", *args], env=env or self.env(),
-                              cwd=REPO, capture_output=True, text=True, timeout=60)
+                              cwd=REPO, check=False, capture_output=True, text=True, timeout=60)
 
     def ctl(self, command: str) -> Any:
         return execute(self.fp, command)
@@ -143,7 +143,7 @@ class E2E:
         out = {}
         for r in api.cluster.resources.get(type="vm"):
             owner = r["node"]
-            if not self.truth()["nodes"][owner]["power"] == "on":
+            if self.truth()["nodes"][owner]["power"] != "on":
                 continue
             cur = api.nodes(owner).__getattr__(r["type"])(r["vmid"]).status.current.get()
             if cur["status"] == "running":

@@ -98,6 +98,8 @@ def test_e2e_api_faults_loop_survives_and_converges(e2e: E2E) -> None:
     e2e.ctl("expire-tickets")
     wait_for(lambda: 103 in e2e.running_via_api(), 40, what="vm:103 restarted")
     assert w.alive(), w.log()
+    assert "cannot read the cluster through the API" in w.log()  # the faults did bite
+    assert "Traceback" not in w.log()
     n = w.count(r"manager: 3 nodes online")
     w.wait_log(r"manager: 3 nodes online, 6 services, 6 started", 20, after=n)
     e2e.no_split_brain()

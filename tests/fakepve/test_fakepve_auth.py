@@ -141,3 +141,15 @@ def test_json_body_and_localhost(fake: FakePve) -> None:
                       json={"forceStop": True, "timeout": 5}, headers=auth, verify=ca,
                       timeout=10)
     assert r.status_code == 200 and r.json()["data"].startswith("UPID:node2:")
+
+
+def test_compression_and_proxy_loop(fake: FakePve) -> None:
+    secret = (fake.state / "token").read_text().strip()
+    auth = {"Authorization": f"PVEAPIToken=root@pam!pvha={secret}"}
+    ca = str(fake.state / "ca.pem")
+    r = requests.get(url(fake, "node1", "cluster/resources"), headers=auth, verify=ca,
+                     timeout=10)
+    assert r.headers["Content-Encoding"] == "gzip" and len(r.json()["data"]) > 4
+    r = requests.get(url(fake, "node1", "nodes/node2/status"),
+                     headers={**auth, "PVEDisableProxy": "true"}, verify=ca, timeout=10)
+    assert (r.status_code, r.reason) == (500, "proxy loop detected")

@@ -53,6 +53,12 @@ def test_serve_and_ctl(served) -> None:  # type: ignore[no-untyped-def]
     assert sorted(truth["guests"]) == ["100", "101", "102"]
     text = (state / "cfs/pvha/resources.cfg").read_text()
     assert "vm: 100" in text and "vm: 101" in text and "102" not in text
+    env_before = (state / "env").read_text()
+    second = subprocess.run([sys.executable, "-m", "pvha.cli.sim_serve", "serve",
+                             "--state-dir", str(state)], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert second.returncode == 1 and "already running" in second.stderr
+    assert (state / "env").read_text() == env_before  # the running one's env is untouched
     result = runner.invoke(_app(), ["ctl", "--state-dir", str(state), "power node2 off"])
     assert result.exit_code == 0
     result = runner.invoke(_app(), ["ctl", "--state-dir", str(state), "power", "node9", "off"])

@@ -127,3 +127,27 @@ def test_task_of_a_crashed_node(fake: FakePve) -> None:
     ctl(fake, "power node2 on")
     final = px.nodes("node2").tasks(upid).status.get()
     assert (final["status"], final["exitstatus"]) == ("stopped", "unexpected status")
+
+
+def test_locks_like_pve(fake: FakePve) -> None:
+    px = token_client(fake)
+    ctl(fake, "guest 100 lock backup")
+    with pytest.raises(ResourceException) as err:  # qemu migrate: sync
+        px.nodes("node1").qemu(100).migrate.post(target="node2", online=1)
+    assert err.value.content == "VM is locked (backup)"
+    wait_task(px, "node1", px.nodes("node1").qemu(103).status.stop.post())
+    ctl(fake, "guest 103 lock backup")
+    upid = px.nodes("node1").qemu(103).status.start.post()  # start: in the task
+    assert wait_task(px, "node1", upid)["exitstatus"] == "VM is locked (backup)"
+    ctl(fake, "guest 102 lock backup")
+    upid = px.nodes("node3").lxc(102).migrate.post(target="node1", restart=1)  # lxc: task
+    assert wait_task(px, "node3", upid)["exitstatus"] == "migration aborted"
+    ctl(fake, "guest 102 unlock")
+    res = {g["vmid"]: g for g in px.cluster.resources.get(type="vm")}
+    assert res[100]["lock"] == "backup" and "lock" not in res[102]
+    # a lock written in the config file counts too
+    conf = fake.state / "cfs/nodes/node2/qemu-server/101.conf"
+    conf.write_text(conf.read_text() + "lock: migrate\n")
+    with pytest.raises(ResourceException) as err:
+        px.nodes("node2").qemu(101).migrate.post(target="node1", online=1)
+    assert err.value.content == "VM is locked (migrate)"

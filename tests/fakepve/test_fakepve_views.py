@@ -128,3 +128,19 @@ def test_reboot_brings_node_back(fake: FakePve) -> None:
 
     wait_for(answers, timeout=5)
     assert token_client(fake, "node3").nodes("node3").status.get()["uptime"] <= 2
+
+
+def test_even_split_has_no_quorum_anywhere(fake_factory: Any) -> None:
+    fake = fake_factory(nodes=4, guests=0)
+    ctl(fake, "partition node1,node2 node3,node4")
+    for node, peers in (("node1", {"node1", "node2"}), ("node4", {"node3", "node4"})):
+        quorate, online, _ = _view(token_client(fake, node).cluster.status.get())
+        assert quorate == 0 and {n for n, up in online.items() if up} == peers
+    with pytest.raises(ResourceException) as err:
+        token_client(fake, "node1").nodes("node3").status.get()
+    assert err.value.status_code == 595
+    ctl(fake, "partition node1,node2,node3")  # 3 of 4: quorate; node4 alone
+    assert _view(token_client(fake, "node2").cluster.status.get())[0] == 1
+    assert _view(token_client(fake, "node4").cluster.status.get())[0] == 0
+    ctl(fake, "partition heal")
+    assert _view(token_client(fake, "node4").cluster.status.get())[0] == 1

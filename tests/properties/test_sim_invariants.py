@@ -18,6 +18,9 @@ iteration, then its LRM iteration, then the watchdog check) and checks:
    (A fence service that is set ``ignored`` disappears from the status: that is the
    administrator dropping HA management, not a recovery, and is not counted.)
 
+At the end the run must have finished normally, and the only internal error allowed is a
+daemon whose watchdog expired while ``skip-round`` held it for more than 60 s.
+
 Granularity: one observation per node step, not per daemon iteration. A violation of
 (1) or (2) is created by one LRM iteration and can only be undone by another node's
 LRM, so it is always seen; for (3) the master's step that leaves ``fence`` is the one
@@ -218,7 +221,11 @@ def test_safety_invariants_hold_after_every_node_step(world: World) -> None:
         reject()
     assert checks.steps > 0
     assert log.endswith("hardware: exit simulation - done\n")
-    assert "got unexpected error" not in log, log
+    for line in log.splitlines():
+        if "got unexpected error" in line:
+            # skip-round of both daemons for more than 60 s: a hung daemon whose watchdog
+            # expired (PVE's simulator dies the same way, and the node is reset)
+            assert "wdog expired" in line, line
 
 
 # ---------------------------------------------------------------------- the checks bite

@@ -50,7 +50,7 @@ def manager_status(cfs: object) -> dict:
 
 @pytest.fixture
 def cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
-    api, cfs, clock = make_cluster(tmp_path)
+    api, cfs, _clock = make_cluster(tmp_path)
     setup_guests(api, cfs)
     return api, cfs
 
@@ -235,7 +235,7 @@ def test_once_releases_the_lock_and_overlapping_runs_do_not_collide(cluster) -> 
     holder.safe_round()  # holds the lock
     other = watcher(api, new_cfs(api))
     assert other.run(once=True) == 0
-    assert [a for a in api.actions if a[0] == "start"] == [
+    assert sorted(a for a in api.actions if a[0] == "start") == [
         ("start", "vm:100", "node2"), ("start", "vm:101", "node2"), ("start", "vm:102", "node3")]
     holder.release()
     assert not (cfs.lock_dir / MANAGER_LOCK).exists()
@@ -249,4 +249,54 @@ def test_fence_delay_survives_once_runs(cluster) -> None:  # type: ignore[no-unt
     for _ in range(6):
         api.clock.sleep(STEP)
         watcher(api, new_cfs(api), fence_delay=30).run(once=True)
+    assert api.config_nodes(100) != ["node2"]
+
+
+def test_safety_rule2_long_tasks_keep_the_lock_only_while_quorate(cluster) -> None:  # type: ignore[no-untyped-def]
+    from pvha.shell.keepalive import HookedClock
+
+    api, cfs = cluster
+    api.get_cluster_status = lambda: api.snapshot().status  # type: ignore[attr-defined]
+    clock = HookedClock(api.clock)
+    slow_start = api.start
+
+    def start(ref):  # type: ignore[no-untyped-def]
+        for _ in range(10):  # a 150 s task, polled through the shell's clock
+            clock.sleep(15)
+        return slow_start(ref)
+
+    api.start = start  # type: ignore[method-assign]
+    w = Watcher(api, cfs, clock, fence_delay=60, round_interval=STEP,
+                keepalive=cfs_mod.LOCK_LIFETIME / 4)
+    w.safe_round()  # three starts of 150 s each: far longer than the 120 s lock
+    assert api.running == {100, 101, 102}
+    assert w.world.holds_manager_lock()
+    # the API node loses quorum during the next long task: no more actions, no renewal
+    api.running.clear()
+    api.quorate_override = None
+
+    def start_losing_quorum(ref):  # type: ignore[no-untyped-def]
+        api.quorate_override = False
+        return start(ref)
+
+    api.start = start_losing_quorum  # type: ignore[method-assign]
+    api.actions.clear()
+    w.safe_round()
+    assert len([a for a in api.actions if a[0] == "start"]) == 1  # the one in flight
+    assert not w.world.may_act()
+
+
+def test_safety_rule1_a_stale_fence_ack_proves_nothing(cluster) -> None:  # type: ignore[no-untyped-def]
+    api, cfs = cluster
+    w = watcher(api, cfs, fence_delay=0)
+    acks = FenceAcks(cfs.config_dir)
+    acks.ack("node2", now=api.clock.time() - 3600, by="test")  # from an earlier failure
+    acks.clear = lambda node: False  # type: ignore[method-assign]  # the clean-up failed
+    rounds(w, 2)  # node2 seen online
+    api.power["node2"] = False
+    said = rounds(w, 4)
+    assert "fencing node2: waiting for fence-ack" in said[-1]
+    assert api.config_nodes(100) == ["node2"]
+    acks.ack("node2", now=api.clock.time(), by="test")
+    rounds(w, 2)
     assert api.config_nodes(100) != ["node2"]

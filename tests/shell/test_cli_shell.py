@@ -1,0 +1,70 @@
+"""CLI commands of the shell: ``fence-ack``, ``add`` refusing PVE-HA guests, live
+``status``, ``watch --once``; the cluster is a FakeApi view patched in for the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pvha.cli.app import app
+from pvha.shell import live
+from pvha.shell.snapshot import view_of
+from tests.shell.fakes import FakeApi, make_cluster
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeApi:
+    api, cfs, _clock = make_cluster(tmp_path)
+    api.add_guest(100, "node1", running=True)
+    api.add_guest(101, "node2", running=True)
+    api.pve_ha = {"vm:101"}
+    monkeypatch.setattr(live, "live_view", lambda settings: view_of(api.snapshot()))
+    monkeypatch.setenv("PVHA_CONFIG_DIR", str(cfs.config_dir))
+    monkeypatch.delenv("PVHA_SETTINGS", raising=False)
+    return api
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "120"})
+
+
+def test_add_refuses_a_guest_pve_ha_manages(api: FakeApi) -> None:
+    res = run("add", "vm:101")
+    assert res.exit_code == 2, res.output
+    assert "managed by PVE's own HA" in res.output
+    res = run("add", "vm:100")
+    assert res.exit_code == 0, res.output
+
+
+def test_add_without_an_api_configured_does_not_ask(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PVHA_HOSTS", "PVHA_SETTINGS"):
+        monkeypatch.delenv(var, raising=False)
+    res = CliRunner().invoke(app, ["--config-dir", str(tmp_path), "add", "vm:100"])
+    assert res.exit_code == 0, res.output
+
+
+def test_fence_ack_refuses_an_online_node_and_records_an_offline_one(api: FakeApi) -> None:
+    res = run("fence-ack", "node2")
+    assert res.exit_code == 2, res.output
+    assert "online" in res.output
+    api.power["node2"] = False
+    res = run("fence-ack", "node2")
+    assert res.exit_code == 0, res.output
+    record = json.loads((api.root / "pvha" / "fence" / "node2").read_text())
+    assert record["node"] == "node2" and record["acked_at"] > 0
+    assert run("fence-ack", "node9").exit_code == 2
+
+
+def test_status_shows_the_live_quorum(api: FakeApi) -> None:
+    res = run("status", "--output-format", "json")
+    assert res.exit_code == 0, res.output
+    entries = json.loads(res.output)
+    assert entries[0] == {"id": "quorum", "type": "quorum", "node": "node1", "status": "OK",
+                          "quorate": 1}
+    api.quorate_override = False
+    res = run("status")
+    assert res.output.startswith("quorum No quorum on node 'node1'!\n"), res.output
