@@ -133,8 +133,9 @@ class Demo:
 
     def spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         fh = log.open("wb")
+        # same process group as the demo: whoever kills the demo's group kills these too
         proc = subprocess.Popen([sys.executable, "-m", *args], env=self.env or None,
-                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=fh, stderr=subprocess.STDOUT)
         fh.close()
         self.procs.append(proc)
         return proc

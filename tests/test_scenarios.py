@@ -31,6 +31,12 @@ def test_enough_scenarios() -> None:
 def test_scenario(path: Path) -> None:
     assert (path / "README").is_file(), f"{path.name}: every scenario explains itself"
     log = run_scenario(load_scenario(path))
+    assert log == run_scenario(load_scenario(path)), f"{path.name}: run is not deterministic"
+    assert log.endswith("hardware: exit simulation - done\n"), f"{path.name}: run did not finish"
+    for line in log.splitlines():
+        # the only internal errors a scenario may show are the simulated cfs outages
+        if "got unexpected error" in line:
+            assert "cfs connection refused" in line, line
     golden = path / "log.expect"
     if UPDATE:
         golden.write_text(log)

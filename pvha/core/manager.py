@@ -182,13 +182,16 @@ class Manager:
         self._recovery_usage_fresh = True
 
     def _read_lrm_status(self) -> None:
-        results: dict[str, dict[str, Any]] = {}
         modes: dict[str, str] = {}
+        per_node: list[dict[str, dict[str, Any]]] = []
         for node in self.ns.list_nodes():
             st = self.env.read_lrm_status(node)
             modes[node] = st.get("mode") or "active"
-            for uid, res in (st.get("results") or {}).items():
-                results.setdefault(uid, res)
+            per_node.append(st.get("results") or {})
+        # a uid reported by several nodes: the first node in list order wins
+        results: dict[str, dict[str, Any]] = {}
+        for node_results in reversed(per_node):
+            results.update(node_results)
         self.lrm_results, self.lrm_modes = results, modes
 
     def _update_rules(self) -> None:

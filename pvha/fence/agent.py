@@ -69,35 +69,42 @@ def agent_stdin(options: Mapping[str, str], action: str) -> bytes:
 class AgentRunner:
     """Starts fence agents; ``search_path`` and ``env`` are for tests and odd installs."""
 
-    def __init__(self, search_path: str | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, search_path: str | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         self.search_path = search_path
         base = dict(os.environ if env is None else env)
         # Debian's agents print a DeprecationWarning ('pipes') on every call otherwise.
         base.setdefault("PYTHONWARNINGS", "ignore")
         self.env = base
 
-    def run(self, agent: str, options: ResolvedOptions, action: str, timeout: float,
-            *, label: str) -> AgentOutcome:
+    def run(
+        self, agent: str, options: ResolvedOptions, action: str, timeout: float, *, label: str
+    ) -> AgentOutcome:
         """Run ``agent`` once with ``action``; returns its exit code and redacted output.
 
         Raises FenceTimeoutError if it has not exited after ``timeout`` seconds (its
         process group is killed), FenceDeviceConfigError if it cannot be started."""
         path = find_agent(agent, self.search_path)
         try:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                [path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
-                close_fds=True)
+            proc = subprocess.Popen(
+                [path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
-            raise FenceDeviceConfigError(
-                f"{label}: cannot start {agent}: {exc.strerror}") from None
+            raise FenceDeviceConfigError(f"{label}: cannot start {agent}: {exc.strerror}") from None
         try:
             out, _ = proc.communicate(agent_stdin(options.values, action), timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise FenceTimeoutError(
-                f"{label}: {agent} {action} gave no answer within {timeout:g} s") from None
+                f"{label}: {agent} {action} gave no answer within {timeout:g} s"
+            ) from None
         text = out.decode("utf-8", "replace")
         return AgentOutcome(proc.returncode, redact(text, options.secrets))
 

@@ -158,8 +158,9 @@ class FenceConfig:
             for sub in device.subdevices:
                 node_opts = sub.node_options(node)
                 if node_opts is not None:
-                    targets.append(FenceTarget(sub.name, sub.index, sub.agent,
-                                               sub.options + node_opts))
+                    targets.append(
+                        FenceTarget(sub.name, sub.index, sub.agent, sub.options + node_opts)
+                    )
             if targets:
                 levels.append(FenceLevel(len(levels) + 1, device.name, tuple(targets)))
         return tuple(levels)
@@ -206,20 +207,23 @@ class _Builder:
         self.devices: dict[str, dict[int, SubDevice]] = {}
         self.issues: list[tuple[int, str]] = []
 
-    def device(self, lineno: int, name: str, index: int, agent: str,
-               options: tuple[Option, ...]) -> None:
+    def device(
+        self, lineno: int, name: str, index: int, agent: str, options: tuple[Option, ...]
+    ) -> None:
         subs = self.devices.setdefault(name, {})
         if index in subs:
             self.issues.append((lineno, f"device '{name}:{index}' already declared"))
             return
         subs[index] = SubDevice(name, index, agent, lineno, options)
 
-    def connect(self, lineno: int, name: str, index: int, target: str,
-                options: tuple[Option, ...]) -> None:
+    def connect(
+        self, lineno: int, name: str, index: int, target: str, options: tuple[Option, ...]
+    ) -> None:
         sub = self.devices.get(name, {}).get(index)
         if sub is None:
             self.issues.append(
-                (lineno, f"device '{name}' must be declared before you can connect to it"))
+                (lineno, f"device '{name}' must be declared before you can connect to it")
+            )
             return
         match = _NODE_RE.match(target)
         if match is None:
@@ -227,11 +231,11 @@ class _Builder:
             return
         node = match.group(1)
         if sub.node_options(node) is not None:
-            self.issues.append(
-                (lineno, f"node '{node}' already connected to device '{sub.label}'"))
+            self.issues.append((lineno, f"node '{node}' already connected to device '{sub.label}'"))
             return
-        self.devices[name][index] = SubDevice(sub.name, sub.index, sub.agent, sub.line,
-                                              sub.options, sub.nodes + ((node, options),))
+        self.devices[name][index] = SubDevice(
+            sub.name, sub.index, sub.agent, sub.line, sub.options, sub.nodes + ((node, options),)
+        )
 
     def build(self, path: str | None) -> FenceConfig:
         devices = tuple(
@@ -241,12 +245,18 @@ class _Builder:
         return FenceConfig(devices, path)
 
 
+def _usage(word: str) -> str:
+    if word == "device":
+        return "expected: device <name>[:<n>] <agent> [<key>=<value>|<flag>] ..."
+    if word == "connect":
+        return "expected: connect <name>[:<n>] node=<node> [<key>=<value>|<flag>] ..."
+    return f"unknown command '{word}' (expected device or connect)"
+
+
 def _parse_line(builder: _Builder, lineno: int, line: str) -> None:
     match = _LINE_RE.match(line)
     if match is None:
-        builder.issues.append((lineno, f"cannot parse line '{line.split()[0]} ...'"
-                               if line.split()[0] in ("device", "connect")
-                               else f"unknown command '{line.split()[0]}'"))
+        builder.issues.append((lineno, _usage(line.split()[0])))
         return
     command, dev, target, rest = match.groups()
     dev_match = _DEVICE_RE.match(dev)

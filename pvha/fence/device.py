@@ -94,7 +94,8 @@ def _read_secret_file(path: str, *, label: str) -> str:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise FenceDeviceConfigError(
-            f"{label}: cannot read password file {path}: {exc.strerror}") from None
+            f"{label}: cannot read password file {path}: {exc.strerror}"
+        ) from None
     secret = text.rstrip("\r\n")
     if "\n" in secret or "\r" in secret or "\0" in secret:
         raise FenceDeviceConfigError(f"{label}: password file {path} holds more than one line")

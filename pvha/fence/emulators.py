@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 _READY_TIMEOUT = 30.0
 
@@ -77,7 +77,7 @@ def _patch_pyghmi() -> None:
     global _patched
     if _patched:
         return
-    import pyghmi.ipmi.private.serversession as ss
+    import pyghmi.ipmi.private.serversession as ss  # type: ignore[import-untyped]
 
     original = ss.ServerSession.create_open_session_response
 
@@ -91,14 +91,20 @@ def _patch_pyghmi() -> None:
     _patched = True
 
 
-def make_bmc(user: str, password: str, *, port: int = 0, address: str = "127.0.0.1",
-             hooks: PowerHooks | None = None,
-             on_event: Callable[[str, int], None] | None = None) -> Any:
+def make_bmc(
+    user: str,
+    password: str,
+    *,
+    port: int = 0,
+    address: str = "127.0.0.1",
+    hooks: PowerHooks | None = None,
+    on_event: Callable[[str, int], None] | None = None,
+) -> Any:
     """An in-process pyghmi BMC bound to ``address:port`` (0 = free port; read the bound
     port from ``bmc.port``). Power actions go to ``hooks`` (a MemoryPower if None);
     ``on_event(event, port)`` is told about each power action."""
     _patch_pyghmi()
-    import pyghmi.ipmi.bmc as bmc
+    from pyghmi.ipmi import bmc
 
     power = hooks or MemoryPower().hooks()
 
@@ -144,11 +150,24 @@ def make_bmc(user: str, password: str, *, port: int = 0, address: str = "127.0.0
 
 
 def serve_bmcs(stop: threading.Event, poll: float = 0.5) -> None:
-    """Run pyghmi's event loop (it serves every BMC of this process) until ``stop``."""
+    """Run pyghmi's event loop (it serves every BMC of this process) until ``stop``
+    (checked every ``poll`` seconds). Run it in a thread to serve BMCs in-process."""
     from pyghmi.ipmi.private import session
 
     while not stop.is_set():
         session.Session.wait_for_rsp(timeout=poll)
+
+
+def close_bmc(server: Any) -> None:
+    """Stop serving ``server`` (from :func:`make_bmc`) and free its port. pyghmi's IO
+    thread reads a shared socket list, so the socket leaves that list before it closes."""
+    from pyghmi.ipmi.private import session
+
+    sock = server.serversocket
+    session.Session.bmc_handlers.pop(sock, None)
+    if sock in session.iosockets:
+        session.iosockets.remove(sock)
+    sock.close()
 
 
 def _ipmi_main(count: int, user: str) -> int:
@@ -192,10 +211,22 @@ class IpmiEmulatorProcess:
     def __init__(self, count: int = 1, user: str = "admin", password: str = "password") -> None:
         self.events: list[dict[str, Any]] = []
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pvha.fence.emulators", "ipmi", "--count", str(count),
-             "--user", user],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "pvha.fence.emulators",
+                "ipmi",
+                "--count",
+                str(count),
+                "--user",
+                user,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         assert self._proc.stdin is not None
         self._proc.stdin.write(password + "\n")
         self._proc.stdin.close()
@@ -228,7 +259,7 @@ class IpmiEmulatorProcess:
             self._proc.kill()
         self._proc.wait(timeout=10)
 
-    def __enter__(self) -> IpmiEmulatorProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -252,10 +283,10 @@ def _redfish_main(config: str) -> int:
     if delay not in (None, ""):
         import types
 
-        import sushy_tools.emulator.resources.systems.fakedriver as fakedriver
+        from sushy_tools.emulator.resources.systems import fakedriver  # type: ignore[import-untyped]
 
         fakedriver.random = types.SimpleNamespace(randint=lambda a, b: int(delay))
-    from sushy_tools.emulator.main import main
+    from sushy_tools.emulator.main import main  # type: ignore[import-untyped]
 
     sys.argv = ["sushy-emulator", "--config", config]
     return int(main() or 0)
@@ -266,9 +297,15 @@ class RedfishEmulatorProcess:
     (names; all powered on). ``ca`` verifies its certificate, ``port`` is its port,
     ``system_uri(name)`` the Redfish path of one system."""
 
-    def __init__(self, workdir: Path, systems: Sequence[str] = ("node1",), *,
-                 user: str = "admin", password: str = "password",
-                 power_delay: int | None = 0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        systems: Sequence[str] = ("node1",),
+        *,
+        user: str = "admin",
+        password: str = "password",
+        power_delay: int | None = 0,
+    ) -> None:
         from pvha.fakepve.certs import ensure_certs
 
         workdir.mkdir(parents=True, exist_ok=True)
@@ -283,8 +320,12 @@ class RedfishEmulatorProcess:
         self._log = (workdir / "emulator.log").open("w")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "pvha.fence.emulators", "redfish", "--config", str(config)],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         self._logpath = workdir / "emulator.log"
         self._wait_ready()
 
@@ -294,8 +335,10 @@ class RedfishEmulatorProcess:
         hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=4)).decode()
         htpasswd = workdir / "htpasswd"
         htpasswd.write_text(f"{self.user}:{hashed}\n")
-        systems = [{"uuid": u, "name": n, "power_state": "On", "external_notifier": False,
-                    "nics": []} for n, u in self.uuids.items()]
+        systems = [
+            {"uuid": u, "name": n, "power_state": "On", "external_notifier": False, "nics": []}
+            for n, u in self.uuids.items()
+        ]
         config = workdir / "emulator.conf"
         config.write_text(
             f"SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\n"
@@ -305,7 +348,8 @@ class RedfishEmulatorProcess:
             f"SUSHY_EMULATOR_AUTH_FILE = {str(htpasswd)!r}\n"
             f"SUSHY_EMULATOR_SSL_CERT = {str(cert)!r}\n"
             f"SUSHY_EMULATOR_SSL_KEY = {str(key)!r}\n"
-            f"SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}\n")
+            f"SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}\n"
+        )
         return config
 
     def _wait_ready(self) -> None:
@@ -337,8 +381,12 @@ class RedfishEmulatorProcess:
         """The system's PowerState as the emulator reports it now."""
         import requests
 
-        resp = requests.get(self.url + self.system_uri(name), verify=str(self.ca), timeout=10,
-                            auth=(self.user, self.password))
+        resp = requests.get(
+            self.url + self.system_uri(name),
+            verify=str(self.ca),
+            timeout=10,
+            auth=(self.user, self.password),
+        )
         resp.raise_for_status()
         return str(resp.json()["PowerState"])
 
@@ -349,7 +397,7 @@ class RedfishEmulatorProcess:
         self._proc.wait(timeout=10)
         self._log.close()
 
-    def __enter__(self) -> RedfishEmulatorProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,8 +30,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity import wait_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from pvha.errors import FenceDeviceError, FenceTimeoutError
 from pvha.fence.agent import AgentRunner, FenceAgentDevice
@@ -39,6 +44,7 @@ from pvha.fence.config import FenceConfig, FenceLevel, FenceTarget
 from pvha.fence.device import PowerDevice, PowerState
 from pvha.fence.redfish import AGENT_NAME as REDFISH_AGENT
 from pvha.fence.redfish import RedfishDevice
+from pvha.ports import FenceResult as PortResult
 
 log = logging.getLogger("pvha.fence")
 
@@ -53,7 +59,12 @@ STILL_ANSWERS = "BMC reports off but node still answers"
 class FencePolicy:
     """Bounds of one ``fence`` call. ``call_timeout``: one device call; ``verify_timeout``:
     how long status is polled for off after an off call; ``attempts``: off+verify tries
-    per sub-device; ``backoff``/``max_backoff``: first and largest wait between tries."""
+    per sub-device; ``backoff``/``max_backoff``: first and largest wait between tries.
+
+    One sub-device takes at most about ``attempts * (2 * call_timeout + verify_timeout +
+    poll_interval) + (attempts - 1) * max_backoff``; a fence call at most that per
+    sub-device of every level tried. The defaults suit real BMCs (an unreachable IPMI
+    BMC makes fence_ipmilan wait 20 s on its own)."""
 
     call_timeout: float = 20.0
     verify_timeout: float = 30.0
@@ -61,6 +72,12 @@ class FencePolicy:
     attempts: int = 3
     backoff: float = 1.0
     max_backoff: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or min(self.call_timeout, self.verify_timeout) <= 0:
+            raise ValueError("FencePolicy needs attempts >= 1 and positive timeouts")
+        if min(self.poll_interval, self.backoff, self.max_backoff) < 0:
+            raise ValueError("FencePolicy intervals cannot be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +94,8 @@ class FenceResult:
     attempts: int
     failures: tuple[str, ...] = field(default=())
 
-    def to_port(self) -> object:
+    def to_port(self) -> PortResult:
         """The :class:`pvha.ports.FenceResult` the HA loop's Fencer port returns."""
-        from pvha.ports import FenceResult as PortResult
-
         method = f"device:{self.device}" if self.ok and self.device else "device"
         return PortResult(self.node, self.ok, method, self.detail)
 
@@ -104,11 +119,16 @@ class _LevelFailed(Exception):
 class Fencer:
     """Fences nodes with the devices of one ``fence.cfg``; see the module docstring."""
 
-    def __init__(self, config: FenceConfig, *, device_factory: DeviceFactory | None = None,
-                 liveness_probe: LivenessProbe | None = None,
-                 policy: FencePolicy | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        config: FenceConfig,
+        *,
+        device_factory: DeviceFactory | None = None,
+        liveness_probe: LivenessProbe | None = None,
+        policy: FencePolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
         self.device_factory = device_factory or default_device_factory()
         self.liveness_probe = liveness_probe
@@ -137,8 +157,9 @@ class Fencer:
                 continue
             detail = f"node '{node}' is off (level {level.level}, device {level.device})"
             log.info("fencing %s: %s", node, detail)
-            return FenceResult(node, True, level.level, level.device, detail, counter[0],
-                               tuple(failures))
+            return FenceResult(
+                node, True, level.level, level.device, detail, counter[0], tuple(failures)
+            )
         detail = f"could not fence node '{node}': " + "; ".join(failures)
         return FenceResult(node, False, None, None, detail, counter[0], tuple(failures))
 
@@ -162,14 +183,16 @@ class Fencer:
         def before(state: RetryCallState) -> None:
             counter[0] += 1
             if state.attempt_number > 1:
-                log.info("fencing: retrying %s (attempt %d)", device.label,
-                         state.attempt_number)
+                log.info("fencing: retrying %s (attempt %d)", device.label, state.attempt_number)
 
         retrying = Retrying(
-            stop=stop_after_attempt(max(policy.attempts, 1)),
+            stop=stop_after_attempt(policy.attempts),
             wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
             retry=retry_if_exception_type(FenceDeviceError),
-            sleep=self.sleep, before=before, reraise=True)
+            sleep=self.sleep,
+            before=before,
+            reraise=True,
+        )
         try:
             retrying(self._off_and_verify, device)
         except FenceDeviceError as exc:
@@ -194,4 +217,5 @@ class Fencer:
         if last is not None:
             raise FenceDeviceError(f"{last} (while reading back power state)")
         raise FenceTimeoutError(
-            f"{device.label}: still on {policy.verify_timeout:g} s after the off command")
+            f"{device.label}: still on {policy.verify_timeout:g} s after the off command"
+        )

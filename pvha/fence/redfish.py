@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -37,8 +37,11 @@ _RESET_OK = (200, 202, 204)
 class RedfishDevice:
     """A :class:`~pvha.fence.device.PowerDevice` speaking Redfish through requests."""
 
-    def __init__(self, target: FenceTarget,
-                 session_factory: Callable[[], requests.Session] = requests.Session) -> None:
+    def __init__(
+        self,
+        target: FenceTarget,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+    ) -> None:
         self.target = target
         self._session_factory = session_factory
 
@@ -89,7 +92,7 @@ class _Client:
         self.verify = _verify(values)
         self.session.headers.update({"Accept": "application/json"})
 
-    def __enter__(self) -> _Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -100,8 +103,9 @@ class _Client:
         if left <= 0:
             raise FenceTimeoutError(f"{self.label}: no answer within {self.timeout:g} s")
         try:
-            return self.session.request(method, self.base + path, timeout=(left, left),
-                                        verify=self.verify, **kw)
+            return self.session.request(
+                method, self.base + path, timeout=(left, left), verify=self.verify, **kw
+            )
         except requests.Timeout:
             raise FenceTimeoutError(
                 f"{self.label}: {method} {path} gave no answer within {self.timeout:g} s"
@@ -110,10 +114,12 @@ class _Client:
             raise FenceDeviceError(f"{self.label}: TLS verification failed") from None
         except requests.RequestException as exc:
             raise FenceDeviceError(
-                f"{self.label}: {method} {path} failed: {type(exc).__name__}") from None
+                f"{self.label}: {method} {path} failed: {type(exc).__name__}"
+            ) from None
 
-    def _check(self, resp: requests.Response, method: str, path: str,
-               ok: tuple[int, ...] = (200,)) -> None:
+    def _check(
+        self, resp: requests.Response, method: str, path: str, ok: tuple[int, ...] = (200,)
+    ) -> None:
         if resp.status_code in ok:
             return
         if resp.status_code == 401:
@@ -144,7 +150,8 @@ class _Client:
         members = self.get_json("/redfish/v1/Systems").get("Members", [])
         if len(members) != 1 or "@odata.id" not in members[0]:
             raise FenceDeviceConfigError(
-                f"{self.label}: the BMC lists {len(members)} systems; set systems_uri=")
+                f"{self.label}: the BMC lists {len(members)} systems; set systems_uri="
+            )
         return str(members[0]["@odata.id"])
 
 

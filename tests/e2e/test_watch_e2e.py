@@ -149,3 +149,20 @@ def test_e2e_safety_rule4_kill9_then_restart_resumes(e2e: E2E, kill_after: float
     assert w2.count(r"failed:") == 0, w2.log()
     e2e.no_split_brain()
     assert w2.stop() == 0
+
+
+def test_e2e_live_status_json_shows_quorum_master_nodes_and_services(e2e: E2E) -> None:
+    import json
+
+    steady(e2e)
+    wait_for(lambda: all(sd.get("running") for sd in
+                         (e2e.manager_status().get("service_status") or {}).values()),
+             30, what="the manager to see every guest run")
+    res = e2e.pvha("status", "--output-format", "json")
+    assert res.returncode == 0, res.stderr
+    entries = {e["id"]: e for e in json.loads(res.stdout)}
+    assert entries["quorum"]["quorate"] == 1 and entries["quorum"]["node"] == "node1"
+    assert entries["master"]["node"] == "node1"
+    assert {f"lrm:node{i}" for i in (1, 2, 3)} <= set(entries)
+    assert entries["service:vm:101"]["node"] == "node2"
+    assert entries["service:vm:101"]["state"] == "started"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pvha.errors import FenceDeviceConfigError, FenceDeviceError, FenceTimeoutEr
 from pvha.fence.agent import AgentRunner, FenceAgentDevice, agent_stdin, find_agent
 from pvha.fence.config import parse_fence_config
 from pvha.fence.device import PowerState, redact, resolve_secrets
-from pvha.fence.fencer import Fencer, FencePolicy
+from pvha.fence.fencer import FencePolicy, Fencer
 
 SECRET = "s3cr3t-Pa55"
 
@@ -60,8 +59,10 @@ def _records(agent_dir: Path) -> list[dict[str, object]]:
 
 
 def _device(agent_dir: Path, extra: str = "") -> FenceAgentDevice:
-    cfg = parse_fence_config(f"device d fence_fake ip=1.2.3.4 password={SECRET} action=reboot"
-                             f"\nconnect d node=n1 plug=7 lanplus {extra}\n")
+    cfg = parse_fence_config(
+        f"device d fence_fake ip=1.2.3.4 password={SECRET} action=reboot"
+        f"\nconnect d node=n1 plug=7 lanplus {extra}\n"
+    )
     (level,) = cfg.levels("n1")
     return FenceAgentDevice(level.targets[0], AgentRunner(search_path=str(agent_dir)))
 
@@ -77,19 +78,23 @@ def test_off_then_status_via_stdin_only(agent_dir: Path) -> None:
     assert stdin == ["ip=1.2.3.4", f"password={SECRET}", "plug=7", "lanplus=1", "action=off"]
 
 
-def test_failure_message_and_logs_hide_password(agent_dir: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_failure_message_and_logs_hide_password(
+    agent_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     device = _device(agent_dir, "mode=fail")
     with pytest.raises(FenceDeviceError) as info:
         device.power_off(10)
     assert "exit 1" in str(info.value) and "***" in str(info.value)
     assert SECRET not in str(info.value)
-    config = parse_fence_config(f"device d fence_fake password={SECRET}\n"
-                                "connect d node=n1 mode=fail\n")
-    fencer = Fencer(config, device_factory=lambda t: FenceAgentDevice(
-        t, AgentRunner(search_path=str(agent_dir))),
-        policy=FencePolicy(attempts=2, backoff=0.01, call_timeout=10))
+    config = parse_fence_config(
+        f"device d fence_fake password={SECRET}\nconnect d node=n1 mode=fail\n"
+    )
+    fencer = Fencer(
+        config,
+        device_factory=lambda t: FenceAgentDevice(t, AgentRunner(search_path=str(agent_dir))),
+        policy=FencePolicy(attempts=2, backoff=0.01, call_timeout=10),
+    )
     result = fencer.fence("n1")
     assert not result.ok and result.attempts == 2
     assert SECRET not in repr(result) and SECRET not in caplog.text
@@ -98,10 +103,12 @@ def test_failure_message_and_logs_hide_password(agent_dir: Path,
 def test_password_file_is_read_at_call_time(agent_dir: Path, tmp_path: Path) -> None:
     secret_file = tmp_path / "bmc.pw"
     secret_file.write_text("from-file\n")
-    cfg = parse_fence_config(f"device d fence_fake password_file={secret_file}\n"
-                             "connect d node=n1\n")
-    device = FenceAgentDevice(cfg.levels("n1")[0].targets[0],
-                              AgentRunner(search_path=str(agent_dir)))
+    cfg = parse_fence_config(
+        f"device d fence_fake password_file={secret_file}\nconnect d node=n1\n"
+    )
+    device = FenceAgentDevice(
+        cfg.levels("n1")[0].targets[0], AgentRunner(search_path=str(agent_dir))
+    )
     secret_file.write_text("changed\n")
     device.power_status(10)
     assert "password=changed\n" in str(_records(agent_dir)[0]["stdin"])
@@ -139,8 +146,10 @@ def test_agent_names_and_lookup(agent_dir: Path) -> None:
 
 
 def test_stdin_and_redaction_helpers() -> None:
-    opts = resolve_secrets((("passwd", "pw1"), ("community", "pub"), ("ip", "h"),
-                            ("action", "reboot"), ("x", None)), label="d:1")
+    opts = resolve_secrets(
+        (("passwd", "pw1"), ("community", "pub"), ("ip", "h"), ("action", "reboot"), ("x", None)),
+        label="d:1",
+    )
     assert set(opts.secrets) == {"pw1", "pub"} and "pw1" not in repr(opts)
     assert agent_stdin(opts.values, "off") == b"passwd=pw1\ncommunity=pub\nip=h\nx=1\naction=off\n"
     assert redact("bad pw1 and pub\n", opts.secrets) == "bad *** and ***"

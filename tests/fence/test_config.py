@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shared_data import shared_path
 
 from pvha.errors import ConfigError
@@ -78,23 +80,24 @@ def test_levels_follow_declaration_order_and_parallel_subdevices() -> None:
 
 
 def test_errors_carry_path_and_every_line() -> None:
-    text = ("# c\n"
-            "device a fence_x ip=1\n"
-            "bogus line here\n"
-            "device a fence_x ip=2\n"
-            "connect a node=n1\n"
-            "connect a node=n1\n"
-            "connect b node=n1\n"
-            "device c fence_x password=\"unterminated\n"
-            "connect a nodes=n2\n")
+    text = (
+        "# c\n"
+        "device a fence_x ip=1\n"
+        "bogus line here\n"
+        "device a fence_x ip=2\n"
+        "connect a node=n1\n"
+        "connect a node=n1\n"
+        "connect b node=n1\n"
+        'device c fence_x password="unterminated\n'
+        "connect a nodes=n2\n"
+    )
     with pytest.raises(FenceConfigError) as info:
         parse_fence_config(text, "/etc/pve/ha/fence.cfg")
     err = info.value
     assert isinstance(err, ConfigError)
     assert [ln for ln, _ in err.issues] == [3, 4, 6, 7, 8, 9]
     assert err.path == "/etc/pve/ha/fence.cfg" and err.line == 3
-    assert str(err).splitlines()[1] == (
-        "/etc/pve/ha/fence.cfg:4: device 'a:1' already declared")
+    assert str(err).splitlines()[1] == ("/etc/pve/ha/fence.cfg:4: device 'a:1' already declared")
     assert "unterminated" not in str(err)
 
 
@@ -108,3 +111,15 @@ def test_connect_without_options_and_one_letter_rendering() -> None:
 def test_load_missing_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read fence config"):
         load_fence_config(tmp_path / "fence.cfg")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="devicnt :=\"'\\#_-.x1a", max_size=40), max_size=8))
+def test_any_text_parses_or_raises_fence_config_error(lines: list[str]) -> None:
+    try:
+        config = parse_fence_config("\n".join(lines))
+    except FenceConfigError as exc:
+        assert exc.issues and all(1 <= ln <= max(len(lines), 1) for ln, _ in exc.issues)
+        return
+    for node in config.nodes():
+        assert config.count_devices(node) >= 1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from pvha.errors import FenceDeviceError, FenceTimeoutError
 from pvha.fence.config import FenceTarget, parse_fence_config
 from pvha.fence.device import PowerState
-from pvha.fence.fencer import STILL_ANSWERS, Fencer, FencePolicy
+from pvha.fence.fencer import STILL_ANSWERS, FencePolicy, Fencer
 from pvha.ports import FenceResult as PortResult
 
 CFG = parse_fence_config(
@@ -72,13 +74,26 @@ class FakeDevice:
         return PowerState.ON
 
 
-def make_fencer(scripts: dict[str, Script], probe=None, **policy: float) -> tuple[Fencer, FakeClock]:
+def make_fencer(
+    scripts: dict[str, Script], probe=None, **policy: float
+) -> tuple[Fencer, FakeClock]:
     clock = FakeClock()
-    defaults = dict(call_timeout=5, verify_timeout=10, poll_interval=1, attempts=2, backoff=1)
+    defaults = {
+        "call_timeout": 5,
+        "verify_timeout": 10,
+        "poll_interval": 1,
+        "attempts": 2,
+        "backoff": 1,
+    }
     defaults.update(policy)
-    fencer = Fencer(CFG, device_factory=lambda t: FakeDevice(t, scripts[t.label]),
-                    liveness_probe=probe, policy=FencePolicy(**defaults),  # type: ignore[arg-type]
-                    clock=clock, sleep=clock.sleep)
+    fencer = Fencer(
+        CFG,
+        device_factory=lambda t: FakeDevice(t, scripts[t.label]),
+        liveness_probe=probe,
+        policy=FencePolicy(**defaults),  # type: ignore[arg-type]
+        clock=clock,
+        sleep=clock.sleep,
+    )
     return fencer, clock
 
 
@@ -121,8 +136,11 @@ def test_parallel_level_fails_if_one_subdevice_fails() -> None:
 
 
 def test_all_levels_fail_never_ok() -> None:
-    scripts = {"ipmi:1": Script(status_error=True), "psu:1": Script(off_failures=9,
-               off_raises=FenceTimeoutError), "psu:2": Script()}
+    scripts = {
+        "ipmi:1": Script(status_error=True),
+        "psu:1": Script(off_failures=9, off_raises=FenceTimeoutError),
+        "psu:2": Script(),
+    }
     fencer, _ = make_fencer(scripts)
     result = fencer.fence("node1")
     assert not result.ok and len(result.failures) == 2
@@ -160,7 +178,14 @@ def test_node_without_devices() -> None:
 
 
 def test_secrets_not_in_results() -> None:
-    fencer, _ = make_fencer({"ipmi:1": Script(off_failures=9), "psu:1": Script(off_failures=9),
-                             "psu:2": Script()})
+    fencer, _ = make_fencer(
+        {"ipmi:1": Script(off_failures=9), "psu:1": Script(off_failures=9), "psu:2": Script()}
+    )
     result = fencer.fence("node1")
     assert "hunter2" not in repr(result) and "hunter2" not in repr(CFG.levels("node1"))
+
+
+def test_policy_rejects_nonsense() -> None:
+    for bad in ({"attempts": 0}, {"call_timeout": 0}, {"poll_interval": -1}):
+        with pytest.raises(ValueError):
+            FencePolicy(**bad)  # type: ignore[arg-type]

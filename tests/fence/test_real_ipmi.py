@@ -11,19 +11,24 @@ from pvha.fence.agent import FenceAgentDevice
 from pvha.fence.config import parse_fence_config
 from pvha.fence.device import PowerState
 from pvha.fence.emulators import IpmiEmulatorProcess
-from pvha.fence.fencer import STILL_ANSWERS, Fencer, FencePolicy
+from pvha.fence.fencer import STILL_ANSWERS, FencePolicy, Fencer
 
 # Bounded real time: a dead BMC costs attempts x call_timeout (fence_ipmilan alone would
 # wait 20 s per call), the read-back polls at most verify_timeout.
-POLICY = FencePolicy(call_timeout=3, verify_timeout=10, poll_interval=0.3, attempts=2,
-                     backoff=0.2, max_backoff=0.5)
+POLICY = FencePolicy(
+    call_timeout=3, verify_timeout=10, poll_interval=0.3, attempts=2, backoff=0.2, max_backoff=0.5
+)
 WRONG = "Wr0ng-Passw0rd-9d1"
 
 
-def ipmi_device(name: str, port: int, password: str = "password", *, pwfile: Path | None = None) -> str:
+def ipmi_device(
+    name: str, port: int, password: str = "password", *, pwfile: Path | None = None
+) -> str:
     secret = f"password_file={pwfile}" if pwfile else f'password="{password}"'
-    return (f"device {name} fence_ipmilan ip=127.0.0.1 ipport={port} username=admin {secret} "
-            "lanplus power_wait=0 action=reboot\n")
+    return (
+        f"device {name} fence_ipmilan ip=127.0.0.1 ipport={port} username=admin {secret} "
+        "lanplus power_wait=0 action=reboot\n"
+    )
 
 
 def powered_off(bmcs: IpmiEmulatorProcess, port: int) -> bool:
@@ -34,8 +39,9 @@ def test_off_then_status_reads_back_off(ipmi_bmcs: IpmiEmulatorProcess, tmp_path
     pwfile = tmp_path / "bmc.pw"
     pwfile.write_text("password\n")
     port = ipmi_bmcs.ports[0]
-    config = parse_fence_config(ipmi_device("ipmi1", port, pwfile=pwfile)
-                                + "connect ipmi1 node=node1\n")
+    config = parse_fence_config(
+        ipmi_device("ipmi1", port, pwfile=pwfile) + "connect ipmi1 node=node1\n"
+    )
     result = Fencer(config, policy=POLICY).fence("node1")
     assert result.ok, result.detail
     assert (result.level, result.device) == (1, "ipmi1")
@@ -45,8 +51,9 @@ def test_off_then_status_reads_back_off(ipmi_bmcs: IpmiEmulatorProcess, tmp_path
     assert not powered_off(ipmi_bmcs, ipmi_bmcs.ports[1])
 
 
-def test_wrong_password_fails_and_never_leaks(ipmi_bmcs: IpmiEmulatorProcess,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_password_fails_and_never_leaks(
+    ipmi_bmcs: IpmiEmulatorProcess, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     port = ipmi_bmcs.ports[0]
     config = parse_fence_config(ipmi_device("ipmi1", port, WRONG) + "connect ipmi1 node=node1\n")
@@ -60,8 +67,9 @@ def test_wrong_password_fails_and_never_leaks(ipmi_bmcs: IpmiEmulatorProcess,
 
 
 def test_dead_bmc_times_out(silent_udp_port: int) -> None:
-    config = parse_fence_config(ipmi_device("ipmi1", silent_udp_port)
-                                + "connect ipmi1 node=node1\n")
+    config = parse_fence_config(
+        ipmi_device("ipmi1", silent_udp_port) + "connect ipmi1 node=node1\n"
+    )
     result = Fencer(config, policy=POLICY).fence("node1")
     assert not result.ok
     assert "fence_ipmilan off gave no answer within 3 s" in result.detail
@@ -70,15 +78,20 @@ def test_dead_bmc_times_out(silent_udp_port: int) -> None:
 
 def test_level1_bmc_stops_answering_level2_fences(ipmi_bmcs: IpmiEmulatorProcess) -> None:
     first, second = ipmi_bmcs.ports
-    config = parse_fence_config(ipmi_device("bmc_a", first) + ipmi_device("bmc_b", second)
-                                + "connect bmc_a node=node1\nconnect bmc_b node=node1\n")
+    config = parse_fence_config(
+        ipmi_device("bmc_a", first)
+        + ipmi_device("bmc_b", second)
+        + "connect bmc_a node=node1\nconnect bmc_b node=node1\n"
+    )
     assert FenceAgentDevice(config.levels("node1")[0].targets[0]).power_status(10) is PowerState.ON
     ipmi_bmcs.pause()  # every BMC of the process freezes; level 2 is in another process
     try:
         with IpmiEmulatorProcess(count=1) as other:
             config = parse_fence_config(
-                ipmi_device("bmc_a", first) + ipmi_device("bmc_b", other.ports[0])
-                + "connect bmc_a node=node1\nconnect bmc_b node=node1\n")
+                ipmi_device("bmc_a", first)
+                + ipmi_device("bmc_b", other.ports[0])
+                + "connect bmc_a node=node1\nconnect bmc_b node=node1\n"
+            )
             result = Fencer(config, policy=POLICY).fence("node1")
             assert result.ok, result.detail
             assert (result.level, result.device) == (2, "bmc_b")
@@ -100,9 +113,11 @@ def test_bmc_says_off_but_node_still_answers(ipmi_bmcs: IpmiEmulatorProcess) -> 
 
 def test_all_levels_fail_no_recovery(ipmi_bmcs: IpmiEmulatorProcess, silent_udp_port: int) -> None:
     config = parse_fence_config(
-        ipmi_device("bad_pw", ipmi_bmcs.ports[0], WRONG) + ipmi_device("dead", silent_udp_port)
-        + "connect bad_pw node=node1\nconnect dead node=node1\n")
+        ipmi_device("bad_pw", ipmi_bmcs.ports[0], WRONG)
+        + ipmi_device("dead", silent_udp_port)
+        + "connect bad_pw node=node1\nconnect dead node=node1\n"
+    )
     result = Fencer(config, policy=POLICY).fence("node1")
     assert not result.ok and result.level is None and result.device is None
     assert [f.split(":")[0] for f in result.failures] == ["level 1 (bad_pw)", "level 2 (dead)"]
-    assert not result.to_port().fenced  # type: ignore[attr-defined]
+    assert not result.to_port().fenced
