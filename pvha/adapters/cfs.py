@@ -33,8 +33,6 @@ directory (skipped where the filesystem refuses, as FUSE may).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -46,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pvha.errors import LockError, StoreError
+from pvha.fsutil import atomic_write, flock_wait, fsync_dir
 from pvha.ports import NODE_NAME_RE, GuestKind
 
 log = logging.getLogger("pvha.cfs")
@@ -68,42 +67,6 @@ class _Held:
 
     last_ok: float
     identity: tuple[int, int, int, int]  # dev, ino, mtime_ns, ctime_ns after our last write
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: a crash leaves the old or the new content."""
-    # unique per writer (process and thread), in the same directory so rename is atomic
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}.{os.urandom(4).hex()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable; some filesystems (FUSE) cannot, and say so."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EBADF):
-            raise StoreError(f"cannot sync directory {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
 
 
 def detect_pmxcfs(root: Path, mounts: str = "/proc/self/mounts") -> bool:
@@ -307,16 +270,7 @@ class ClusterFs:
             raise StoreError(f"cannot open {self.config_dir / LOCAL_LOCK_FILE}: "
                              f"{exc.strerror}") from None
         try:
-            deadline = self._clock() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if self._clock() >= deadline:
-                        raise LockError(f"config dir {self.config_dir} is locked by another "
-                                        f"command (waited {timeout:g} s)") from None
-                    self._sleep(0.05)
+            flock_wait(fd, timeout, f"config dir {self.config_dir}", self._clock, self._sleep)
             yield
         finally:
             os.close(fd)  # closing releases the flock
@@ -349,7 +303,7 @@ class ClusterFs:
 
     def _write_json(self, path: Path, data: dict[str, Any]) -> None:
         self._ensure_dir(path.parent)
-        atomic_write(path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+        atomic_write(path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), 0o640)
 
     # --- crm commands ----------------------------------------------------------------------
 

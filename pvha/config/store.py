@@ -22,10 +22,7 @@ Contract
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +34,8 @@ from pvha.config.rules import RULES, to_rule
 from pvha.config.schema import Entry, Kind
 from pvha.config.sectioncfg import SectionFile, parse
 from pvha.core.model import HAConfig
-from pvha.errors import LockError, StoreError
+from pvha.errors import StoreError
+from pvha.fsutil import atomic_write, flock_wait, reason
 
 ENV_VAR = "PVHA_CONFIG_DIR"
 LOCK_FILE = ".pvha.lock"
@@ -154,7 +152,7 @@ class Store:
         except NotADirectoryError:
             raise StoreError(f"config dir {self.dir} is not a directory") from None
         except (OSError, UnicodeDecodeError) as err:
-            raise StoreError(f"cannot read {self.path(name)}: {_reason(err)}") from None
+            raise StoreError(f"cannot read {self.path(name)}: {reason(err)}") from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -179,7 +177,7 @@ class Store:
                     os.close(fd)
             except OSError as err:
                 raise StoreError(
-                    f"cannot write {self.path(CRM_COMMANDS)}: {_reason(err)}"
+                    f"cannot write {self.path(CRM_COMMANDS)}: {reason(err)}"
                 ) from None
 
     @contextlib.contextmanager
@@ -191,65 +189,12 @@ class Store:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise StoreError(f"cannot write to config dir {self.dir}: {_reason(err)}") from None
+            raise StoreError(f"cannot write to config dir {self.dir}: {reason(err)}") from None
         try:
-            _flock(fd, timeout, self.dir)
+            flock_wait(fd, timeout, f"config dir {self.dir}")
             yield
         finally:
             os.close(fd)  # closing releases the flock
 
     def _atomic_write(self, name: str, text: str) -> None:
-        target = self.path(name)
-        try:
-            mode = target.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        except OSError as err:
-            raise StoreError(f"cannot write {target}: {_reason(err)}") from None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.dir)
-        except OSError as err:
-            raise StoreError(f"cannot write to config dir {self.dir}: {_reason(err)}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            with contextlib.suppress(OSError):  # pmxcfs (/etc/pve) refuses chmod
-                os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise StoreError(f"cannot write {target}: {_reason(err)}") from None
-        _fsync_dir(self.dir)
-
-
-def _flock(fd: int, timeout: float, where: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise LockError(
-                    f"config dir {where} is locked by another command (waited {timeout:g} s)"
-                ) from None
-            time.sleep(0.02)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.errno is not None:
-        return os.strerror(err.errno)
-    return str(err)
+        atomic_write(self.path(name), text.encode("utf-8"))

@@ -13,7 +13,8 @@ import pytest
 from pve_fake import FakeTime
 
 from pvha.adapters import cfs as cfs_mod
-from pvha.adapters.cfs import LOCK_LIFETIME, ClusterFs, atomic_write
+from pvha.adapters.cfs import LOCK_LIFETIME, ClusterFs
+from pvha.fsutil import atomic_write
 from pvha.errors import LockError, StoreError
 from pvha.ports import MANAGER_LOCK, ClusterFilesystem, agent_lock
 

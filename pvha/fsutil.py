@@ -1,0 +1,101 @@
+"""Crash-safe file primitives shared by the config store and the cluster filesystem.
+
+Safety rule 4 (design.md §4): state is written atomically — write a temp file in the
+same directory, fsync it, rename it over the target, fsync the directory — so a crash
+at any instant leaves the previous or the new content, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pvha.errors import LockError, StoreError
+
+
+def reason(err: BaseException) -> str:
+    """The human part of an OS error (``Permission denied``), without errno noise."""
+    if isinstance(err, OSError) and err.errno is not None:
+        return os.strerror(err.errno)
+    return str(err)
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically.
+
+    ``mode`` None keeps the mode of an existing file (0o644 for a new one). Raises
+    StoreError naming the path; the temp file never survives a failure.
+    """
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        except OSError as err:
+            raise StoreError(f"cannot write {path}: {reason(err)}") from None
+    # unique per writer (process and thread), in the same directory so rename is atomic
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as err:
+        raise StoreError(f"cannot write to {path.parent}: {reason(err)}") from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):  # umask may have narrowed it; pmxcfs refuses chmod
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StoreError(f"cannot write {path}: {reason(err)}") from None
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable; some filesystems (FUSE) cannot, and say so."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EBADF):
+            raise StoreError(f"cannot sync directory {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def flock_wait(
+    fd: int,
+    timeout: float,
+    what: str,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Take an exclusive flock on ``fd``, waiting up to ``timeout`` seconds.
+
+    Raises LockError("<what> is locked by another command …") when it cannot.
+    """
+    deadline = clock() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if clock() >= deadline:
+                raise LockError(
+                    f"{what} is locked by another command (waited {timeout:g} s)"
+                ) from None
+            sleep(0.02)
