@@ -29,10 +29,10 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pvha.adapters.cfs import atomic_write
 from pvha.core.lrm import Lrm
 from pvha.core.ports import CfsError
 from pvha.errors import ApiError, ApiPermanentError, PvhaError
+from pvha.fsutil import atomic_write
 from pvha.ports import GuestKind, GuestRef
 from pvha.shell.env import ShellEnv, World
 

@@ -21,8 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pvha.adapters.cfs import atomic_write, fsync_dir
 from pvha.errors import StoreError
+from pvha.fsutil import atomic_write, fsync_dir
 from pvha.ports import NODE_NAME_RE
 
 FENCE_DIR = "fence"

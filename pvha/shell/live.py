@@ -56,7 +56,8 @@ def check_fence_ack(settings: Settings, node: str) -> tuple[list[str], Any]:
     except ApiError as err:
         return [f"could not check {node} through the API ({err}); recording the ack anyway"], None
     if view is None:
-        return [], None
+        return [(f"no API configured: cannot check that {node} is offline; make sure it "
+                 "is powered off")], None
     if node not in view.members:
         raise UsageError(f"no such cluster node '{node}' (members: {', '.join(view.members)})")
     if view.quorate and node in view.online:

@@ -31,11 +31,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pvha.adapters.cfs import atomic_write
 from pvha.core.crm import Crm
 from pvha.core.node_status import FENCE_DELAY
 from pvha.core.transitions import CrmEvent
 from pvha.errors import ApiError
+from pvha.fsutil import atomic_write
 from pvha.ports import Clock
 from pvha.shell.env import ShellEnv, World
 from pvha.shell.executor import Executors, GuestOps

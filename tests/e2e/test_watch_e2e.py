@@ -166,3 +166,28 @@ def test_e2e_live_status_json_shows_quorum_master_nodes_and_services(e2e: E2E) -
     assert {f"lrm:node{i}" for i in (1, 2, 3)} <= set(entries)
     assert entries["service:vm:101"]["node"] == "node2"
     assert entries["service:vm:101"]["state"] == "started"
+
+
+def test_e2e_overlapping_once_runs_never_collide(e2e: E2E) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.harness import REPO
+
+    e2e.ctl("guest 100 stop")
+    e2e.ctl("guest 101 stop")
+    procs = [subprocess.Popen([sys.executable, "-m", "pvha", "watch", "--once"],
+                              env=e2e.env(), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    masters = [o for o in outs if "=> master" in o]
+    assert len(masters) >= 1
+    starts = [t for t in e2e.fp.cluster.tasks.all() if t.type == "qmstart"]
+    assert sorted(t.id for t in starts) == ["100", "101"], outs  # each started once
+    assert not (e2e.config_dir.parent / "priv" / "lock" / "pvha_manager_lock").exists()

@@ -16,6 +16,11 @@ from pvha.fence.fencer import STILL_ANSWERS, FencePolicy, Fencer
 # Bounded real time: a dead BMC costs attempts x call_timeout (fence_ipmilan alone would
 # wait 20 s per call), the read-back polls at most verify_timeout.
 POLICY = FencePolicy(
+    call_timeout=10, verify_timeout=10, poll_interval=0.3, attempts=2, backoff=0.2, max_backoff=0.5
+)
+# Where a BMC is dead: a short call timeout keeps the test short (a live fence_ipmilan
+# call takes about 0.1 s, so 3 s is still a wide margin for the live level).
+DEAD_POLICY = FencePolicy(
     call_timeout=3, verify_timeout=10, poll_interval=0.3, attempts=2, backoff=0.2, max_backoff=0.5
 )
 WRONG = "Wr0ng-Passw0rd-9d1"
@@ -70,10 +75,10 @@ def test_dead_bmc_times_out(silent_udp_port: int) -> None:
     config = parse_fence_config(
         ipmi_device("ipmi1", silent_udp_port) + "connect ipmi1 node=node1\n"
     )
-    result = Fencer(config, policy=POLICY).fence("node1")
+    result = Fencer(config, policy=DEAD_POLICY).fence("node1")
     assert not result.ok
     assert "fence_ipmilan off gave no answer within 3 s" in result.detail
-    assert result.attempts == POLICY.attempts
+    assert result.attempts == DEAD_POLICY.attempts
 
 
 def test_level1_bmc_stops_answering_level2_fences(ipmi_bmcs: IpmiEmulatorProcess) -> None:
@@ -92,7 +97,7 @@ def test_level1_bmc_stops_answering_level2_fences(ipmi_bmcs: IpmiEmulatorProcess
                 + ipmi_device("bmc_b", other.ports[0])
                 + "connect bmc_a node=node1\nconnect bmc_b node=node1\n"
             )
-            result = Fencer(config, policy=POLICY).fence("node1")
+            result = Fencer(config, policy=DEAD_POLICY).fence("node1")
             assert result.ok, result.detail
             assert (result.level, result.device) == (2, "bmc_b")
             assert "gave no answer within 3 s" in result.failures[0]
@@ -117,7 +122,7 @@ def test_all_levels_fail_no_recovery(ipmi_bmcs: IpmiEmulatorProcess, silent_udp_
         + ipmi_device("dead", silent_udp_port)
         + "connect bad_pw node=node1\nconnect dead node=node1\n"
     )
-    result = Fencer(config, policy=POLICY).fence("node1")
+    result = Fencer(config, policy=DEAD_POLICY).fence("node1")
     assert not result.ok and result.level is None and result.device is None
     assert [f.split(":")[0] for f in result.failures] == ["level 1 (bad_pw)", "level 2 (dead)"]
     assert not result.to_port().fenced

@@ -268,6 +268,9 @@ def test_safety_rule2_long_tasks_keep_the_lock_only_while_quorate(cluster) -> No
     api.start = start  # type: ignore[method-assign]
     w = Watcher(api, cfs, clock, fence_delay=60, round_interval=STEP,
                 keepalive=cfs_mod.LOCK_LIFETIME / 4)
+    # one executor thread: the fake clock jumps without waiting, so threads sleeping
+    # "in parallel" would add up their sleeps
+    w.executors.parallel = 1
     w.safe_round()  # three starts of 150 s each: far longer than the 120 s lock
     assert api.running == {100, 101, 102}
     assert w.world.holds_manager_lock()
