@@ -46,6 +46,9 @@ def serve(
         "--auth-fail-delay", min=0, help="Delay of 401 answers (PVE: 3).")] = 3.0,
     reboot_seconds: Annotated[float, typer.Option(
         "--reboot-seconds", min=0, help="Down time of 'reboot NODE'.")] = 5.0,
+    bmc: Annotated[str | None, typer.Option(
+        "--bmc", help="One BMC emulator per node (ipmi|redfish), wired to its power; "
+        "writes cfs/pvha/fence.cfg.")] = None,
 ) -> None:
     """Serve a simulated cluster behind a strict fake PVE API over HTTPS on loopback."""
     from pvha.fakepve.cluster import Timing
@@ -57,7 +60,7 @@ def serve(
                     rrd_interval=rrd_interval, auth_fail_delay=auth_fail_delay,
                     reboot_seconds=reboot_seconds)
     fake = FakePve(state_dir, nodes=nodes, guests=guests, ha_guests=ha_guests, port=port,
-                   first_ip=first_ip, timing=timing)
+                   first_ip=first_ip, timing=timing, bmc=bmc)
     stop = threading.Event()
     ctl: CtlServer | None = None
     try:
@@ -87,6 +90,9 @@ def _announce(fake: Any) -> None:
     for name in fake.names:
         ip, port = fake.address(name)
         typer.echo(f"  {name}: https://{ip}:{port}/api2/json", err=True)
+    if fake.bmcs is not None:
+        for name, (ip, port) in sorted(fake.bmcs.endpoints.items()):
+            typer.echo(f"  {name} BMC ({fake.bmcs.kind}): {ip}:{port}", err=True)
     typer.echo(f"  control: pvha sim ctl --state-dir {fake.state} \"power node2 off\"",
                err=True)
 
@@ -104,6 +110,8 @@ def ctl(
     guest VMID start|stop   guest VMID lock NAME|unlock
     latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
+    bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)
+    bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)
     status                  (the cluster's truth as JSON)
     """
     from pvha.fakepve.ctl import send

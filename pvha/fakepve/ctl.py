@@ -11,6 +11,7 @@ part, plus fault injection):
     guest VMID lock NAME     guest VMID unlock   (the config lock, e.g. backup)
     latency MS [NODE]        fail5xx COUNT [NODE] [STATUS]    drop COUNT [NODE]
     expire-tickets           clear-faults              status
+    bmc NODE fail|work       (with --bmc: the node's BMC stops / starts answering)
 
 ``partition`` puts each comma-separated group in its own network segment (nodes not
 named share another one); nodes in different segments neither see nor reach each other.
@@ -140,11 +141,21 @@ def _drop(fake: FakePve, a: list[str]) -> Any:
     fake.faults.add_drop(_count(a[0], "COUNT"), _target(fake, a, 1))
 
 
+def _bmc(fake: FakePve, a: list[str]) -> Any:
+    if fake.bmcs is None:
+        raise CtlError("no BMCs: start the simulator with --bmc ipmi|redfish")
+    if a[1] not in ("work", "fail"):
+        raise CtlError(f"expected work|fail, got '{a[1]}'")
+    fake.bmcs.set_working(_node(fake, a[0]), a[1] == "work")
+
+
 def _status(fake: FakePve, a: list[str]) -> Any:
     truth = fake.cluster.truth()
     for name, info in truth["nodes"].items():
         info["address"] = "{}:{}".format(*fake.address(name))
     truth["faults"] = fake.faults.describe()
+    if fake.bmcs is not None:
+        truth["bmc"] = fake.bmcs.describe()
     return truth
 
 
@@ -155,6 +166,7 @@ _COMMANDS: dict[str, tuple[tuple[int, int], Callable[[FakePve, list[str]], Any]]
     "reboot": ((1, 1), _reboot),
     "shutdown": ((1, 1), _shutdown),
     "guest": ((2, 3), _guest),
+    "bmc": ((2, 2), _bmc),
     "latency": ((1, 2), _latency),
     "fail5xx": ((1, 3), _fail),
     "drop": ((1, 2), _drop),

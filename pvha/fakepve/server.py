@@ -39,6 +39,7 @@ from pvha.fakepve.wire import Reply
 
 log = logging.getLogger("pvha.fakepve")
 PREFIX = "/api2/json"
+BMC_MARK = "# written by pvha sim serve --bmc"
 _HINTS = {errno.EADDRNOTAVAIL: " (each node needs its own loopback address; Linux routes "
                                "127.0.0.0/8 to lo, other systems need aliases or --first-ip)",
           errno.EADDRINUSE: " (choose another --port)"}
@@ -219,7 +220,8 @@ class FakePve:
 
     def __init__(self, state_dir: Path, *, nodes: int = 3, guests: int = 4,
                  ha_guests: int | None = None, port: int = 0, first_ip: str = "127.0.0.11",
-                 timing: Timing | None = None, cluster_name: str = "pvha-sim") -> None:
+                 timing: Timing | None = None, cluster_name: str = "pvha-sim",
+                 bmc: str | None = None) -> None:
         if not 1 <= nodes <= 32 or guests < 0:
             raise ValueError("nodes must be 1..32 and guests >= 0")
         try:
@@ -238,6 +240,10 @@ class FakePve:
         self.timing = timing or Timing()
         self.cluster_name = cluster_name
         self.faults = Faults()
+        if bmc is not None and bmc not in ("ipmi", "redfish"):
+            raise ValueError("--bmc must be ipmi or redfish")
+        self.bmc_kind = bmc
+        self.bmcs: Any = None  # pvha.fakepve.bmc.BmcFarm with --bmc
         self.servers: dict[str, NodeServer] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -283,8 +289,25 @@ class FakePve:
         self._open_all()
         self.cluster.power_hooks.append(self._on_power)
         self.cluster.scheduler.start()
+        self._start_bmcs(cfs, (ca, cert, key))
         self.env_path = layout.write_env(self.state, self.ips, self.port)
         return self
+
+    def _start_bmcs(self, cfs: Path, cert: tuple[Path, Path, Path]) -> None:
+        """With ``--bmc``: one BMC per node and a fence.cfg for them; without: remove a
+        fence.cfg an earlier ``--bmc`` run wrote (its BMCs are gone)."""
+        fence_cfg = cfs / "pvha" / "fence.cfg"
+        if self.bmc_kind is None:
+            try:
+                if fence_cfg.read_text(encoding="utf-8").startswith(BMC_MARK):
+                    fence_cfg.unlink()
+            except OSError:
+                pass
+            return
+        from pvha.fakepve.bmc import BmcFarm
+
+        self.bmcs = BmcFarm(self.cluster, self.bmc_kind, self.state, cert).start()
+        self.bmcs.write_fence_cfg(cfs / "pvha")
 
     def _take_state_lock(self) -> None:
         """One simulator per state directory: an flock held while running (released by
@@ -360,6 +383,8 @@ class FakePve:
             self._stopped = True
             for name in list(self.servers):
                 self._close(name)
+        if self.bmcs is not None:
+            self.bmcs.stop()
         if hasattr(self, "cluster"):
             self.cluster.scheduler.stop()
         fd = self._lock_fd

@@ -25,7 +25,7 @@ def _power(sim: Simulator, node: str, action: str | None) -> None:
     if st.get("power") != action:
         if action == "on":
             if nd.crm is None:
-                nd.crm = Crm(nd.crm_env, nd.crm_env.cur_time)
+                nd.crm = Crm(nd.crm_env, nd.crm_env.cur_time, hw.pvha.fence_delay)
             if nd.lrm is None:
                 nd.lrm = Lrm(nd.lrm_env, nd.lrm_env.cur_time)
             nd.lrm_restart = False
@@ -53,7 +53,7 @@ def _crm(sim: Simulator, node: str, action: str | None, params: list[str]) -> No
             nd.crm.shutdown_request()
     elif action == "start":
         if nd.crm is None:
-            nd.crm = Crm(nd.crm_env, nd.crm_env.cur_time)
+            nd.crm = Crm(nd.crm_env, nd.crm_env.cur_time, hw.pvha.fence_delay)
     elif action in ("enable-node-maintenance", "disable-node-maintenance"):
         hw.queue_crm_command(f"{action} {node}")
     elif action == "disarm-ha":
@@ -68,12 +68,20 @@ def node_cmd(sim: Simulator, cmd: str, node: str, action: str | None, params: li
     hw = sim.hw
     nd = sim.d[node]
     st = hw.status[node]
+    was_up = st.get("power") == "on" and st.get("network") == "on"
     if cmd == "power":
         _power(sim, node, action)
+        hw.note_link(node, was_up)
     elif cmd == "network":
         if action not in ("on", "off"):
             raise _err(f"sim_hardware_cmd: unknown network action '{action}'")
         st["network"] = action
+        hw.note_link(node, was_up)
+    elif cmd == "bmc":
+        # pvha extension: a node's simulated BMC stops / starts answering
+        if action not in ("work", "fail") or hw.fencing is None:
+            raise _err("sim_hardware_cmd: bmc needs work|fail and pvha power fencing")
+        hw.fencing.set_bmc(node, action == "work")
     elif cmd == "cfs":
         if action not in ("rw", "update") or not params or params[0] not in ("work", "fail"):
             raise _err(f"sim_hardware_cmd: bad cfs command for node '{node}'")

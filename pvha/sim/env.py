@@ -90,7 +90,21 @@ class SimEnv:
         return self._lock("ha_manager_lock", True)
 
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
+        fencing = self.hw.fencing
+        if node and node != self.node and fencing is not None and fencing.has_device(node):
+            return self._power_fence(node)
         return self._lock(f"ha_agent_{node or self.node}_lock")
+
+    def _power_fence(self, node: str) -> bool:
+        """pvha extension: the dead node's agent lock is granted only after its BMC
+        read back "off" (pvha.sim.fencing); the master then holds the lock."""
+        fencing = self.hw.fencing
+        if fencing is None or not self.quorate():
+            return False
+        if not fencing.attempt(node, self.cur_time, self.log):
+            return False
+        self.hw.locks[f"ha_agent_{node}_lock"] = {"time": self.cur_time, "node": self.node}
+        return True
 
     def release_ha_agent_lock(self) -> bool:
         return self._lock(f"ha_agent_{self.node}_lock", True)

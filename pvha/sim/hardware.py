@@ -10,6 +10,7 @@ from typing import Any
 
 from pvha.core.ports import CfsError
 from pvha.errors import PvhaError
+from pvha.sim.fencing import SimFencing, parse_options
 from pvha.sim.log import SimLog
 from pvha.sim.scenario import Scenario
 
@@ -54,6 +55,18 @@ class Hardware:
         if self.dynamic_stats is None:
             self.dynamic_stats = {sid: {"cpu": 2.0, "mem": 2 * GIB} for sid in self.service_config}
         self.failure_tries: dict[str, dict[str, int]] = {"start": {}, "migrate": {}}
+        # pvha extension (pvha.sim.fencing): absent "pvha" key = PVE's simulator exactly
+        self.pvha = parse_options(self.datacenter, scenario.fence_cfg,
+                                  str(scenario.path / "datacenter.cfg"))
+        self.datacenter.pop("pvha", None)
+        self.fencing: SimFencing | None = None
+        if self.pvha.power:
+            self.fencing = SimFencing.from_text(
+                scenario.fence_cfg or "", self.pvha.device_latency,
+                lambda n: str(self.status[n].get("power") or "off"),
+                str(scenario.path / "fence.cfg"))
+        # node -> time it lost power or network (for pvha's detection_delay)
+        self.down_since: dict[str, int] = {}
 
     # ------------------------------------------------------------------ logging/time
     def log(self, level: str, msg: str, origin: str = "hardware") -> None:
@@ -65,6 +78,8 @@ class Hardware:
         online_count = 0
         for node, d in self.status.items():
             online = 1 if d.get("power") == "on" and d.get("network") == "on" else 0
+            if not online and self._still_member(node):
+                online = 1
             online_count += online
             res[node] = {"online": online}
         quorate = online_count > len(self.status) // 2
@@ -72,6 +87,21 @@ class Hardware:
             for d in res.values():
                 d["online"] = 0
         return res, quorate
+
+    def _still_member(self, node: str) -> bool:
+        """pvha's detection_delay: a node that went down counts as a member until the
+        delay (corosync's token timeout) has passed; PVE's simulator: never."""
+        since = self.down_since.get(node)
+        return since is not None and self.cur_time - since < self.pvha.detection_delay
+
+    def note_link(self, node: str, was_up: bool) -> None:
+        """Record when ``node`` stopped being up (power and network on)."""
+        d = self.status[node]
+        up = d.get("power") == "on" and d.get("network") == "on"
+        if up:
+            self.down_since.pop(node, None)
+        elif was_up:
+            self.down_since[node] = self.cur_time
 
     def get_cfs_state(self, node: str, what: str) -> bool:
         return bool((self.status[node].get("cfs") or {}).get(what, True))

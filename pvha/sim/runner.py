@@ -51,7 +51,7 @@ class Simulator:
         while True:
             start = hw.cur_time
             nodes = sorted(self.d)
-            looptime = max(20, 2 * len(nodes))
+            looptime = max(hw.pvha.round_interval, 2 * len(nodes))
             if looptime >= 60:
                 raise SimulationError("unable to simulate so many nodes")
             skip_crm, skip_lrm = self.skip_rounds["crm"] > 0, self.skip_rounds["lrm"] > 0
@@ -65,6 +65,7 @@ class Simulator:
                 if not skip_lrm:
                     self._run_lrm(node)
                 self._check_watchdogs(nodes)
+                self._check_bmcs()
                 for observe in self.observers:
                     observe(hw)
             for what in ("crm", "lrm"):
@@ -156,6 +157,13 @@ class Simulator:
                 self.hw.log("info", f"server '{n}' stopped by poweroff (watchdog)")
                 self.d[n].crm = None
                 self.d[n].lrm = None
+
+    def _check_bmcs(self) -> None:
+        """pvha extension: execute the off commands BMCs received (pvha.sim.fencing)."""
+        if self.hw.fencing is None:
+            return
+        for n in self.hw.fencing.due(self.hw.cur_time):
+            self.hardware_cmd(f"power {n} off", "bmc")
 
     # ------------------------------------------------------------------ commands
     def hardware_cmd(self, cmdstr: str, logid: str) -> None:
