@@ -275,6 +275,8 @@ class Lrm:
                 self.resource_command_finished(sid, w["uid"], res)
             else:
                 self.stop_command_finished(sid, res)
+        if pending:
+            self._prune_results()
         return len(self.workers)
 
     def resource_command_finished(self, sid: str, uid: str, exit_code: int) -> None:
@@ -287,6 +289,10 @@ class Lrm:
         if exit_code == ExitCode.ETRY_AGAIN:
             return
         self.results[uid] = {"sid": w["sid"], "state": w["state"], "exit_code": int(exit_code)}
+
+    def _prune_results(self) -> None:
+        # PVE prunes after every finished command; the service status does not change
+        # while workers run, so pruning once per batch keeps the same results in O(n).
         valid = {sd["uid"] for sd in self.service_status.values() if sd.get("uid")}
         self.results = {u: r for u, r in self.results.items() if u in valid}
 

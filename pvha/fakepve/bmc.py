@@ -30,6 +30,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import ssl
 import threading
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pvha.fakepve.cluster import Cluster
-from pvha.fakepve.layout import read_or_make_secret
+from pvha.fakepve.layout import write_secret
 
 log = logging.getLogger("pvha.fakepve.bmc")
 
@@ -58,7 +59,7 @@ class BmcFarm:
             raise ValueError(f"--bmc must be one of {', '.join(KINDS)}")
         self.cluster, self.kind, self.state = cluster, kind, state
         self.cert = cert  # (ca, server cert, key) for redfish
-        self.password = read_or_make_secret(state / PASSWORD_FILE, make=False)
+        self.password = _bmc_password(state / PASSWORD_FILE)
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.failed: set[str] = set()
         self.events: list[tuple[str, str]] = []  # (node, action) in order
@@ -188,6 +189,20 @@ class BmcFarm:
         tmp.write_text(self.fence_cfg_text(), encoding="utf-8")
         tmp.replace(path)
         return path
+
+
+def _bmc_password(path: Path) -> str:
+    """The BMCs' password: reused from an earlier run, else 16 random hex characters
+    (IPMI 2.0 passwords hold at most 20 bytes)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    if text and len(text) <= 20:
+        return text
+    value = secrets.token_hex(8)
+    write_secret(path, value)
+    return value
 
 
 class _RedfishServer(ThreadingHTTPServer):
