@@ -11,6 +11,7 @@ Guest actions wait for their task (UPID) on the node named in the UPID, polling
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pvha.adapters.pve_client import PveClient
-from pvha.errors import ApiPermanentError, TaskFailedError, TaskTimeoutError
+from pvha.errors import ApiError, ApiPermanentError, TaskFailedError, TaskTimeoutError
 from pvha.ports import (
     NODE_NAME_RE,
     ClusterNode,
@@ -36,6 +37,7 @@ from pvha.ports import (
 from pvha.settings import ApiSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _UPID_RE = re.compile(
     r"^UPID:(?P<node>[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
@@ -212,13 +214,38 @@ class PveApi:
         """Cluster status, resources and PVE HA resources from one answering host;
         read again (once) if the client failed over between the reads."""
         for _ in range(2):
+            status = self._quorate_status()
             host = self.client.current_host
-            status = self.get_cluster_status()
             resources = self.get_cluster_resources()
             ha = self.get_ha_resources()
             if self.client.current_host == host:
                 break
         return ClusterSnapshot(status, resources, ha, self.client.current_host, self._clock())
+
+    def _quorate_status(self) -> ClusterStatus:
+        """``/cluster/status`` from the current host; if that host sees no quorum (it is
+        cut off in a minority partition), ask the other configured hosts, one GET each,
+        and go on with the first that does. Nothing is ever decided from a minority view
+        (safety rule 2); this only lets a watcher reach the majority through another host.
+        If no host sees quorum, the first answer is returned and the caller does nothing."""
+        status = self.get_cluster_status()
+        if sees_quorum(status) or len(self.client.hosts) < 2:
+            return status
+        first = self.client.current_host
+        for host in self.client.hosts:
+            if host == first:
+                continue
+            self.client.prefer_host(host)
+            try:
+                other = self.get_cluster_status()
+            except ApiError:
+                continue
+            if sees_quorum(other):
+                log.warning("API host %s sees no quorum; continuing with %s", first,
+                            self.client.current_host)
+                return other
+        self.client.prefer_host(first)
+        return status
 
     def node_status(self, node: str) -> NodeStatus:
         return self.get_node_status(node)
@@ -247,6 +274,13 @@ class PveApi:
 
 
 # --- parsing (pure functions, tested on PVE's documented shapes) -----------------------------
+
+
+def sees_quorum(status: ClusterStatus) -> bool:
+    """True when the answering node is part of a quorate membership (or standalone)."""
+    if status.standalone:
+        return True
+    return status.quorate and any(n.local and n.online for n in status.nodes)
 
 
 def parse_cluster_status(items: list[Mapping[str, Any]]) -> ClusterStatus:

@@ -62,7 +62,7 @@ TICKET_RENEW_AGE = 3600.0  # renew like proxmoxer/the GUI: well inside the 2 h l
 TICKET_LIFETIME = 7200.0 - 300.0  # 2 h minus a margin: past this, log in again
 _TRANSIENT_STATUS = {502, 503, 504, 595, 596, 597, 598, 599}
 # 500s that are timeouts waiting for a lock: the handler gave up before doing anything.
-_TRANSIENT_500 = re.compile(r"got (lock request )?timeout", re.I)
+_TRANSIENT_500 = re.compile(r"got (lock request )?timeout", re.IGNORECASE)
 
 
 def _no_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -177,6 +177,15 @@ class PveClient:
     def current_host(self) -> str:
         """The host the next call goes to first (the last one that answered)."""
         return self._s.hosts[self._current]
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Every configured API host, in configuration order."""
+        return tuple(self._s.hosts)
+
+    def prefer_host(self, host: str) -> None:
+        """Send the next calls to ``host`` first (as if it had answered last)."""
+        self._current = self._s.hosts.index(host)
 
     def base_url(self, host: str) -> str:
         netloc = f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -104,6 +104,14 @@ class BmcFarm:
                            lambda: self.set_power(node, False))
         server = make_bmc(BMC_USER, self.password, port=port, address="127.0.0.1",
                           hooks=hooks)
+        # a failed BMC keeps its port but answers nothing: new sessions are ignored
+        answer = server.sessionless_data
+
+        def sessionless_data(data: Any, sockaddr: Any) -> None:
+            if node not in self.failed:
+                answer(data, sockaddr)
+
+        server.sessionless_data = sessionless_data
         self._ipmi[node] = server
         self.endpoints[node] = ("127.0.0.1", int(server.port))
 
@@ -132,14 +140,8 @@ class BmcFarm:
                 self.failed.discard(node)
             else:
                 self.failed.add(node)
-        if self.kind != "ipmi" or was_failed == (not working):
-            return
-        from pvha.fence.emulators import close_bmc
-
-        if working:
-            self._open_ipmi(node, self.endpoints[node][1])
-        else:
-            close_bmc(self._ipmi.pop(node))
+        if self.kind == "ipmi" and not working and not was_failed:
+            _drop_ipmi_sessions(int(self.endpoints[node][1]))
 
     def stop(self) -> None:
         """Close every BMC and join the serving threads (bounded)."""
@@ -189,6 +191,16 @@ class BmcFarm:
         tmp.write_text(self.fence_cfg_text(), encoding="utf-8")
         tmp.replace(path)
         return path
+
+
+def _drop_ipmi_sessions(port: int) -> None:
+    """Forget the open IPMI sessions of the BMC on ``port`` (their clients get no
+    further answer)."""
+    from pyghmi.ipmi.private import session  # type: ignore[import-untyped]
+
+    for key, entry in list(session.Session.bmc_handlers.items()):
+        if isinstance(entry, dict) and isinstance(key, tuple):
+            entry.pop(port, None)
 
 
 def _bmc_password(path: Path) -> str:

@@ -191,3 +191,23 @@ def test_e2e_overlapping_once_runs_never_collide(e2e: E2E) -> None:
     starts = [t for t in e2e.fp.cluster.tasks.all() if t.type == "qmstart"]
     assert sorted(t.id for t in starts) == ["100", "101"], outs  # each started once
     assert not (e2e.config_dir.parent / "priv" / "lock" / "pvha_manager_lock").exists()
+
+
+def test_e2e_watcher_reaches_the_majority_through_another_host(e2e: E2E) -> None:
+    """The first API host is cut off (minority): the watcher does not act on its view but
+    continues through a host of the quorate majority (safety rule 2 holds, HA goes on)."""
+    hosts = [e2e.fp.address(n)[0] for n in ("node1", "node2", "node3")]
+    w = e2e.watch("majority", e2e.env(hosts=hosts))
+    wait_for(e2e.all_started, 40, what="all services started")
+    cut = len(w.log())
+    e2e.ctl("network node1 off")
+    n = w.count(r"manager: 2 nodes online")
+    w.wait_log(r"manager: 2 nodes online", 30, after=n)
+    guests = e2e.truth()["guests"]
+    vmid = next(v for v, g in sorted(guests.items()) if g["running_on"] == ["node2"])
+    e2e.ctl(f"guest {vmid} stop")  # on a majority node: a quorate manager starts it again
+    wait_for(lambda: e2e.truth()["guests"][vmid]["running_on"] == ["node2"], 40,
+             what=f"guest {vmid} restarted on node2")
+    assert "no quorum on node1, waiting" not in w.log()[cut:], w.log()[cut:]
+    assert w.alive(), w.log()
+    e2e.no_split_brain()
