@@ -6,6 +6,7 @@ round with the round's instant ``now``; it returns False when the daemon wants t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pvha.core.manager import Manager
@@ -62,7 +63,7 @@ class Crm:
         try:
             return self.env.read_manager_status()
         except CfsError as err:
-            self.env.log("err", f"could not read manager status: {_msg(err)}")
+            self.env.log("err", f"could not read manager status: {error_text(err)}")
             return None
 
     def is_cluster_and_ha_healthy(self) -> dict[str, Any] | None:
@@ -84,7 +85,7 @@ class Crm:
         try:
             conf = self.env.read_service_config()
         except CfsError as err:
-            self.env.log("err", f"could not read service config: {_msg(err)}")
+            self.env.log("err", f"could not read service config: {error_text(err)}")
             return False
         if conf:
             return True
@@ -119,7 +120,7 @@ class Crm:
         try:
             conf = self.env.read_service_config()
         except CfsError as err:
-            self.env.log("err", f"could not read service config: {_msg(err)}")
+            self.env.log("err", f"could not read service config: {error_text(err)}")
             return False
         return not conf and not ms.get("service_status")
 
@@ -166,13 +167,7 @@ class Crm:
     def do_one_iteration(self, now: int) -> bool:
         self.now = now
         self.cluster_state_update = self.env.cluster_state_update()
-        try:
-            return self.work()
-        except Exception as err:  # noqa: BLE001 - the loop logs and goes on
-            # PVE's simulator would abort the whole run here (e.g. a cfs error in the
-            # role-transition part); a daemon that keeps running is the safer choice.
-            self.env.log("err", f"got unexpected error - {_msg(err)}")
-            return True
+        return guarded_work(self.env, self.work)
 
     def _state_changes(self) -> None:
         state = self.state
@@ -243,9 +238,23 @@ class Crm:
                 manager.manage(self.now)
                 self._disarm_watchdog(manager)
         except Exception as err:  # noqa: BLE001 - the HA loop logs and carries on, as PVE
-            self.env.log("err", f"got unexpected error - {_msg(err)}")
+            self.env.log("err", f"got unexpected error - {error_text(err)}")
         return True
 
 
-def _msg(err: BaseException) -> str:
+def guarded_work(env: HaEnv, work: Callable[[], bool]) -> bool:
+    """Run one daemon round's ``work``; an exception is logged and the daemon goes on.
+
+    PVE's simulator would abort the whole run here (e.g. a cfs error in the
+    role-transition part); a daemon that keeps running is the safer choice.
+    """
+    try:
+        return work()
+    except Exception as err:  # noqa: BLE001 - the loop logs and goes on
+        env.log("err", f"got unexpected error - {error_text(err)}")
+        return True
+
+
+def error_text(err: BaseException) -> str:
+    """An error as PVE logs it: its message without the trailing newline."""
     return str(err).rstrip("\n")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pvha.core.crm import error_text as _msg
+from pvha.core.crm import guarded_work
 from pvha.core.executor import exec_resource_agent
 from pvha.core.lrm_work import do_work, state_changes
 from pvha.core.ports import CfsError, HaEnv
@@ -16,10 +18,6 @@ from pvha.core.states import ExitCode
 from pvha.core.transitions import LRM, LrmEvent, next_state
 
 _NOT_ACTIVE = ("stopped", "freeze", "error", "request_start")
-
-
-def _msg(err: BaseException) -> str:
-    return str(err).rstrip("\n")
 
 
 class Lrm:
@@ -201,13 +199,7 @@ class Lrm:
     def do_one_iteration(self, now: int) -> bool:
         self.now = now
         self.cluster_state_update = self.env.cluster_state_update()
-        try:
-            return self.work()
-        except Exception as err:  # noqa: BLE001 - the loop logs and goes on
-            # PVE's simulator would abort the whole run here (e.g. a cfs error in the
-            # role-transition part); a daemon that keeps running is the safer choice.
-            self.env.log("err", f"got unexpected error - {_msg(err)}")
-            return True
+        return guarded_work(self.env, self.work)
 
     def work(self) -> bool:
         if not self.wrote_status_at_startup:

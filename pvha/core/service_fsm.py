@@ -45,19 +45,26 @@ def next_state_request_start(m: Manager, sid: str, cd: Sd, sd: Sd, lrm_res: Sd |
     m.change_service_state(sid, SvcEvent.START, node=current)
 
 
+def _move_target_ok(m: Manager, sid: str, sd: Sd, op: str, target: str) -> bool:
+    """PVE's checks before a migrate/relocate command acts; logs why it is ignored."""
+    if not m.ns.node_is_online(target):
+        m.env.log("err", f"ignore service '{sid}' {op} request - node '{target}' not online")
+        return False
+    if sd["node"] == target:
+        m.env.log(
+            "info", f"ignore service '{sid}' {op} request - service already on node '{target}'"
+        )
+        return False
+    return True
+
+
 def _stopped_command(m: Manager, sid: str, sd: Sd) -> bool:
     """Handle a pending user command on a stopped service; True if the state changed."""
     cmd = sd["cmd"]
     op = cmd[0]
     if op in ("migrate", "relocate"):
         target = cmd[1]
-        if not m.ns.node_is_online(target):
-            m.env.log("err", f"ignore service '{sid}' {op} request - node '{target}' not online")
-        elif sd["node"] == target:
-            m.env.log(
-                "info", f"ignore service '{sid}' {op} request - service already on node '{target}'"
-            )
-        else:
+        if _move_target_ok(m, sid, sd, op, target):
             m.change_service_state(sid, SvcEvent(op), node=sd["node"], target=target)
             return True
     elif op == "stop":
@@ -134,13 +141,7 @@ def _started_command(m: Manager, sid: str, sd: Sd) -> None:
     op = cmd[0]
     if op in ("migrate", "relocate"):
         target = cmd[1]
-        if not m.ns.node_is_online(target):
-            m.env.log("err", f"ignore service '{sid}' {op} request - node '{target}' not online")
-        elif sd["node"] == target:
-            m.env.log(
-                "info", f"ignore service '{sid}' {op} request - service already on node '{target}'"
-            )
-        else:
+        if _move_target_ok(m, sid, sd, op, target):
             m.env.log("info", f"{op} service '{sid}' to node '{target}'")
             m.change_service_state(sid, SvcEvent(op), node=sd["node"], target=target)
     elif op == "stop":
