@@ -31,147 +31,19 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pvha.core.manager import Manager
+from pvha.sim.memory import MemoryEnv
 
 FAILED_NODE = "node7"
 
 
-class BenchEnv:
-    """In-memory HaEnv for the master CRM on node1 (the parts manage() uses)."""
-
-    def __init__(self, nodes: list[str], services: dict[str, dict[str, Any]]) -> None:
-        self.node = nodes[0]
-        self.online = {n: True for n in nodes}
-        self.services = services
-        self.manager_status: dict[str, Any] = {}
-        self.lrm: dict[str, dict[str, Any]] = {n: {"mode": "active", "results": {}} for n in nodes}
-        self.agent_locks: set[str] = set()
-        self.lines = 0
-
-    # log, notifications, cluster
-    def log(self, level: str, msg: str) -> None:
-        self.lines += 1
-
-    def send_notification(self, prefix: str, msg: str, node: str) -> None:
-        self.lines += 1
-
-    def nodename(self) -> str:
-        return self.node
-
-    def get_node_info(self) -> tuple[dict[str, dict[str, Any]], bool]:
-        return {n: {"online": int(up)} for n, up in self.online.items()}, True
-
-    def quorate(self) -> bool:
-        return True
-
-    def cluster_state_update(self) -> bool:
-        return True
-
-    def is_node_shutdown(self) -> tuple[bool, bool]:
-        return False, False
-
-    # locks and watchdog
-    def get_ha_manager_lock(self) -> bool:
-        return True
-
-    def release_ha_manager_lock(self) -> bool:
-        return True
-
-    def get_ha_agent_lock(self, node: str | None = None) -> bool:
-        return (node or self.node) in self.agent_locks
-
-    def release_ha_agent_lock(self) -> bool:
-        return True
-
-    def watchdog_open(self) -> str:
-        return "wd"
-
-    def watchdog_update(self, wfh: str) -> None:
-        pass
-
-    def watchdog_close(self, wfh: str) -> None:
-        pass
-
-    # status files
-    def read_manager_status(self) -> dict[str, Any]:
-        return self.manager_status
-
-    def write_manager_status(self, ms: Mapping[str, Any]) -> None:
-        self.manager_status = dict(ms)
-
-    def read_lrm_status(self, node: str | None = None) -> dict[str, Any]:
-        return self.lrm.get(node or self.node) or {}
-
-    def write_lrm_status(self, status: Mapping[str, Any]) -> None:
-        self.lrm[self.node] = dict(status)
-
-    def read_crm_commands(self) -> str:
-        return ""
-
-    def has_crm_commands(self) -> bool:
-        return False
-
-    # configuration
-    def read_service_config(self) -> dict[str, dict[str, Any]]:
-        return {sid: dict(cd) for sid, cd in self.services.items()}
-
-    def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
-        self.services[sid].update(changes)
-
-    def read_group_config(self) -> Mapping[str, Any]:
-        return _EMPTY
-
-    def read_rules_config(self) -> Mapping[str, Any]:
-        return _EMPTY
-
-    def write_rules_config(self, rules: Mapping[str, Any]) -> None:
-        raise AssertionError("no group migration in the bench")
-
-    def delete_group_config(self) -> None:
-        raise AssertionError("no group migration in the bench")
-
-    def get_datacenter_settings(self) -> Mapping[str, Any]:
-        return _EMPTY
-
-    def get_usage_stats(self, mode: str, ss: Mapping[str, Any]) -> tuple[Any, Any]:
-        return None, None
-
-    def get_node_version(self, node: str) -> str:
-        return "9.1.2"
-
-    # guests
-    def resource_type_known(self, rtype: str) -> bool:
-        return rtype in ("vm", "ct")
-
-    def check_running(self, sid: str) -> bool:
-        return True
-
-    def start(self, sid: str) -> None:
-        pass
-
-    def shutdown(self, sid: str, timeout: Any = None) -> None:
-        pass
-
-    def migrate(self, sid: str, target: str, online: bool) -> bool:
-        return True
-
-    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
-        self.services[sid]["node"] = new_node
-
-    def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:
-        return None
-
-
-_EMPTY: Mapping[str, Any] = {}
-
-
-def build(n_nodes: int, n_services: int) -> tuple[BenchEnv, Manager]:
+def build(n_nodes: int, n_services: int) -> tuple[MemoryEnv, Manager]:
     nodes = [f"node{i}" for i in range(1, n_nodes + 1)]
     services = {
         f"vm:{100 + i}": {
@@ -182,11 +54,13 @@ def build(n_nodes: int, n_services: int) -> tuple[BenchEnv, Manager]:
         }
         for i in range(n_services)
     }
-    env = BenchEnv(nodes, services)
+    env = MemoryEnv(nodes, services, isolate=False)
+    env.running.update(services)
+    env.lrm = {n: {"mode": "active", "results": {}} for n in nodes}
     return env, Manager(env, 0)
 
 
-def lrm_round(env: BenchEnv) -> None:
+def lrm_round(env: MemoryEnv) -> None:
     """What the LRMs report between two CRM rounds: success for every current uid."""
     results: dict[str, dict[str, Any]] = {n: {} for n in env.lrm}
     for sid, sd in env.manager_status["service_status"].items():

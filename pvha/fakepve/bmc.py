@@ -85,6 +85,7 @@ class BmcFarm:
 
     def start(self) -> BmcFarm:
         if self.kind == "ipmi":
+            _reserve_wakeup_socket()
             for node in sorted(self.cluster.nodes):
                 self._open_ipmi(node, 0)
             from pvha.fence.emulators import serve_bmcs
@@ -191,6 +192,19 @@ class BmcFarm:
         tmp.write_text(self.fence_cfg_text(), encoding="utf-8")
         tmp.replace(path)
         return path
+
+
+def _reserve_wakeup_socket() -> None:
+    """pyghmi wakes its IO thread through ``iosockets[0]``; make that a client socket of
+    its own before any BMC exists, so closing BMCs (a stopped farm, tests starting many
+    simulators in one process) never removes it."""
+    from pyghmi.ipmi.private import session  # type: ignore[import-untyped]
+
+    from pvha.fence.emulators import _patch_pyghmi
+
+    _patch_pyghmi()
+    if not session.iosockets:
+        session.Session._assignsocket()
 
 
 def _drop_ipmi_sessions(port: int) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fake_env import FakeEnv
 
 from pvha.core.manager import Manager
 from pvha.core.node_status import NodeStatus
 from pvha.core.transitions import SvcEvent
 from pvha.errors import IllegalTransition
+from pvha.sim.memory import MemoryEnv as FakeEnv
 
 
 def _env() -> FakeEnv:
@@ -48,7 +48,7 @@ def test_fencing_waits_for_the_agent_lock_then_recovers_in_the_same_round() -> N
     assert env.manager_status["node_status"]["node3"] == "fence"
     # one attempt after each FSM pass (two passes: the change to fence, then a quiet one)
     assert env.lock_attempts == ["node3", "node3"]
-    env.agent_locks["node3"] = True
+    env.agent_locks.add("node3")
     env.lines.clear()
     m.manage(120)
     msgs = [msg for _lvl, msg in env.lines]

@@ -1,29 +1,52 @@
-"""An in-memory HaEnv for driving the core without the simulator."""
+"""An in-memory environment for one master CRM: the core driven without the simulator.
+
+``MemoryEnv`` implements the parts of :class:`pvha.core.ports.HaEnv` that a manage()
+round uses, over plain dicts the caller sets up and inspects: node membership
+(``online``), resources (``services``), LRM statuses (``lrm``), the crm command queue
+(``commands``), obtainable agent locks (``agent_locks``) and what the manager wrote
+(``manager_status``, ``lines``, ``lock_attempts``, ``stolen``). Quorum and the manager
+lock are always granted: it answers "what does the manager decide", not "who may act".
+
+``isolate`` (default True) copies status and config on every read and write, as a real
+port that serialises them does, so a test notices a manager that keeps aliases; a
+benchmark turns it off to measure the manager alone.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+_EMPTY: Mapping[str, Any] = {}
 
-class FakeEnv:
+
+class MemoryEnv:
     def __init__(
-        self, node: str = "node1", nodes: tuple[str, ...] = ("node1", "node2", "node3")
+        self,
+        nodes: Sequence[str] = ("node1", "node2", "node3"),
+        services: dict[str, dict[str, Any]] | None = None,
+        *,
+        isolate: bool = True,
     ) -> None:
-        self.node = node
+        self.node = nodes[0]
         self.online = {n: True for n in nodes}
+        self.services: dict[str, dict[str, Any]] = services if services is not None else {}
+        self.isolate = isolate
         self.lines: list[tuple[str, str]] = []
         self.manager_status: dict[str, Any] = {}
         self.lrm: dict[str, dict[str, Any]] = {}
-        self.services: dict[str, dict[str, Any]] = {}
         self.commands = ""
-        self.agent_locks: dict[str, bool] = {}
+        self.agent_locks: set[str] = set()
         self.lock_attempts: list[str] = []
         self.stolen: list[tuple[str, str, str]] = []
+        self.running: set[str] = set()
         self.dc: dict[str, Any] = {}
 
-    # log / cluster
+    def _copy(self, value: Any) -> Any:
+        return copy.deepcopy(value) if self.isolate else value
+
+    # log, notifications, cluster
     def log(self, level: str, msg: str) -> None:
         self.lines.append((level, msg))
 
@@ -34,7 +57,7 @@ class FakeEnv:
         return self.node
 
     def get_node_info(self) -> tuple[dict[str, dict[str, Any]], bool]:
-        return {n: {"online": int(v)} for n, v in self.online.items()}, True
+        return {n: {"online": int(up)} for n, up in self.online.items()}, True
 
     def quorate(self) -> bool:
         return True
@@ -45,7 +68,7 @@ class FakeEnv:
     def is_node_shutdown(self) -> tuple[bool, bool]:
         return False, False
 
-    # locks / watchdog
+    # locks and watchdog
     def get_ha_manager_lock(self) -> bool:
         return True
 
@@ -55,7 +78,7 @@ class FakeEnv:
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
         node = node or self.node
         self.lock_attempts.append(node)
-        return self.agent_locks.get(node, False)
+        return node in self.agent_locks
 
     def release_ha_agent_lock(self) -> bool:
         return True
@@ -71,13 +94,13 @@ class FakeEnv:
 
     # status files
     def read_manager_status(self) -> dict[str, Any]:
-        return copy.deepcopy(self.manager_status)
+        return self._copy(self.manager_status)  # type: ignore[no-any-return]
 
     def write_manager_status(self, ms: Mapping[str, Any]) -> None:
-        self.manager_status = copy.deepcopy(dict(ms))
+        self.manager_status = self._copy(dict(ms))
 
     def read_lrm_status(self, node: str | None = None) -> dict[str, Any]:
-        return copy.deepcopy(self.lrm.get(node or self.node, {}))
+        return self._copy(self.lrm.get(node or self.node) or {})  # type: ignore[no-any-return]
 
     def write_lrm_status(self, status: Mapping[str, Any]) -> None:
         self.lrm[self.node] = dict(status)
@@ -89,24 +112,26 @@ class FakeEnv:
     def has_crm_commands(self) -> bool:
         return bool(self.commands)
 
-    # config
+    # configuration
     def read_service_config(self) -> dict[str, dict[str, Any]]:
-        return copy.deepcopy(self.services)
+        if self.isolate:
+            return copy.deepcopy(self.services)
+        return {sid: dict(cd) for sid, cd in self.services.items()}
 
     def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
         self.services[sid].update(changes)
 
     def read_group_config(self) -> Mapping[str, Any]:
-        return {}
+        return _EMPTY
 
     def read_rules_config(self) -> Mapping[str, Any]:
-        return {}
+        return _EMPTY
 
     def write_rules_config(self, rules: Mapping[str, Any]) -> None:
-        raise AssertionError("not expected")
+        raise AssertionError("MemoryEnv has no groups to migrate")
 
     def delete_group_config(self) -> None:
-        raise AssertionError("not expected")
+        raise AssertionError("MemoryEnv has no groups to migrate")
 
     def get_datacenter_settings(self) -> Mapping[str, Any]:
         return self.dc
@@ -115,20 +140,20 @@ class FakeEnv:
         return None, None
 
     def get_node_version(self, node: str) -> str:
-        return "9.1.0"
+        return "9.1.2"
 
-    # resources
+    # guests
     def resource_type_known(self, rtype: str) -> bool:
         return rtype in ("vm", "ct")
 
     def check_running(self, sid: str) -> bool:
-        return False
+        return sid in self.running
 
     def start(self, sid: str) -> None:
-        pass
+        self.running.add(sid)
 
     def shutdown(self, sid: str, timeout: Any = None) -> None:
-        pass
+        self.running.discard(sid)
 
     def migrate(self, sid: str, target: str, online: bool) -> bool:
         return True
