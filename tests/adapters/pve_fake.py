@@ -126,7 +126,7 @@ class FakePve:
         denied = self._check_auth(request)
         if denied:
             return denied
-        bad = {k: "type check ('boolean') failed - got '%s'" % v for k, v in form.items()
+        bad = {k: f"type check ('boolean') failed - got '{v}'" for k, v in form.items()
                if k in BOOLEAN_PARAMS and v not in ("0", "1")}
         if bad:
             return self._answer(400, "Parameter verification failed.",
@@ -170,7 +170,7 @@ class FakePve:
         return None
 
     def _route(self, method: str, path: str, form: dict[str, str]) -> Any:
-        ok = lambda data: self._answer(200, "OK", {"data": data})  # noqa: E731
+        ok = lambda data: self._answer(200, "OK", {"data": data})
         if method == "GET":
             static = {"version": {"version": "9.2.11", "release": "9.2"},
                       "cluster/status": CLUSTER_STATUS, "cluster/resources": CLUSTER_RESOURCES,
@@ -267,8 +267,8 @@ def fake_time() -> FakeTime:
 
 
 def api_settings(**over: Any) -> ApiSettings:
-    base: dict[str, Any] = dict(hosts=HOSTS, user=USER, token_name=TOKEN_NAME,
-                                token_secret=Secret(TOKEN_SECRET), attempts=3)
+    base: dict[str, Any] = {"hosts": HOSTS, "user": USER, "token_name": TOKEN_NAME,
+                                "token_secret": Secret(TOKEN_SECRET), "attempts": 3}
     if over.pop("password_auth", False):
         base.update(token_name=None, token_secret=None, password=Secret(PASSWORD))
     base.update(over)

@@ -14,8 +14,8 @@ from pve_fake import FakeTime
 
 from pvha.adapters import cfs as cfs_mod
 from pvha.adapters.cfs import LOCK_LIFETIME, ClusterFs
-from pvha.fsutil import atomic_write
 from pvha.errors import LockError, StoreError
+from pvha.fsutil import atomic_write
 from pvha.ports import MANAGER_LOCK, ClusterFilesystem, agent_lock
 
 

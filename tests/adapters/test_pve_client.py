@@ -318,9 +318,7 @@ def test_every_http_error_maps_to_exactly_one_class_without_secrets(status, reas
     assert TOKEN_SECRET not in str(err) and err.status == status
     if status == 401:
         assert isinstance(err, ApiAuthError)
-    elif status in (502, 503, 504) or status >= 595:
-        assert isinstance(err, ApiTransientError)
-    elif status == 500 and re.search(r"got (lock request )?timeout", reason, re.I):
+    elif status in (502, 503, 504) or status >= 595 or status == 500 and re.search(r"got (lock request )?timeout", reason, re.IGNORECASE):
         assert isinstance(err, ApiTransientError)
     else:
         assert isinstance(err, ApiPermanentError) and not isinstance(err, ApiAuthError)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pvha import settings as settings_mod
 from pvha.adapters.pve_client import PveClient
 from pvha.errors import ConfigError
-from pvha import settings as settings_mod
 from pvha.settings import DEFAULT_CFS_ROOT, Secret, load_settings
 
 FP = "ab:" * 31 + "ab"

@@ -55,11 +55,11 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     class Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             seen.append(self.path + " " + self.headers.get("Authorization", ""))
             self._json({"data": {"version": "9.2.11", "release": "9.2"}})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = dict(parse_qsl(self.rfile.read(length).decode()))
             seen.append(f"POST {self.path} {sorted(form)}")
