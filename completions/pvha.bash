@@ -3,7 +3,7 @@
 
 _pvha_subcommands() {
   case "$1" in
-    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack crm-command rules sim' ;;
+    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history crm-command rules sim' ;;
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
@@ -27,6 +27,7 @@ _pvha_options() {
     'status') echo '--verbose --output-format --watch --interval --config-dir --settings --help -h' ;;
     'watch') echo '--once --round-interval --fence-delay --cfs-root --verbose --settings --help -h' ;;
     'fence-ack') echo '--settings --help -h' ;;
+    'history') echo '--node --limit --output-format --config-dir --help -h' ;;
     'crm-command') echo '--help -h' ;;
     'crm-command migrate') echo '--config-dir --help -h' ;;
     'crm-command relocate') echo '--config-dir --help -h' ;;
@@ -45,7 +46,7 @@ _pvha_options() {
     'sim') echo '--help -h' ;;
     'sim run') echo '--log --help -h' ;;
     'sim check') echo '--tier --diff --help -h' ;;
-    'sim serve') echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --help -h' ;;
+    'sim serve') echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --bmc --help -h' ;;
     'sim ctl') echo '--state-dir --timeout --help -h' ;;
   esac
 }
@@ -102,6 +103,10 @@ _pvha_value() {
     'watch|--cfs-root') echo 'dir' ;;
     'watch|--settings') echo 'any' ;;
     'fence-ack|--settings') echo 'any' ;;
+    'history|--node') echo 'dyn:nodes' ;;
+    'history|--limit') echo 'any' ;;
+    'history|--output-format') echo 'choice:text json json-pretty yaml' ;;
+    'history|--config-dir') echo 'dir' ;;
     'crm-command migrate|--config-dir') echo 'dir' ;;
     'crm-command relocate|--config-dir') echo 'dir' ;;
     'crm-command stop|--config-dir') echo 'dir' ;;
@@ -148,6 +153,8 @@ _pvha_value() {
     'sim serve|--rrd-interval') echo 'any' ;;
     'sim serve|--auth-fail-delay') echo 'any' ;;
     'sim serve|--reboot-seconds') echo 'any' ;;
+    'sim serve|--membership-delay') echo 'any' ;;
+    'sim serve|--bmc') echo 'any' ;;
     'sim ctl|--state-dir') echo 'any' ;;
     'sim ctl|--timeout') echo 'any' ;;
   esac

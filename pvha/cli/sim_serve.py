@@ -46,6 +46,9 @@ def serve(
         "--auth-fail-delay", min=0, help="Delay of 401 answers (PVE: 3).")] = 3.0,
     reboot_seconds: Annotated[float, typer.Option(
         "--reboot-seconds", min=0, help="Down time of 'reboot NODE'.")] = 5.0,
+    membership_delay: Annotated[float, typer.Option(
+        "--membership-delay", min=0,
+        help="Seconds a failed node stays a cluster member (corosync's token timeout).")] = 0.0,
     bmc: Annotated[str | None, typer.Option(
         "--bmc", help="One BMC emulator per node (ipmi|redfish), wired to its power; "
         "writes cfs/pvha/fence.cfg.")] = None,
@@ -58,7 +61,7 @@ def serve(
     timing = Timing(task_seconds=task_seconds, migrate_seconds=migrate_seconds,
                     proxy_delay=proxy_delay, stale_seconds=stale_seconds,
                     rrd_interval=rrd_interval, auth_fail_delay=auth_fail_delay,
-                    reboot_seconds=reboot_seconds)
+                    reboot_seconds=reboot_seconds, membership_delay=membership_delay)
     fake = FakePve(state_dir, nodes=nodes, guests=guests, ha_guests=ha_guests, port=port,
                    first_ip=first_ip, timing=timing, bmc=bmc)
     stop = threading.Event()

@@ -17,7 +17,7 @@ from pvha.cli import render
 from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, store_for
 from pvha.cli.render import Column
 from pvha.config.store import LRM_STATUS_DIR, MANAGER_STATUS, Store
-from pvha.errors import ApiError, StoreError
+from pvha.errors import ApiError, PvhaError, StoreError
 
 STATUS_COLUMNS = [Column("type", "TYPE"), Column("status", "STATUS")]
 
@@ -67,7 +67,35 @@ def collect(store: Store, settings_file: str | None = None) -> tuple[list[Any], 
         guest_nodes = {sid: g.node for sid, g in view.guests.items()}
     entries = ha_status.status_entries(manager_status, lrm, config, now=time.time(),
                                        quorum=quorum, guest_nodes=guest_nodes)
+    entries = list(entries) + fence_entries(store, manager_status, time.time())
     return entries, manager_status, lrm
+
+
+def fence_entries(store: Store, manager_status: dict[str, Any], now: float) -> list[Any]:
+    """One ``fence <node>: <what it waits for>`` entry per node that is being fenced or
+    was fenced by a device and has not come back (none otherwise, so the text stays
+    ``ha-manager status``'s when nothing is fenced)."""
+    from pvha.shell.loop import describe_fence
+    from pvha.shell.power import FENCE_CFG, read_fence_state
+
+    state = read_fence_state(store.dir)
+    node_status = manager_status.get("node_status") or {}
+    devices: set[str] = set()
+    if (store.dir / FENCE_CFG).exists():
+        from pvha.fence.config import load_fence_config
+
+        try:
+            devices = set(load_fence_config(store.dir / FENCE_CFG).nodes())
+        except PvhaError as err:
+            render.warn(f"warning: {err}")
+    out: list[Any] = []
+    for node in sorted(set(state) | {n for n, s in node_status.items() if s == "fence"}):
+        if node_status.get(node) != "fence" and (state.get(node) or {}).get("state") != "fenced":
+            continue  # a job the manager no longer needs
+        what = describe_fence(node, state, node in devices, now)
+        out.append({"id": f"fence:{node}", "type": "fence", "node": node,
+                    "status": f"{node}: {what}"})
+    return out
 
 
 def status(

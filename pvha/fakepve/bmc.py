@@ -269,7 +269,12 @@ class _RedfishHandler(BaseHTTPRequestHandler):
         self._serve(self._post)
 
     def _serve(self, handler: Callable[[str, str | None], tuple[int, Any]]) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > 65536:
+            return self._reply(400, {"error": "bad Content-Length"})
         body = self.rfile.read(length) if length > 0 else b""
         farm = self.server.farm
         path = self.path.split("?")[0].rstrip("/")
@@ -294,7 +299,8 @@ class _RedfishHandler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             return False
         farm = self.server.farm
-        return user == BMC_USER and hmac.compare_digest(password, farm.password)
+        return user == BMC_USER and hmac.compare_digest(password.encode(),
+                                                        farm.password.encode())
 
     def _get(self, path: str, node: str | None) -> tuple[int, Any]:
         farm = self.server.farm

@@ -53,6 +53,7 @@ class Timing:
     rrd_interval: float = 0.0
     auth_fail_delay: float = 3.0
     reboot_seconds: float = 5.0
+    membership_delay: float = 0.0  # corosync token timeout: a lost node stays a member
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Node:
     network: bool = True
     segment: int = 0
     generation: int = 0
+    down_at: float | None = None  # when it lost power or network (membership_delay)
 
 
 @dataclass(frozen=True)
@@ -245,14 +247,28 @@ class Cluster:
         return self.nodes[name]
 
     def members(self, viewer: str) -> set[str]:
-        """The corosync membership as ``viewer`` sees it."""
+        """The corosync membership as ``viewer`` sees it. With ``membership_delay`` a
+        node that lost power or network stays in it for that long (corosync notices a
+        lost node only after its token timeout), though nothing reaches it."""
         v = self.nodes[viewer]
         if not v.power:
             return set()
-        if not v.network:
+        now = self.clock()
+
+        def counted(n: Node) -> bool:
+            if n.power and n.network:
+                return True
+            return n.down_at is not None and now - n.down_at < self.timing.membership_delay
+
+        if not v.network and not counted(v):
             return {viewer}
-        return {n.name for n in self.nodes.values()
-                if n.power and n.network and n.segment == v.segment}
+        return {n.name for n in self.nodes.values() if counted(n) and n.segment == v.segment}
+
+    def _mark(self, n: Node, was_up: bool) -> None:
+        if n.power and n.network:
+            n.down_at = None
+        elif was_up:
+            n.down_at = self.clock()
 
     def quorate(self, viewer: str) -> bool:
         return 2 * len(self.members(viewer)) > len(self.nodes)
@@ -328,6 +344,7 @@ class Cluster:
             n = self.nodes[name]
             if n.power == on:
                 return
+            was_up = n.power and n.network
             n.power = on
             if on:
                 n.network = True
@@ -339,6 +356,7 @@ class Cluster:
                 self.tasks.crash_node(name, self.clock())
                 self._rrd[name] = {}
                 self._node_seen[name] = {}
+            self._mark(n, was_up)
             self.refresh()
         for hook in list(self.power_hooks):
             hook(name, on)
@@ -346,7 +364,10 @@ class Cluster:
     def set_network(self, name: str, on: bool) -> None:
         with self.lock:
             self.refresh()
-            self.nodes[name].network = on
+            n = self.nodes[name]
+            was_up = n.power and n.network
+            n.network = on
+            self._mark(n, was_up)
             self.refresh()
 
     def partition(self, groups: list[list[str]]) -> None:

@@ -16,7 +16,8 @@ mappings of PVE's mechanisms:
   only while the answering API node is quorate (safety rule 2);
 * the fencing step's "get the dead node's agent lock" succeeds only with a fence-ack
   record for a node that is not online in a quorate view (safety rule 1,
-  :mod:`pvha.shell.fencing`);
+  :mod:`pvha.shell.fencing`), or, for a node that ``fence.cfg`` connects to a fence
+  device, once that device verified the node off (:mod:`pvha.shell.power`);
 * an executor's agent lock is "this process holds the manager lock, the view is
   quorate, the node is online and not acked as fenced": no lock directory, because
   the executor runs inside the manager;
@@ -28,7 +29,7 @@ mappings of PVE's mechanisms:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pvha.config.store import Store
@@ -87,6 +88,10 @@ class World:
         self._sc: dict[str, dict[str, Any]] = {}
         self._sc_gen = -1
         self.log = logging.getLogger("pvha.watch")
+        # power fencing (pvha.shell.power) when fence.cfg exists; the journal hook
+        self.power: Any = None
+        self.history: Any = None
+        self.recorder: Callable[[str | None, str], None] | None = None
 
     # --- the round's view ------------------------------------------------------------
 
@@ -141,6 +146,13 @@ class World:
                              "(run pvha fence-ack %s again once it is off)", node, node)
             return False
         return True
+
+    def proven_off(self, node: str) -> bool:
+        """A fence-ack record, or a verified power-off by its fence device that the node
+        has not come back from (the config steal's own check of safety rule 1)."""
+        if self.acks.get(node) is not None:
+            return True
+        return self.power is not None and node in self.power.fenced
 
     # --- guests ----------------------------------------------------------------------
 
@@ -224,6 +236,9 @@ class ShellEnv:
 
     def log(self, level: str, msg: str) -> None:
         self._log.log(_LEVELS.get(level, logging.INFO), "%s", msg)
+        recorder = self.world.recorder
+        if recorder is not None:
+            recorder(self.node, msg)
 
     def send_notification(self, prefix: str, msg: str, node: str) -> None:
         self._log.warning("notification %s: %s", prefix, msg)
@@ -263,16 +278,33 @@ class ShellEnv:
         if self.node is None:
             if node is None:
                 return False
-            fenced = self.world.node_fenced(node)
-            if fenced:
-                ack = self.world.acks.get(node)
-                by = f" by {ack.by}" if ack is not None and ack.by else ""
-                self.log("info", f"fencing: node '{node}' acknowledged off{by} (fence-ack)")
-            return fenced
+            return self._fenced(node)
         target = node or self.node
         w = self.world
         return target == self.node and w.may_act() and w.node_online(target) \
             and w.acks.get(target) is None
+
+    def _fenced(self, node: str) -> bool:
+        """The manager's proof that ``node`` is off: a fence-ack, else a verified
+        power-off through its fence device (never while the node is online)."""
+        w = self.world
+        if w.node_fenced(node):
+            ack = w.acks.get(node)
+            by = f" by {ack.by}" if ack is not None and ack.by else ""
+            self.log("info", f"fencing: node '{node}' acknowledged off{by} (fence-ack)")
+            if w.history is not None:
+                w.history.append("fence", node, time=w.clock.time(), outcome="acknowledged",
+                                 by=ack.by if ack is not None else None)
+            if w.power is not None:
+                w.power.drop(node)
+            return True
+        if w.power is None or not w.power.has_device(node):
+            return False
+        if not w.may_act():
+            return False
+        # a node in fence state that is online again is still powered off (PVE's node
+        # would self-fence); the step itself never reports an online node fenced
+        return bool(w.power.step(node))
 
     def release_ha_agent_lock(self) -> bool:
         return True

@@ -158,13 +158,13 @@ class GuestOps:
     def steal(self, sid: str, old: str, new: str) -> None:
         """Safety rule 3: one atomic rename of the config from the fenced ``old`` node
         to ``new``, only by the lock holder on a quorate view, and only when ``old`` is
-        not online and acknowledged off. Repeating it after a crash is a no-op."""
+        not online and proven off (fence-ack or verified power-off). Repeating it after a crash is a no-op."""
         if old == new:
             return
         w = self.world
         if not w.may_act():
             raise ActionRefused(f"refusing to move {sid}: not the active manager on quorum")
-        if w.node_online(old) or w.acks.get(old) is None:
+        if w.node_online(old) or not w.proven_off(old):
             raise ActionRefused(f"refusing to move {sid}: node '{old}' is not fenced")
         kind, vmid = split_sid(sid)
         try:

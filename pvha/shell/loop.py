@@ -40,12 +40,36 @@ from pvha.ports import Clock
 from pvha.shell.env import ShellEnv, World
 from pvha.shell.executor import Executors, GuestOps
 from pvha.shell.fencing import FenceAcks
+from pvha.shell.history import History, Recorder
 from pvha.shell.keepalive import HookedClock, KeepAlive, api_quorate
 from pvha.shell.notify import notify
+from pvha.shell.power import FENCE_CFG, PowerFencing
 from pvha.shell.snapshot import RoundView, take_view
 
 WATCH_STATE = "watch_state"
 log = logging.getLogger("pvha.watch")
+
+
+def describe_fence(node: str, state: dict[str, Any], has_device: bool, now: float) -> str:
+    """``waiting for fence-ack``, ``fencing via ipmi (attempt 2)``, ``fence via ipmi
+    failed (attempt 1), retry in 5 s or pvha fence-ack``, ``fenced (verified off at
+    …)``: from a :meth:`PowerFencing.state` entry (shared with ``pvha status``)."""
+    import time as _time
+
+    info = state.get(node)
+    if not has_device and info is None:
+        return "waiting for fence-ack"
+    if info is None:
+        return "fencing: starting"
+    device = info.get("device", "?")
+    if info.get("state") == "fenced":
+        at = _time.strftime("%H:%M:%S", _time.localtime(float(info.get("at", 0))))
+        return f"fenced (verified off at {at} by {device})"
+    if info.get("state") == "failed":
+        left = max(0, int(float(info.get("next_try", 0)) - now + 0.999))
+        return (f"fence via {device} failed (attempt {info.get('attempt')}), retry in "
+                f"{left} s or pvha fence-ack")
+    return f"fencing via {device} (attempt {info.get('attempt')})"
 
 
 class ShellCrm(Crm):
@@ -63,11 +87,17 @@ class Watcher:
     """The loop; ``api``/``cfs``/``clock`` are the real adapters or test doubles."""
 
     def __init__(self, api: Any, cfs: Any, clock: Clock, *, fence_delay: int = FENCE_DELAY,
-                 round_interval: float = 10.0, keepalive: float | None = None) -> None:
+                 round_interval: float = 10.0, keepalive: float | None = None,
+                 fencer: Any = None) -> None:
         """``keepalive`` (seconds): renew the manager lock at most this often during
         waits inside a round, after a quorum probe; needs ``clock`` to be a
-        :class:`~pvha.shell.keepalive.HookedClock` (None = off)."""
+        :class:`~pvha.shell.keepalive.HookedClock` (None = off). With
+        ``<config dir>/fence.cfg`` the manager fences through its devices
+        (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests);
+        an invalid fence.cfg raises ConfigError here."""
         self.world = World(api, cfs, FenceAcks(cfs.config_dir), clock)
+        self.world.history = History(cfs.config_dir)
+        self.world.recorder = Recorder(self.world.history, clock.time)
         self.ops = GuestOps(self.world)
         self.executors = Executors(self.world, self.ops)
         self.clock = clock
@@ -82,6 +112,24 @@ class Watcher:
         if keepalive is not None and isinstance(clock, HookedClock):
             self.keepalive = KeepAlive(self.world, api_quorate(api), keepalive)
             clock.hook = self.keepalive
+        self.power = self._power(fencer)
+        self.world.power = self.power
+
+    def _power(self, fencer: Any) -> PowerFencing | None:
+        from pvha.fence.config import load_fence_config
+
+        path = self.world.cfs.config_dir / FENCE_CFG
+        if not path.exists():
+            return None
+        config = load_fence_config(path)
+        world = self.world
+
+        def online(node: str) -> bool:
+            view = world.view
+            return view is not None and node in view.online
+
+        return PowerFencing(config, world.cfs.config_dir, world.history, online,
+                            self.clock.time, fencer)
 
     # --- one round -------------------------------------------------------------------
 
@@ -117,6 +165,10 @@ class Watcher:
         for node in self.world.acks.nodes():
             if node in view.online and self.world.acks.clear(node):
                 log.info("node '%s' is online again: its fence-ack is consumed", node)
+        if self.power is not None:
+            for node in list(self.power.fenced):
+                if node in view.online:
+                    self.power.node_back(node)
 
     def _say(self, sentence: str) -> str:
         log.info("%s", sentence)
@@ -138,12 +190,18 @@ class Watcher:
         for node in sorted(m.ns.status):
             state = m.ns.get_node_state(node)
             if state == "fence":
-                parts.append(f"fencing {node}: waiting for fence-ack")
+                parts.append(f"fencing {node}: {self.fence_wait(node)}")
             elif state == "unknown" and node not in view.online:
                 last = m.ns.last_online.get(node)
                 left = self.fence_delay - (m.now - last) if last is not None else self.fence_delay
                 parts.append(f"{node} offline" + (f", fencing in {left} s" if left > 0 else ""))
         return "; ".join(parts)
+
+    def fence_wait(self, node: str) -> str:
+        """What the fencing of ``node`` waits for, in words."""
+        return describe_fence(node, self.power.state() if self.power else {},
+                              self.power is not None and self.power.has_device(node),
+                              self.clock.time())
 
     # --- persisted last-online times -------------------------------------------------
 
@@ -207,6 +265,8 @@ class Watcher:
         finally:
             notify("STOPPING=1")
             self.release()
+            if self.power is not None:
+                self.power.close()
         return 0
 
     def release(self) -> None:

@@ -16,7 +16,8 @@ with two inputs, both required:
   ``fencing``: ``"power"`` enables it (``"lock"``, the default, is PVE's behaviour);
   ``fence_delay``: seconds a node must be offline before its services are fenced
   (default 60 without power fencing, :data:`DEVICE_FENCE_DELAY` with it);
-  ``device_latency``: seconds between a BMC's off command and the node losing power;
+  ``device_latency``: seconds between a BMC's off command and the node losing power
+  (0: at once, and the read-back happens in the same fencing call);
   ``round_interval``: length of a simulator round (PVE: 20; at least 2 s per node);
   ``detection_delay``: seconds a node that lost power or network still counts as a
   cluster member (a model of corosync's token timeout; PVE's simulator: 0).
@@ -61,10 +62,11 @@ from pvha.core.node_status import FENCE_DELAY
 from pvha.errors import ConfigError
 from pvha.fence.config import FenceConfig, parse_fence_config
 
-DEVICE_FENCE_DELAY = 10
-"""Default fence delay (s) when a fence device proves power-off: corosync has already
-waited out its token timeout before a node counts as offline, and a verified power-off
-does not need the 60 s that PVE leaves for a watchdog-based self-fence."""
+DEVICE_FENCE_DELAY = 5
+"""Default fence delay (s) when a fence device proves power-off (PVE: 60 s, kept without
+a device). Corosync has already waited out its token timeout before a node counts as
+offline (Pacemaker fences at that point); the 5 s only ride out a membership flap. The
+60 s exist in PVE for the watchdog self-fence, which a verified power-off replaces."""
 
 PVE_ROUND = 20
 _KEYS = {"fencing", "fence_delay", "device_latency", "round_interval", "detection_delay"}
@@ -153,6 +155,7 @@ class SimFencing:
     failed: set[str] = field(default_factory=set)
     jobs: dict[str, FenceJob] = field(default_factory=dict)
     pending_off: dict[str, int] = field(default_factory=dict)
+    power_off_now: Callable[[str], None] | None = None
 
     @classmethod
     def from_text(cls, text: str, latency: int, power_of: Callable[[str], str],
@@ -197,21 +200,24 @@ class SimFencing:
             return False
         job.last_step = now
         if job.off_sent:
-            job.off_sent = False
-            if node in self.failed:
-                log("warning", f"fencing: device '{job.device}' does not answer for node "
-                               f"'{node}' (attempt {job.attempt}), retrying")
-            elif self.power_of(node) == "off":
-                log("info", f"fencing: node '{node}' powered off by device '{job.device}' "
-                            "(verified)")
-                self.forget(node)
-                return True
-            else:
-                log("warning", f"fencing: node '{node}' still on after off command via device "
-                               f"'{job.device}' (attempt {job.attempt}), retrying")
-                self.pending_off.pop(node, None)
-            return False
+            return self._read_back(node, job, log)
         return self._send_off(node, job, now, log)
+
+    def _read_back(self, node: str, job: FenceJob, log: LogFn) -> bool:
+        job.off_sent = False
+        if node in self.failed:
+            log("warning", f"fencing: device '{job.device}' does not answer for node "
+                           f"'{node}' (attempt {job.attempt}), retrying")
+        elif self.power_of(node) == "off":
+            log("info", f"fencing: node '{node}' powered off by device '{job.device}' "
+                        "(verified)")
+            self.forget(node)
+            return True
+        else:
+            log("warning", f"fencing: node '{node}' still on after off command via device "
+                           f"'{job.device}' (attempt {job.attempt}), retrying")
+            self.pending_off.pop(node, None)
+        return False
 
     def _send_off(self, node: str, job: FenceJob, now: int, log: LogFn) -> bool:
         job.attempt += 1
@@ -223,5 +229,10 @@ class SimFencing:
         log("info", f"fencing: powering off node '{node}' via device '{job.device}' "
                     f"(attempt {job.attempt})")
         job.off_sent = True
+        if self.latency == 0 and self.power_off_now is not None:
+            # A BMC that switches at once is read back within the same fencing call, as
+            # the real fencer's off-then-status does (a daemon step costs no virtual time).
+            self.power_off_now(node)
+            return self._read_back(node, job, log)
         self.pending_off[node] = now + self.latency
         return False

@@ -41,6 +41,8 @@ class Simulator:
         self.skip_rounds = {"crm": 0, "lrm": 0}
         # called after every daemon iteration with the hardware (invariant checks in tests)
         self.observers: list[Callable[[Hardware], None]] = []
+        if self.hw.fencing is not None:
+            self.hw.fencing.power_off_now = lambda n: self.hardware_cmd(f"power {n} off", "bmc")
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> str:

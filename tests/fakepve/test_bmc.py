@@ -22,7 +22,7 @@ from pvha.fence.config import load_fence_config
 from pvha.fence.fencer import FencePolicy, Fencer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fence"))
-from fence_parts import require, require_agent, require_module  # noqa: E402
+from fence_parts import require, require_agent, require_module
 
 POLICY = FencePolicy(call_timeout=10, verify_timeout=5, poll_interval=0.2, attempts=2,
                      backoff=0.1, max_backoff=0.2)
@@ -100,3 +100,53 @@ def test_stale_fence_cfg_removed_without_bmc(tmp_path: Path) -> None:
             ctl(fp, "bmc node2 fail")
     finally:
         fp.stop()
+
+
+def test_membership_delay_models_the_token_timeout(
+        fake_factory: Callable[..., FakePve]) -> None:
+    from fakepve_helpers import wait_for
+
+    fp = fake_factory(timing={"membership_delay": 0.5})
+    ctl(fp, "network node2 off")
+    assert "node2" in fp.cluster.members("node1")  # not noticed yet
+    assert not fp.cluster.reachable("node1", "node2")  # though nothing reaches it
+    wait_for(lambda: "node2" not in fp.cluster.members("node1"), 5)
+    assert fp.cluster.members("node2") == {"node2"}
+    ctl(fp, "network node2 on")
+    assert "node2" in fp.cluster.members("node1")
+
+
+def test_sim_serve_cli_with_ipmi_bmcs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``pvha sim serve --bmc ipmi`` as a process: BMCs announced, fence.cfg written, a
+    hung node powered off through fence_ipmilan, clean exit on SIGTERM."""
+    import signal
+    import subprocess
+    import time
+
+    from pvha.fakepve.ctl import send
+
+    _ipmi_parts()
+    state = tmp_path_factory.mktemp("cli")
+    argv = [sys.executable, "-m", "pvha.cli.sim_serve", "serve", "--state-dir", str(state),
+            "--guests", "3", "--bmc", "ipmi", "--auth-fail-delay", "0"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "ctl.sock").exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "sim serve did not come up"
+            time.sleep(0.05)
+        assert send(state, "status")["bmc"]["kind"] == "ipmi"
+        send(state, "network node2 off")
+        config = load_fence_config(state / "cfs/pvha/fence.cfg")
+        assert Fencer(config, policy=POLICY).fence("node2").ok
+        assert send(state, "status")["nodes"]["node2"]["power"] == "off"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        assert "node2 BMC (ipmi): 127.0.0.1:" in err
+        assert (state / "bmc-password").read_text().strip() not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

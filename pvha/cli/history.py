@@ -1,0 +1,67 @@
+"""``history``: fence and recovery events of ``pvha watch`` (``<config dir>/history.jsonl``).
+
+One row per event: when (local time), what (``fence`` / ``recovery``), the node, the
+guest (recoveries), the outcome (``started``, ``failed``, ``verified off``,
+``acknowledged``; ``placed``, ``running``, ``no recovery node``) and details (device,
+attempt, target node, why a fence failed).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from pvha.cli import render
+from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, store_for
+from pvha.cli.render import Column
+
+COLUMNS = [Column("when", "TIME"), Column("event", "EVENT"), Column("node", "NODE"),
+           Column("sid", "SID"), Column("outcome", "OUTCOME"), Column("detail", "DETAIL")]
+
+
+def rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events as table rows: ``when`` added (local time), extras folded into ``detail``."""
+    out = []
+    for ev in events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ev["time"])))
+        extra = []
+        if ev.get("device"):
+            extra.append(f"device {ev['device']}")
+        if ev.get("attempt"):
+            extra.append(f"attempt {ev['attempt']}")
+        if ev.get("target"):
+            extra.append(f"on {ev['target']}")
+        if ev.get("by"):
+            extra.append(f"by {ev['by']}")
+        if ev.get("detail"):
+            extra.append(str(ev["detail"]))
+        out.append({"when": when, **ev, "sid": ev.get("sid", ""),
+                    "detail": "; ".join(extra)})
+    return out
+
+
+def history(
+    ctx: typer.Context,
+    node: Annotated[str | None, typer.Option("--node", help="Only events of this node.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1,
+                                              help="Only the last N events.")] = None,
+    output_format: OutputOpt = OutputFormat.text,
+    config_dir: ConfigDirOpt = None,
+) -> None:
+    """List fence and recovery events (time, node, guest, outcome), oldest first."""
+    from pvha.shell.history import History
+
+    store = store_for(ctx, config_dir)
+    events = History(store.dir).read()
+    if node is not None:
+        events = [e for e in events if e.get("node") == node]
+    if limit is not None:
+        events = events[-limit:]
+    table = rows(events)
+    if output_format is OutputFormat.text:
+        render.render(table, COLUMNS, "text")
+        return
+    render.render([{k: v for k, v in r.items() if k != "when"} for r in table], COLUMNS,
+                  output_format.value)

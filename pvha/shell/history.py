@@ -1,0 +1,119 @@
+"""The fence and recovery journal of ``pvha watch`` (``<config dir>/history.jsonl``).
+
+Theory of operation. One JSON object per line: ``time`` (epoch seconds), ``event``
+(``fence`` or ``recovery``), ``node``, optional ``sid``, ``outcome`` and ``detail``.
+Each event is appended with a single ``write(2)`` on a file opened ``O_APPEND`` and
+then fsynced, so concurrent writers never interleave within a line and a crash leaves
+at most a torn last line, which :meth:`History.read` skips. Details never hold secrets:
+they come from :class:`pvha.fence.fencer.FenceResult`, which redacts them.
+
+:class:`Recorder` turns the manager's and executors' log lines (the core's PVE wording)
+into recovery events, so the pure core needs no hook of its own:
+
+* ``recover service '<sid>' from fenced node '<n>' to node '<t>'`` -> ``placed``;
+* ``recovering service '<sid>' from fenced node '<n>' failed, no recovery node found``
+  -> ``no recovery node``;
+* an executor's ``service status <sid> started`` for a service placed by a recovery ->
+  ``running``: the guest runs elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HISTORY = "history.jsonl"
+log = logging.getLogger("pvha.watch")
+
+_PLACED = re.compile(r"^recover service '([^']+)' from fenced node '([^']+)' to node '([^']+)'$")
+_NO_NODE = re.compile(r"^recovering service '([^']+)' from fenced node '([^']+)' failed")
+_STARTED = re.compile(r"^service status (\S+) started$")
+
+
+class History:
+    """Append-only journal in ``config_dir`` (see the module docstring)."""
+
+    def __init__(self, config_dir: Path | str) -> None:
+        self.path = Path(config_dir) / HISTORY
+        self._lock = threading.Lock()
+
+    def append(self, event: str, node: str, *, time: float, sid: str | None = None,
+               outcome: str = "", **extra: Any) -> None:
+        """Append one event; an IO error is logged, never raised (the journal is a
+        record, not a precondition of any HA action)."""
+        record: dict[str, Any] = {"time": round(float(time), 3), "event": event,
+                                  "node": node, "outcome": outcome}
+        if sid is not None:
+            record["sid"] = sid
+        record.update({k: v for k, v in extra.items() if v is not None})
+        data = (json.dumps(record, sort_keys=True) + "\n").encode()
+        with self._lock:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, data)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                log.warning("cannot append to %s: %s", self.path, err.strerror)
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete event, oldest first (a torn or damaged line is skipped)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        out: list[dict[str, Any]] = []
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "event" in record and "time" in record:
+                out.append(record)
+        return out
+
+
+class Recorder:
+    """Log-line hook of the watcher's ports: recovery events into ``history``."""
+
+    def __init__(self, history: History, clock: Callable[[], float]) -> None:
+        self.history = history
+        self.clock = clock
+        self.placed: dict[str, str] = {}  # sid -> fenced node, until it runs
+        self._lock = threading.Lock()
+
+    def __call__(self, node: str | None, msg: str) -> None:
+        """``node`` None = a manager line, else the executor of ``node``."""
+        if node is None:
+            self._manager(msg)
+            return
+        m = _STARTED.match(msg)
+        if m is None:
+            return
+        with self._lock:
+            fenced = self.placed.pop(m.group(1), None)
+        if fenced is not None:
+            self.history.append("recovery", fenced, time=self.clock(), sid=m.group(1),
+                                outcome="running", target=node)
+
+    def _manager(self, msg: str) -> None:
+        m = _PLACED.match(msg)
+        if m is not None:
+            sid, fenced, target = m.groups()
+            with self._lock:
+                self.placed[sid] = fenced
+            self.history.append("recovery", fenced, time=self.clock(), sid=sid,
+                                outcome="placed", target=target)
+            return
+        m = _NO_NODE.match(msg)
+        if m is not None:
+            self.history.append("recovery", m.group(2), time=self.clock(), sid=m.group(1),
+                                outcome="no recovery node")
