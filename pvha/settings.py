@@ -22,6 +22,8 @@ is fine; a missing file that was asked for is an error). Layout::
     [watch]                                # pvha watch timings (PVE's defaults)
     round_interval = 10                    # seconds between manager rounds
     fence_delay = 60                       # seconds offline before a node is fenced
+                                           # (default 60, or 5 with a fence.cfg)
+    fence_timeout = 20                     # bound of each fence device call
     lock_lifetime = 120                    # plain-directory cfs only; pmxcfs fixes 120
 
 Secrets are never taken from argv or from the TOML file itself: they come from the file
@@ -124,7 +126,8 @@ class WatchSettings:
     every process sharing one directory must use the same value."""
 
     round_interval: float = 10.0
-    fence_delay: int = 60
+    fence_delay: int | None = None  # None: PVE's 60 s, or 5 s when a fence device exists
+    fence_timeout: float = 20.0  # bound of each fence device call and its read-back
     lock_lifetime: float = 120.0
 
 
@@ -156,6 +159,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "config_dir": ("cfs", "PVHA_CONFIG_DIR"),
     "round_interval": ("watch", "PVHA_ROUND_INTERVAL"),
     "fence_delay": ("watch", "PVHA_FENCE_DELAY"),
+    "fence_timeout": ("watch", "PVHA_FENCE_TIMEOUT"),
     "lock_lifetime": ("watch", "PVHA_LOCK_LIFETIME"),
 }
 _SECRET_KEYS = {"token_secret", "token_value", "password", "secret"}
@@ -202,11 +206,15 @@ def load_settings(
 def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
     watch = WatchSettings(
         round_interval=_number(m, "round_interval", 10.0, float, where),
-        fence_delay=_number(m, "fence_delay", 60, int, where),
+        fence_delay=_number(m, "fence_delay", None, int, where) if "fence_delay" in m else None,
+        fence_timeout=_number(m, "fence_timeout", 20.0, float, where),
         lock_lifetime=_number(m, "lock_lifetime", 120.0, float, where),
     )
-    if watch.round_interval <= 0 or watch.fence_delay < 0 or watch.lock_lifetime <= 0:
-        raise ConfigError("round_interval, fence_delay or lock_lifetime out of range", where)
+    if (watch.round_interval <= 0 or (watch.fence_delay or 0) < 0 or watch.lock_lifetime <= 0
+            or watch.fence_timeout <= 0):
+        raise ConfigError(
+            "round_interval, fence_delay, fence_timeout or lock_lifetime out of range", where
+        )
     return watch
 
 

@@ -64,43 +64,21 @@ def watch(
     api, cfs, _clock = build_real_adapters(settings, clock)
     if not cfs.pmxcfs:
         cfs_mod.LOCK_LIFETIME = settings.watch.lock_lifetime
-    delay = _fence_delay(settings, fence_delay, Path(cfs.config_dir))
-    watcher = Watcher(api, cfs, clock, fence_delay=delay,
+    watcher = Watcher(api, cfs, clock, fence_delay=settings.watch.fence_delay,
                       round_interval=settings.watch.round_interval,
-                      keepalive=cfs_mod.LOCK_LIFETIME / 4)
+                      keepalive=cfs_mod.LOCK_LIFETIME / 4,
+                      fence_timeout=settings.watch.fence_timeout)
     watcher.install_signals()
     logging.getLogger("pvha.watch").info(
         "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "
         "fence delay %d s, fencing by %s%s", ",".join(settings.api.hosts), cfs.root,
-        settings.watch.round_interval, delay,
+        settings.watch.round_interval, watcher.fence_delay,
         "fence device (fence.cfg) or fence-ack" if watcher.power else "fence-ack",
         " (once)" if once else "")
     try:
         watcher.run(once=once)
     except KeyboardInterrupt:
         pass
-
-
-def _fence_delay(settings: Any, flag: int | None, config_dir: Path) -> int:
-    """The fence delay: as configured (flag, PVHA_FENCE_DELAY or ``[watch]`` in the
-    settings file); otherwise PVE's 60 s, or DEVICE_FENCE_DELAY (5 s) when
-    ``fence.cfg`` exists, since a verified power-off needs no self-fence wait."""
-    from pvha.shell.power import DEVICE_FENCE_DELAY, FENCE_CFG
-
-    if flag is not None or os.environ.get("PVHA_FENCE_DELAY"):
-        return int(settings.watch.fence_delay)
-    if settings.source is not None:
-        import tomllib
-
-        try:
-            with open(settings.source, "rb") as fh:
-                if "fence_delay" in (tomllib.load(fh).get("watch") or {}):
-                    return int(settings.watch.fence_delay)
-        except (OSError, ValueError):
-            pass
-    if (config_dir / FENCE_CFG).exists():
-        return DEVICE_FENCE_DELAY
-    return int(settings.watch.fence_delay)
 
 
 def fence_ack(

@@ -43,7 +43,7 @@ from pvha.shell.fencing import FenceAcks
 from pvha.shell.history import History, Recorder
 from pvha.shell.keepalive import HookedClock, KeepAlive, api_quorate
 from pvha.shell.notify import notify
-from pvha.shell.power import FENCE_CFG, PowerFencing
+from pvha.shell.power import DEVICE_FENCE_DELAY, DEVICE_TIMEOUT, FENCE_CFG, PowerFencing
 from pvha.shell.snapshot import RoundView, take_view
 
 WATCH_STATE = "watch_state"
@@ -72,6 +72,14 @@ def describe_fence(node: str, state: dict[str, Any], has_device: bool, now: floa
     return f"fencing via {device} (attempt {info.get('attempt')})"
 
 
+def resolve_fence_delay(configured: int | None, has_device: bool) -> int:
+    """The fence delay: as configured; otherwise PVE's 60 s, or DEVICE_FENCE_DELAY (5 s)
+    with a fence device, since a verified power-off needs no wait for a self-fence."""
+    if configured is not None:
+        return configured
+    return DEVICE_FENCE_DELAY if has_device else FENCE_DELAY
+
+
 class ShellCrm(Crm):
     """The core CRM, plus: a new manager starts from the persisted last-online times."""
 
@@ -86,22 +94,24 @@ class ShellCrm(Crm):
 class Watcher:
     """The loop; ``api``/``cfs``/``clock`` are the real adapters or test doubles."""
 
-    def __init__(self, api: Any, cfs: Any, clock: Clock, *, fence_delay: int = FENCE_DELAY,
+    def __init__(self, api: Any, cfs: Any, clock: Clock, *, fence_delay: int | None = None,
                  round_interval: float = 10.0, keepalive: float | None = None,
-                 fencer: Any = None) -> None:
+                 fencer: Any = None, fence_timeout: float = DEVICE_TIMEOUT) -> None:
         """``keepalive`` (seconds): renew the manager lock at most this often during
         waits inside a round, after a quorum probe; needs ``clock`` to be a
         :class:`~pvha.shell.keepalive.HookedClock` (None = off). With
         ``<config dir>/fence.cfg`` the manager fences through its devices
         (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests);
-        an invalid fence.cfg raises ConfigError here."""
+        an invalid fence.cfg raises ConfigError here. ``fence_delay`` None: PVE's 60 s,
+        or DEVICE_FENCE_DELAY (5 s) with a fence device, since a verified power-off
+        needs no wait for a watchdog self-fence."""
         self.world = World(api, cfs, FenceAcks(cfs.config_dir), clock)
         self.world.history = History(cfs.config_dir)
         self.world.recorder = Recorder(self.world.history, clock.time)
         self.ops = GuestOps(self.world)
         self.executors = Executors(self.world, self.ops)
         self.clock = clock
-        self.fence_delay = fence_delay
+        self.fence_timeout = fence_timeout
         self.round_interval = round_interval
         self.crm: ShellCrm | None = None
         self.crm_node: str | None = None
@@ -114,6 +124,7 @@ class Watcher:
             clock.hook = self.keepalive
         self.power = self._power(fencer)
         self.world.power = self.power
+        self.fence_delay = resolve_fence_delay(fence_delay, self.power is not None)
 
     def _power(self, fencer: Any) -> PowerFencing | None:
         from pvha.fence.config import load_fence_config
@@ -129,7 +140,7 @@ class Watcher:
             return view is not None and node in view.online
 
         return PowerFencing(config, world.cfs.config_dir, world.history, online,
-                            self.clock.time, fencer)
+                            self.clock.time, fencer, self.fence_timeout)
 
     # --- one round -------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,14 +56,10 @@ RETRY_MAX = 60.0
 DEVICE_TIMEOUT = 20.0
 
 
-def policy_from_env() -> FencePolicy:
+def device_policy(timeout: float = DEVICE_TIMEOUT) -> FencePolicy:
     """One attempt per job (the watcher retries across rounds, visible in status and
-    history); ``PVHA_FENCE_TIMEOUT`` (seconds, default 20) bounds each device call and
-    the read-back (tests and the demo shorten it)."""
-    try:
-        timeout = float(os.environ.get("PVHA_FENCE_TIMEOUT") or DEVICE_TIMEOUT)
-    except ValueError:
-        timeout = DEVICE_TIMEOUT
+    history); ``timeout`` (seconds, setting ``fence_timeout``) bounds each device call
+    and the read-back."""
     timeout = max(timeout, 0.5)
     return FencePolicy(call_timeout=timeout, verify_timeout=timeout,
                        poll_interval=min(0.5, timeout / 4), attempts=1)
@@ -90,18 +85,18 @@ class PowerFencing:
 
     ``online(node)`` tells whether the latest quorate view shows the node online;
     ``clock()`` gives epoch seconds. ``fencer`` defaults to a :class:`Fencer` on
-    ``config`` with :func:`policy_from_env` and that liveness probe."""
+    ``config`` with :func:`device_policy` (``timeout``) and that liveness probe."""
 
     def __init__(self, config: FenceConfig, config_dir: Path, history: History,
                  online: Callable[[str], bool], clock: Callable[[], float],
-                 fencer: Fencer | None = None) -> None:
+                 fencer: Fencer | None = None, timeout: float = DEVICE_TIMEOUT) -> None:
         self.config = config
         self.config_dir = config_dir
         self.history = history
         self.online = online
         self.clock = clock
         self.fencer = fencer or Fencer(config, liveness_probe=online,
-                                        policy=policy_from_env())
+                                        policy=device_policy(timeout))
         self.jobs: dict[str, FenceJob] = {}
         self.fenced: dict[str, dict[str, Any]] = {}  # node -> {device, at}
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pvha-fence")

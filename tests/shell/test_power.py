@@ -1,5 +1,5 @@
 """Power fencing in the watcher (pvha.shell.power), the journal (pvha.shell.history) and
-the fence delay default (pvha.cli.watch._fence_delay): unit tests with a fake Fencer."""
+the fence delay default (pvha.shell.loop.resolve_fence_delay): unit tests with a fake Fencer."""
 
 from __future__ import annotations
 
@@ -139,18 +139,16 @@ def test_history_skips_torn_lines_and_recorder(tmp_path: Path) -> None:
 def test_fence_delay_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: Any,
                              env: dict[str, str], toml: str, fence_cfg: bool,
                              expected: int) -> None:
-    from pvha.cli.watch import _fence_delay
     from pvha.settings import load_settings
+    from pvha.shell.loop import resolve_fence_delay
 
     monkeypatch.delenv("PVHA_FENCE_DELAY", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     settings_file = tmp_path / "settings.toml"
     settings_file.write_text(toml)
-    if fence_cfg:
-        (tmp_path / "fence.cfg").write_text("device ipmi fence_ipmilan\n")
     settings = load_settings({"fence_delay": flag}, path=settings_file)
-    assert _fence_delay(settings, flag, tmp_path) == expected
+    assert resolve_fence_delay(settings.watch.fence_delay, fence_cfg) == expected
 
 
 def test_history_command(tmp_path: Path) -> None:
