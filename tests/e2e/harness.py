@@ -4,6 +4,7 @@ and bounded waits. Every subprocess is killed at teardown, whatever happens."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -171,10 +172,13 @@ class E2E:
         assert self.truth()["split_brain"] == [], self.truth()
 
 
-@pytest.fixture
-def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
-    state = tmp_path_factory.mktemp("e2e")  # short path: the ctl socket has ~100 bytes
-    fp = FakePve(state / "d", nodes=3, guests=6, timing=Timing(**FAST)).start()
+@contextlib.contextmanager
+def running_e2e(tmp_path_factory: pytest.TempPathFactory, name: str,
+                **fake: Any) -> Iterator[E2E]:
+    """A started FakePve (3 nodes, 6 guests, fast timings, ``fake`` options) and its
+    harness; every watcher and the fake are stopped on the way out."""
+    state = tmp_path_factory.mktemp(name)  # short path: the ctl socket has ~100 bytes
+    fp = FakePve(state / "d", nodes=3, guests=6, timing=Timing(**FAST), **fake).start()
     harness = E2E(fp, state)
     try:
         yield harness
@@ -182,3 +186,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         for w in harness.watchers:
             w.kill()
         fp.stop()
+
+
+@pytest.fixture
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    with running_e2e(tmp_path_factory, "e2e") as harness:
+        yield harness

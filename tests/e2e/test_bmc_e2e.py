@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pvha.fakepve.cluster import Timing
-from pvha.fakepve.server import FakePve
-from tests.e2e.harness import E2E, FAST, wait_for
+from tests.e2e.harness import E2E, running_e2e, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fence"))
 from fence_parts import require, require_agent, require_module
@@ -32,15 +30,8 @@ def bmc_e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     require_agent("fence_ipmilan")
     require(shutil.which("ipmitool") is not None, "ipmitool is missing (Debian package)")
     require_module("pyghmi", "pyghmi")
-    state = tmp_path_factory.mktemp("bmc")
-    fp = FakePve(state / "d", nodes=3, guests=6, timing=Timing(**FAST), bmc="ipmi").start()
-    harness = E2E(fp, state)
-    try:
+    with running_e2e(tmp_path_factory, "bmc", bmc="ipmi") as harness:
         yield harness
-    finally:
-        for w in harness.watchers:
-            w.kill()
-        fp.stop()
 
 
 def _env(e2e: E2E) -> dict[str, str]:
