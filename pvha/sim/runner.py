@@ -105,18 +105,22 @@ class Simulator:
                     self.hardware_cmd(cmd, "cmdlist")
             self.loop_count += 1
 
+    def _iterate(self, daemon: Crm | Lrm, env: SimEnv) -> bool:
+        """One daemon iteration at the hardware clock (which it may push forward);
+        False, logged, when the daemon asked to exit."""
+        env.loop_start_hook(self.hw.cur_time)
+        keep = daemon.do_one_iteration(env.cur_time)
+        env.loop_end_hook()
+        self.hw.cur_time = max(self.hw.cur_time, env.cur_time)
+        if not keep:
+            env.log("info", "exit (loop end)")
+        return keep
+
     def _run_crm(self, node: str) -> None:
         nd = self.d[node]
         hw = self.hw
-        if nd.crm is None:
+        if nd.crm is None or self._iterate(nd.crm, nd.crm_env):
             return
-        nd.crm_env.loop_start_hook(hw.cur_time)
-        keep = nd.crm.do_one_iteration(nd.crm_env.cur_time)
-        nd.crm_env.loop_end_hook()
-        hw.cur_time = max(hw.cur_time, nd.crm_env.cur_time)
-        if keep:
-            return
-        nd.crm_env.log("info", "exit (loop end)")
         nd.crm = None
         shutdown = hw.status[node].get("shutdown") or ""
         if shutdown == "reboot":
@@ -131,15 +135,8 @@ class Simulator:
     def _run_lrm(self, node: str) -> None:
         nd = self.d[node]
         hw = self.hw
-        if nd.lrm is None:
+        if nd.lrm is None or self._iterate(nd.lrm, nd.lrm_env):
             return
-        nd.lrm_env.loop_start_hook(hw.cur_time)
-        keep = nd.lrm.do_one_iteration(nd.lrm_env.cur_time)
-        nd.lrm_env.loop_end_hook()
-        hw.cur_time = max(hw.cur_time, nd.lrm_env.cur_time)
-        if keep:
-            return
-        nd.lrm_env.log("info", "exit (loop end)")
         nd.lrm = None
         shutdown = hw.status[node].get("shutdown") or ""
         if nd.lrm_restart:
