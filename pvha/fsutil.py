@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pvha.errors import LockError, StoreError
 
@@ -99,3 +101,19 @@ def flock_wait(
                     f"{what} is locked by another command (waited {timeout:g} s)"
                 ) from None
             sleep(0.02)
+
+
+def parse_json_object(text: str | None, where: Path | str) -> dict[str, Any] | None:
+    """A status file's content: None when missing or empty, else the JSON object it holds.
+
+    Raises StoreError naming ``where`` for invalid JSON or a value that is not an object.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise StoreError(f"{where}: invalid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise StoreError(f"{where}: expected a JSON object")
+    return data

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pvha.errors import LockError, StoreError
-from pvha.fsutil import atomic_write, flock_wait, fsync_dir
+from pvha.fsutil import atomic_write, flock_wait, fsync_dir, parse_json_object
 from pvha.ports import NODE_NAME_RE, GuestKind
 
 log = logging.getLogger("pvha.cfs")
@@ -290,16 +290,7 @@ class ClusterFs:
         self._write_json(self.config_dir / "lrm_status" / _node(node), status)
 
     def _read_json(self, path: Path) -> dict[str, Any] | None:
-        text = self._read_text(path)
-        if text is None or not text.strip():
-            return None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise StoreError(f"{path}: invalid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise StoreError(f"{path}: expected a JSON object")
-        return data
+        return parse_json_object(self._read_text(path), path)
 
     def _write_json(self, path: Path, data: dict[str, Any]) -> None:
         self._ensure_dir(path.parent)

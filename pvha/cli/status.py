@@ -18,21 +18,13 @@ from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, 
 from pvha.cli.render import Column
 from pvha.config.store import LRM_STATUS_DIR, MANAGER_STATUS, Store
 from pvha.errors import ApiError, PvhaError, StoreError
+from pvha.fsutil import parse_json_object
 
 STATUS_COLUMNS = [Column("type", "TYPE"), Column("status", "STATUS")]
 
 
 def read_json(store: Store, name: str) -> dict[str, Any] | None:
-    text = store.read_text(name)
-    if not text.strip():
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise StoreError(f"{store.path(name)}: invalid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise StoreError(f"{store.path(name)}: expected a JSON object")
-    return data
+    return parse_json_object(store.read_text(name), store.path(name))
 
 
 def _lrm_status(store: Store, nodes: list[str]) -> dict[str, dict[str, Any] | None]:
