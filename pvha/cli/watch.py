@@ -11,8 +11,6 @@ from typing import Annotated, Any
 
 import typer
 
-from pvha.adapters import build_real_adapters
-from pvha.adapters import cfs as cfs_mod
 from pvha.cli import render
 from pvha.cli.common import NodeArg, SettingsOpt, settings_for
 from pvha.errors import UsageError
@@ -52,6 +50,9 @@ def watch(
     settings_file: SettingsOpt = None,
 ) -> None:
     """Run the HA loop: manager and executors through the PVE API (stop with SIGTERM)."""
+    # imported here: requests/proxmoxer cost ~0.1 s that other commands and completion skip
+    from pvha.adapters import build_real_adapters
+    from pvha.adapters import cfs as cfs_mod
     from pvha.adapters.clock import SystemClock
     from pvha.shell.keepalive import HookedClock
     from pvha.shell.loop import Watcher
