@@ -24,10 +24,15 @@ def count_fenced_services(ss: dict[str, Any] | None, node: str) -> int:
 
 
 class Crm:
-    def __init__(self, env: HaEnv, now: int, fence_delay: int = FENCE_DELAY) -> None:
+    def __init__(
+        self, env: HaEnv, now: int, fence_delay: int = FENCE_DELAY, resume: bool = False
+    ) -> None:
+        """``resume``: a new master starts from the memory of the previous one
+        (:class:`~pvha.core.manager.Manager`); False is PVE's behaviour."""
         self.env = env
         self.now = now
         self.fence_delay = fence_delay
+        self.resume = resume
         self.state = "startup"
         self.state_change_time = now
         self.manager: Manager | None = None
@@ -49,7 +54,7 @@ class Crm:
         self.state = new
         self.state_change_time = self.now
         if new == "master":
-            self.manager = Manager(self.env, self.now, self.fence_delay)
+            self.manager = Manager(self.env, self.now, self.fence_delay, self.resume)
         else:
             self.manager = None
 

@@ -27,6 +27,8 @@ from pvha.core.transitions import SERVICE, SvcEvent, next_state
 
 # keys that survive a service state change
 _KEPT_KEYS = ("node", "failed_nodes", "maintenance_node")
+MEMORY_KEY = "pvha"
+"""manager_status key of the manager's own memory (pvha extension, see Manager)."""
 
 
 def _copy_json(value: Any) -> Any:
@@ -51,9 +53,19 @@ def _copy_status(value: Any) -> Any:
 
 
 class Manager:
-    """Master-side state: node status (ns), service status (ss), manager status (ms)."""
+    """Master-side state: node status (ns), service status (ss), manager status (ms).
 
-    def __init__(self, env: HaEnv, now: int, fence_delay: int = FENCE_DELAY) -> None:
+    Memory (a pvha extension): every flush also writes ``ms["pvha"]`` with what PVE keeps
+    only in the master's process: the last-online time of each node and the uid
+    counter. ``resume=True`` (``pvha watch``) starts from it, so a restarted watcher, a
+    series of ``--once`` runs or another node's watcher taking over count fence delays
+    from when the node was really last seen and never reuse a uid. ``resume=False`` is
+    PVE's behaviour (a new master rebuilds both), which the simulator keeps.
+    """
+
+    def __init__(
+        self, env: HaEnv, now: int, fence_delay: int = FENCE_DELAY, resume: bool = False
+    ) -> None:
         self.env = env
         self.now = now
         old = env.read_manager_status()
@@ -77,7 +89,28 @@ class Manager:
         self.auto_rebalance_hold = 0
         self.group_migration_round = FIRST_ROUND
         self._recovery_usage_fresh = False
+        if resume:
+            self._resume(old.get(MEMORY_KEY))
         self.update_crs_scheduler_mode()
+
+    def _resume(self, memory: Any) -> None:
+        """Take over the memory a previous master flushed (see the class docstring).
+        A last-online time in the future (another node's clock ahead of ours) counts as
+        now: the fence delay then starts later, never earlier."""
+        if not isinstance(memory, dict):
+            return
+        last = memory.get("last_online")
+        if isinstance(last, dict):
+            for node, t in last.items():
+                if isinstance(t, int) and not isinstance(t, bool) and node in self.ns.status:
+                    self.ns.last_online[node] = min(t, self.now)
+        seq = memory.get("uid_seq")
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
+            self._uid_counter = seq
+
+    def memory(self) -> dict[str, Any]:
+        """What :meth:`_resume` reads back (JSON-shaped)."""
+        return {"last_online": dict(self.ns.last_online), "uid_seq": self._uid_counter}
 
     # ------------------------------------------------------------------ helpers
     def new_uid(self) -> str:
@@ -354,4 +387,5 @@ class Manager:
         self.ms["node_status"] = self.ns.status
         self.ms["service_status"] = self.ss
         self.ms["timestamp"] = self.now
+        self.ms[MEMORY_KEY] = self.memory()
         self.env.write_manager_status(_copy_status(self.ms))
