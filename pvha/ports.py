@@ -3,8 +3,9 @@
 Theory of operation. The HA loop reads one frozen :class:`ClusterSnapshot` per round
 through :class:`ClusterReads`, holds the manager lock through :class:`ClusterFilesystem`,
 asks the pure core for a decision, then applies it: guest actions through
-:class:`GuestActions`, config steals and status writes through :class:`ClusterFilesystem`,
-fencing through :class:`Fencer`. Time comes only from :class:`Clock`.
+:class:`GuestActions` (posted, never waited for: their tasks are polled in later rounds),
+config steals and status writes through :class:`ClusterFilesystem`. Time comes only from
+:class:`Clock`.
 
 Two families implement these ports: the real-path adapters (``pvha.adapters``: the PVE
 HTTP API and a cluster filesystem directory such as ``/etc/pve``) and the simulator
@@ -27,6 +28,27 @@ GuestKind = Literal["qemu", "lxc"]
 
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$")
 """PVE's node-name format; also keeps node names safe to use as path components."""
+
+GUEST_DOWN = frozenset({"stopped"})
+"""Guest statuses that mean no guest process runs."""
+GUEST_UNKNOWN = frozenset({"unknown", ""})
+
+
+def guest_alive(status: str | None) -> bool | None:
+    """The HA meaning of a guest status as PVE reports it: True = its process runs,
+    False = it does not, None = nobody can tell (``unknown``, a stale entry).
+
+    ``/cluster/resources`` carries QEMU's run state for VMs (pvestatd's ``qmpstatus ||
+    status``): ``paused``, ``suspended``, ``prelaunch``, ``io-error``, ``postmigrate``,
+    ``inmigrate``, ``guest-panicked``, ``internal-error``, ... all with a live QEMU
+    process. PVE's HA resource agents count such a guest as running (``check_running``
+    looks at the process), so pvha does too: never a start loop on a paused VM, never
+    ``stopped`` for a live one, never an offline migration of a running one. A
+    hibernated VM is ``stopped`` (its state is on disk)."""
+    if status is None or status in GUEST_UNKNOWN:
+        return None
+    return status not in GUEST_DOWN
+
 
 MANAGER_LOCK = "pvha_manager_lock"
 """Lock id of pvha's manager (CRM). Distinct from PVE's ``ha_manager_lock`` on purpose:
@@ -218,18 +240,21 @@ class GuestRef:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskResult:
-    """A finished PVE task. ``ok`` is True for ``OK`` and ``WARNINGS: n`` (PVE counts
-    both as success); failed tasks are raised as TaskFailedError instead of returned."""
+class TaskStatus:
+    """``/nodes/{node}/tasks/{upid}/status``. ``exitstatus`` is set once the task stopped:
+    ``OK`` or ``WARNINGS: n`` count as success (as PVE counts them), anything else is
+    PVE's error text; ``unexpected status`` means the task's node died under it."""
 
     upid: str
     node: str
     type: str
-    exitstatus: str
+    running: bool
+    exitstatus: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.exitstatus == "OK" or self.exitstatus.startswith("WARNINGS")
+        e = self.exitstatus or ""
+        return not self.running and (e == "OK" or e.startswith("WARNINGS"))
 
 
 # --- the ports -------------------------------------------------------------------------------
@@ -269,32 +294,34 @@ class ClusterReads(Protocol):
 
 @runtime_checkable
 class GuestActions(Protocol):
-    """Guest actions through the owning node (``ref.node``). Each call submits the action,
-    waits for its task until it stops (bounded by the adapter's task timeout) and returns
-    the TaskResult. Raises TaskFailedError (task ended with an error: ``exitstatus`` holds
-    PVE's text), TaskTimeoutError (still running; it may finish later), ApiTransientError
-    (node unreachable: the action may or may not have been submitted) or
+    """Guest actions through the owning node (``ref.node``). Each call only submits the
+    action and returns its task id (UPID); nothing waits for a task: callers poll
+    :meth:`task_status` in later rounds. Raises ApiTransientError (the node or the API
+    is unreachable; ``request_sent`` False = certainly not submitted) or
     ApiPermanentError (refused synchronously, e.g. ``CT 100 already running``).
 
     Callers must hold the manager lock, and must not act on guests PVE's own HA manages
     (PVE would turn the action into an ``hastart``/``hastop`` request, not perform it)."""
 
-    def start(self, ref: GuestRef) -> TaskResult:
+    def post_start(self, ref: GuestRef) -> str:
         """Start the guest on ``ref.node``."""
 
-    def stop(self, ref: GuestRef, timeout: int | None = None) -> TaskResult:
-        """Hard stop. For qemu, stopping a stopped VM is a successful no-op."""
+    def post_stop(self, ref: GuestRef, timeout: int | None = None) -> str:
+        """Hard stop."""
 
-    def shutdown(
+    def post_shutdown(
         self, ref: GuestRef, timeout: int | None = None, force_stop: bool = False
-    ) -> TaskResult:
+    ) -> str:
         """Clean shutdown, optionally forcing a stop when ``timeout`` expires."""
 
-    def migrate(self, ref: GuestRef, target: str, online: bool) -> TaskResult:
+    def post_migrate(self, ref: GuestRef, target: str, online: bool) -> str:
         """Move the guest from ``ref.node`` to ``target`` (both nodes must be alive).
         qemu: live migration when ``online``, else offline. lxc: ``online`` means restart
         migration (shutdown, move, start), since PVE has no live migration for containers.
         The config changes owner only when the task succeeds."""
+
+    def task_status(self, upid: str) -> TaskStatus:
+        """The task's status, asked of the node in its UPID (proxied)."""
 
 
 @runtime_checkable
@@ -347,26 +374,3 @@ class ClusterFilesystem(Protocol):
         (safety rule 3). Only after ``old_node`` is fenced, by the manager-lock holder on a
         quorate node. True = moved now; False = it already was on ``new_node`` (resume
         after a crash). Raises StoreError if it is on neither or on both."""
-
-
-@dataclass(frozen=True, slots=True)
-class FenceResult:
-    """Draft (the fencing work owns it): whether ``node`` is proven off, and how."""
-
-    node: str
-    fenced: bool
-    method: str
-    detail: str = ""
-
-
-@runtime_checkable
-class Fencer(Protocol):
-    """Draft port for fencing (design §4 rule 1; filled in by the fencing work).
-
-    ``fence`` is called once per round for a node that must be fenced; it never blocks
-    for long: it starts or continues the procedure and reports whether the node is now
-    proven off (lease expired behind a watchdog, power-off read back from a fence device,
-    or an administrator's ``pvha fence-ack``). Only the manager-lock holder calls it."""
-
-    def fence(self, node: str) -> FenceResult:
-        """Advance fencing of ``node``; ``fenced`` True only with proof."""

@@ -13,7 +13,7 @@ is fine; a missing file that was asked for is an error). Layout::
     ca_file = "/etc/pve/pve-root-ca.pem"   # or fingerprint = ["AB:CD:..."]
     connect_timeout = 5
     read_timeout = 40                      # >= 30: PVE waits 30 s on forwarded calls
-    task_timeout = 600
+    task_timeout = 600                     # a guest task running longer is not waited for
     attempts = 3                           # tries per API call (1 = no retry)
 
     [cfs]
@@ -24,6 +24,7 @@ is fine; a missing file that was asked for is an error). Layout::
     fence_delay = 60                       # seconds offline before a node is fenced
                                            # (default 60, or 5 with a fence.cfg)
     fence_timeout = 20                     # bound of each fence device call
+    max_workers = 4                        # guest tasks in flight per node (PVE's default)
     lock_lifetime = 120                    # plain-directory cfs only; pmxcfs fixes 120
 
 Secrets are never taken from argv or from the TOML file itself: they come from the file
@@ -128,6 +129,7 @@ class WatchSettings:
     round_interval: float = 10.0
     fence_delay: int | None = None  # None: PVE's 60 s, or 5 s when a fence device exists
     fence_timeout: float = 20.0  # bound of each fence device call and its read-back
+    max_workers: int = 4  # guest tasks in flight per node
     lock_lifetime: float = 120.0
 
 
@@ -161,6 +163,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "fence_delay": ("watch", "PVHA_FENCE_DELAY"),
     "fence_timeout": ("watch", "PVHA_FENCE_TIMEOUT"),
     "lock_lifetime": ("watch", "PVHA_LOCK_LIFETIME"),
+    "max_workers": ("watch", "PVHA_MAX_WORKERS"),
 }
 _SECRET_KEYS = {"token_secret", "token_value", "password", "secret"}
 _FP_RE = re.compile(r"^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$")
@@ -209,11 +212,13 @@ def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
         fence_delay=_number(m, "fence_delay", None, int, where) if "fence_delay" in m else None,
         fence_timeout=_number(m, "fence_timeout", 20.0, float, where),
         lock_lifetime=_number(m, "lock_lifetime", 120.0, float, where),
+        max_workers=_number(m, "max_workers", 4, int, where),
     )
     if (watch.round_interval <= 0 or (watch.fence_delay or 0) < 0 or watch.lock_lifetime <= 0
-            or watch.fence_timeout <= 0):
+            or watch.fence_timeout <= 0 or watch.max_workers < 1):
         raise ConfigError(
-            "round_interval, fence_delay, fence_timeout or lock_lifetime out of range", where
+            "round_interval, fence_delay, fence_timeout, max_workers or lock_lifetime out of "
+            "range", where
         )
     return watch
 

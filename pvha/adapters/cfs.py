@@ -58,6 +58,7 @@ LOCAL_LOCK_FILE = ".pvha.lock"
 CONFIG_FILES = ("resources.cfg", "groups.cfg", "rules.cfg", "fence.cfg")
 _CONF_DIRS: dict[str, str] = {"qemu": "qemu-server", "lxc": "lxc"}
 _LOCK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_LOCK_LINE = re.compile(r"^lock:\s*(\S+)\s*$")
 
 
 @dataclass(slots=True)
@@ -116,7 +117,9 @@ class ClusterFs:
     def acquire_lock(self, lock_id: str, *, quiet: bool = False) -> bool:
         """One attempt at taking or renewing ``lock_id`` (semantics §1.7); never sleeps.
         Renew if our last success is under 120 s old (failure = lost lock); otherwise
-        mkdir, and if that fails, break the lock when expired and mkdir once more."""
+        mkdir, and if that fails, break the lock when expired and mkdir once more. A
+        hold that lapsed and is taken again counts as a new tenure: callers that keep
+        state in memory check :meth:`holds_lock` first (see ``pvha.shell.loop``)."""
         path = self._lock_path(lock_id)
         now = self._clock()
         held = self._held.get(lock_id)
@@ -322,6 +325,13 @@ class ClusterFs:
             atomic_write(path, b"")
         return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
+    def has_commands(self) -> bool:
+        """Peek: is any crm command queued (without consuming it, without a lock)?"""
+        try:
+            return bool((self._read_text(self.config_dir / "crm_commands") or "").strip())
+        except StoreError:
+            return False
+
     # --- HA config -------------------------------------------------------------------------
 
     def read_config(self, name: str) -> str | None:
@@ -367,6 +377,28 @@ class ClusterFs:
         fsync_dir(src.parent)
         log.info("moved config of %s %d from %s to %s", kind, vmid, old_node, new_node)
         return True
+
+    def remove_guest_lock(self, kind: GuestKind, vmid: int, node: str,
+                          locks: tuple[str, ...] | list[str]) -> str | None:
+        """Drop a leftover ``lock:`` line (backup, mounted, ...) from the main section of
+        the guest's config on ``node`` (not its snapshots), as PVE's ``remove_locks``
+        before a recovery; the file is rewritten atomically. Returns the removed lock,
+        or None (no config there, no such lock). Caller holds the manager lock and has
+        proven ``node`` off."""
+        path = self.guest_config_path(kind, vmid, node)
+        text = self._read_text(path)
+        if text is None:
+            return None
+        lines = text.splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if line.startswith("["):
+                break
+            m = _LOCK_LINE.match(line.rstrip("\n"))
+            if m and m.group(1) in locks:
+                del lines[i]
+                atomic_write(path, "".join(lines).encode("utf-8"))
+                return m.group(1)
+        return None
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -5,8 +5,9 @@
 Wire rules kept here: booleans go out as 1/0 (PVE rejects ``True``), lists are joined
 by the caller's rule, ``None`` parameters are left out; numbers and booleans coming back
 are normalised (PVE sends 0/1 integers, loadavg as strings, and leaves keys out).
-Guest actions wait for their task (UPID) on the node named in the UPID, polling
-``/nodes/{node}/tasks/{upid}/status`` until ``stopped``.
+Guest actions only post: they return the task's UPID, and callers poll
+:meth:`PveApi.task_status` (asked of the node named in the UPID) in later rounds; nothing
+here waits for a task.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pvha.adapters.pve_client import PveClient
-from pvha.errors import ApiError, ApiPermanentError, TaskFailedError, TaskTimeoutError
+from pvha.errors import ApiError, ApiPermanentError
 from pvha.ports import (
     NODE_NAME_RE,
     ClusterNode,
@@ -32,7 +33,7 @@ from pvha.ports import (
     NodeResource,
     NodeStatus,
     PveHaResource,
-    TaskResult,
+    TaskStatus,
 )
 from pvha.settings import ApiSettings
 
@@ -81,33 +82,20 @@ def form(**params: Any) -> dict[str, Any]:
 class PveApi:
     """Typed PVE API over a :class:`PveClient`; implements ClusterReads and GuestActions.
 
-    ``clock`` (wall time for snapshots), ``monotonic`` and ``sleep`` (task polling) are
-    injectable. ``task_timeout`` bounds every wait for a task.
+    ``clock`` (wall time for snapshots) is injectable.
     """
 
-    def __init__(
-        self,
-        client: PveClient,
-        *,
-        task_timeout: float = 600.0,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        poll_interval: tuple[float, float] = (0.5, 5.0),
-    ) -> None:
+    def __init__(self, client: PveClient, *, clock: Callable[[], float] = time.time) -> None:
         self.client = client
-        self.task_timeout = task_timeout
         self._clock = clock
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._poll = poll_interval
 
     @classmethod
     def from_settings(cls, settings: ApiSettings, **kw: Any) -> PveApi:
-        """Build client and adapter from settings (``monotonic``/``sleep`` go to both)."""
+        """Build client and adapter from settings (``monotonic``/``sleep`` go to the
+        client's retries, ``clock`` to the adapter)."""
         client_kw = {k: kw[k] for k in ("monotonic", "sleep") if k in kw}
         client = PveClient(settings, **client_kw)
-        return cls(client, task_timeout=settings.task_timeout, **kw)
+        return cls(client, **{k: kw[k] for k in ("clock",) if k in kw})
 
     def _get(self, path: str, **params: Any) -> Any:
         return self.client.call("GET", path, form(**params), idempotent=True)
@@ -116,10 +104,6 @@ class PveApi:
         return self.client.call("POST", path, form(**params), idempotent=False)
 
     # --- reads: one method per endpoint ------------------------------------------------
-
-    def get_version(self) -> dict[str, Any]:
-        """``GET /version``: a cheap "is the API there" call."""
-        return dict(self._get("version") or {})
 
     def get_cluster_status(self) -> ClusterStatus:
         """``GET /cluster/status``: quorum and per-node online, from the answering node."""
@@ -148,7 +132,10 @@ class PveApi:
 
     def get_task_status(self, node: str, upid: str) -> dict[str, Any]:
         """``GET /nodes/{node}/tasks/{upid}/status`` (ask the UPID's node; proxied)."""
-        return dict(self._get(f"nodes/{_node(node)}/tasks/{upid}/status") or {})
+        data = self._get(f"nodes/{_node(node)}/tasks/{upid}/status")
+        if not isinstance(data, dict):
+            raise ApiPermanentError(f"unexpected answer from PVE for task {upid}: {data!r}")
+        return data
 
     # --- actions: one method per endpoint, each returns the UPID -----------------------
 
@@ -184,29 +171,21 @@ class PveApi:
         t = timeout if restart else None
         return _upid(self._post(path, target=_node(target), restart=restart, timeout=t))
 
+    def post_migrate(self, ref: GuestRef, target: str, online: bool) -> str:
+        """qemu: live when ``online``, else offline; lxc: ``online`` = restart migration."""
+        if ref.kind == "qemu":
+            return self.post_qemu_migrate(ref.node, ref.vmid, target, online=online)
+        return self.post_lxc_migrate(ref.node, ref.vmid, target, restart=online)
+
     # --- tasks -------------------------------------------------------------------------
 
-    def wait_task(self, upid: str, timeout: float | None = None) -> TaskResult:
-        """Poll the task on its node until it stops. Returns the TaskResult for ``OK`` or
-        ``WARNINGS: n``; raises TaskFailedError with PVE's exit status otherwise, and
-        TaskTimeoutError after ``timeout`` (default ``task_timeout``) seconds. Transient
-        errors while polling (e.g. 595, the node died) are retried by the client, then
-        raised: the outcome of the task is then unknown."""
+    def task_status(self, upid: str) -> TaskStatus:
+        """The status of a task, from the node in its UPID (one proxied GET)."""
         info = parse_upid(upid)
-        limit = self.task_timeout if timeout is None else timeout
-        deadline = self._monotonic() + limit
-        interval, cap = self._poll
-        while True:
-            st = self.get_task_status(info.node, info.upid)
-            if st.get("status") == "stopped":
-                return _task_result(info, st)
-            left = deadline - self._monotonic()
-            if left <= 0:
-                raise TaskTimeoutError(
-                    f"task {info.type} {info.id} on {info.node} still running after "
-                    f"{limit:g} s ({info.upid})", upid=info.upid, host=self.client.current_host)
-            self._sleep(min(interval, left))
-            interval = min(interval * 2, cap)
+        st = self.get_task_status(info.node, info.upid)
+        running = st.get("status") != "stopped"
+        exitstatus = None if running else str(st.get("exitstatus") or "unexpected status")
+        return TaskStatus(info.upid, info.node, info.type, running, exitstatus)
 
     # --- ClusterReads ------------------------------------------------------------------
 
@@ -252,25 +231,6 @@ class PveApi:
 
     def guest_status(self, ref: GuestRef) -> GuestStatus:
         return self.get_guest_status(ref)
-
-    # --- GuestActions ------------------------------------------------------------------
-
-    def start(self, ref: GuestRef) -> TaskResult:
-        return self.wait_task(self.post_start(ref))
-
-    def stop(self, ref: GuestRef, timeout: int | None = None) -> TaskResult:
-        return self.wait_task(self.post_stop(ref, timeout))
-
-    def shutdown(self, ref: GuestRef, timeout: int | None = None,
-                 force_stop: bool = False) -> TaskResult:
-        return self.wait_task(self.post_shutdown(ref, timeout, force_stop))
-
-    def migrate(self, ref: GuestRef, target: str, online: bool) -> TaskResult:
-        if ref.kind == "qemu":
-            return self.wait_task(self.post_qemu_migrate(ref.node, ref.vmid, target,
-                                                         online=online))
-        return self.wait_task(self.post_lxc_migrate(ref.node, ref.vmid, target,
-                                                    restart=online))
 
 
 # --- parsing (pure functions, tested on PVE's documented shapes) -----------------------------
@@ -353,16 +313,6 @@ def parse_ha_resource(d: Mapping[str, Any]) -> PveHaResource:
                          d.get("state"), d.get("group"), _int(d.get("max_restart")),
                          _int(d.get("max_relocate")),
                          None if failback is None else _bool(failback), d.get("comment"))
-
-
-def _task_result(info: Upid, st: Mapping[str, Any]) -> TaskResult:
-    exitstatus = str(st.get("exitstatus") or "unexpected status")
-    result = TaskResult(info.upid, info.node, info.type, exitstatus)
-    if not result.ok:
-        raise TaskFailedError(
-            f"task {info.type} {info.id} on {info.node} failed: {exitstatus}",
-            upid=info.upid, exitstatus=exitstatus, pve_message=exitstatus)
-    return result
 
 
 def _parsed(path: str, parse: Callable[[Any], T], data: Any, empty: Any) -> T:

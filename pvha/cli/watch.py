@@ -53,22 +53,20 @@ def watch(
     # imported here: requests/proxmoxer cost ~0.1 s that other commands and completion skip
     from pvha.adapters import build_real_adapters
     from pvha.adapters import cfs as cfs_mod
-    from pvha.adapters.clock import SystemClock
-    from pvha.shell.keepalive import HookedClock
     from pvha.shell.loop import Watcher
 
     flags: dict[str, Any] = {"round_interval": round_interval, "fence_delay": fence_delay,
                              "cfs_root": cfs_root}
     settings = settings_for(flags, settings_file)
     _logging(verbose)
-    clock = HookedClock(SystemClock())
-    api, cfs, _clock = build_real_adapters(settings, clock)
+    api, cfs, clock = build_real_adapters(settings)
     if not cfs.pmxcfs:
         cfs_mod.LOCK_LIFETIME = settings.watch.lock_lifetime
     watcher = Watcher(api, cfs, clock, fence_delay=settings.watch.fence_delay,
                       round_interval=settings.watch.round_interval,
-                      keepalive=cfs_mod.LOCK_LIFETIME / 4,
-                      fence_timeout=settings.watch.fence_timeout)
+                      fence_timeout=settings.watch.fence_timeout,
+                      max_workers=settings.watch.max_workers,
+                      task_timeout=settings.api.task_timeout)
     watcher.install_signals()
     logging.getLogger("pvha.watch").info(
         "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "
@@ -77,9 +75,11 @@ def watch(
         "fence device (fence.cfg) or fence-ack" if watcher.power else "fence-ack",
         " (once)" if once else "")
     try:
-        watcher.run(once=once)
+        code = watcher.run(once=once)
     except KeyboardInterrupt:
-        pass
+        code = 0
+    if code:
+        raise typer.Exit(code)
 
 
 def fence_ack(

@@ -1,8 +1,16 @@
 """The LRM daemon role state machine and its executor logic (semantics §1.10, ``LRM.pm``).
 
 One :class:`Lrm` per node; the shell calls :meth:`Lrm.do_one_iteration` with ``now``
-each daemon round (False = exit). Resource commands run inline through the port's
-resource operations (PVE's ``max_workers = 0`` path, which the simulator uses).
+each daemon round (False = exit). Workers are resumable jobs
+(:mod:`pvha.core.executor`): with ports that act at once (the simulator, PVE's
+``max_workers = 0`` path) a worker ends within the round that queued it; with ports that
+post guest tasks (``pvha watch``) it stays in flight across rounds, like PVE's forked
+workers, and is looked at again each round until its task has ended.
+
+Memory (a pvha extension, as :class:`pvha.core.manager.Manager` has): the status this
+LRM writes carries, under ``"pvha"``, its role state, restart counters, idle count and
+workers, and :meth:`Lrm.resume` starts from them, so a restarted watcher, or the next
+``--once`` run, behaves as one continuous LRM.
 """
 
 from __future__ import annotations
@@ -11,19 +19,31 @@ from typing import Any
 
 from pvha.core.crm import error_text as _msg
 from pvha.core.crm import guarded_work
-from pvha.core.executor import exec_resource_agent
+from pvha.core.executor import RETRY_BUDGET, TASK_TIMEOUT, in_flight, new_job, step
 from pvha.core.lrm_work import do_work, state_changes
 from pvha.core.ports import CfsError, HaEnv
 from pvha.core.states import ExitCode
 from pvha.core.transitions import LRM, LrmEvent, next_state
 
+MEMORY_KEY = "pvha"
+_WORKER_KEYS = ("sid", "uid", "state", "params", "start_tries", "job")
 _NOT_ACTIVE = ("stopped", "freeze", "error", "request_start")
 
 
 class Lrm:
-    def __init__(self, env: HaEnv, now: int) -> None:
+    """One node's LRM. ``max_workers`` bounds the workers in flight at once (0 = no
+    bound, PVE's inline path); ``budget`` is the RetryLater budget of a job and
+    ``task_timeout`` how long a job waits for one task (seconds)."""
+
+    def __init__(
+        self, env: HaEnv, now: int, max_workers: int = 0, budget: int = RETRY_BUDGET,
+        task_timeout: int = TASK_TIMEOUT,
+    ) -> None:
         self.env = env
         self.now = now
+        self.max_workers = max_workers
+        self.budget = budget
+        self.task_timeout = task_timeout
         self.state = "startup"
         self.state_change_time = now
         self.workers: dict[str, dict[str, Any]] = {}
@@ -48,6 +68,47 @@ class Lrm:
         self.env.log("info", f"status change {self.state} => {new}")
         self.state = new
         self.state_change_time = self.now
+
+    # ------------------------------------------------------------------ memory
+    def memory(self) -> dict[str, Any]:
+        """What :meth:`resume` reads back (JSON-shaped)."""
+        return {
+            "state": self.state,
+            "state_change_time": self.state_change_time,
+            "restart_tries": dict(self.restart_tries),
+            "active_idle_rounds": self.active_idle_rounds,
+            "workers": {sid: {k: w[k] for k in _WORKER_KEYS if k in w}
+                        for sid, w in self.workers.items()},
+        }
+
+    def resume(self, status: dict[str, Any]) -> None:
+        """Start from a status this LRM (or one in an earlier process) wrote: results,
+        mode, and the memory under ``"pvha"``. Malformed parts are ignored."""
+        results = status.get("results")
+        if isinstance(results, dict):
+            self.results = {u: r for u, r in results.items() if isinstance(r, dict)}
+        if status.get("mode") in ("active", "maintenance", "disarm"):
+            self.mode = str(status["mode"])
+        memory = status.get(MEMORY_KEY)
+        if not isinstance(memory, dict):
+            return
+        if memory.get("state") in ("wait_for_agent_lock", "active", "maintenance",
+                                   "lost_agent_lock"):
+            self.state = str(memory["state"])
+            since = memory.get("state_change_time")
+            self.state_change_time = since if isinstance(since, int) else self.now
+            self.wrote_status_at_startup = True
+        tries = memory.get("restart_tries")
+        if isinstance(tries, dict):
+            self.restart_tries = {str(k): v for k, v in tries.items() if isinstance(v, int)}
+        idle = memory.get("active_idle_rounds")
+        if isinstance(idle, int):
+            self.active_idle_rounds = idle
+        workers = memory.get("workers")
+        if isinstance(workers, dict):
+            for sid, w in workers.items():
+                if isinstance(w, dict) and isinstance(w.get("job"), dict) and "state" in w:
+                    self.workers[str(sid)] = {k: w[k] for k in _WORKER_KEYS if k in w}
 
     # ------------------------------------------------------------------ shutdown
     def shutdown_request(self, now: int) -> None:
@@ -134,6 +195,7 @@ class Lrm:
             "mode": self.mode,
             "results": dict(self.results),
             "timestamp": self.now,
+            MEMORY_KEY: self.memory(),
         }
         try:
             self.env.write_lrm_status(status)
@@ -215,11 +277,18 @@ class Lrm:
     def queue_resource_command(
         self, sid: str, uid: str | None, state: str, params: dict[str, Any] | None = None
     ) -> None:
+        """Queue a command for ``sid``: none if its uid already has a result (except
+        ``stopped``, enforced every round); a worker in flight is left alone, a queued
+        one that has not begun is replaced, unless it is the same command (then it keeps
+        its job, whose RetryLater budget runs on)."""
         if state != "stopped" and uid and uid in self.results:
             return
         w = self.workers.get(sid)
         if w is not None:
-            if w.get("pid"):
+            if in_flight(w["job"]):
+                return
+            if w["uid"] == uid and w["state"] == state:
+                w["params"] = params
                 return
             del self.workers[sid]
         self.workers[sid] = {
@@ -228,9 +297,11 @@ class Lrm:
             "state": state,
             "params": params,
             "start_tries": 0,
+            "job": new_job(self.now),
         }
 
     def manage_resources(self) -> int:
+        """Queue the commands of the services on this node, then run the workers."""
         me = self.env.nodename()
         ss = self.service_status
         for sid in list(self.restart_tries):
@@ -249,27 +320,44 @@ class Lrm:
         return self.run_workers()
 
     def run_workers(self) -> int:
+        """Advance every worker once: those in flight first (PVE's
+        ``check_active_workers``), then the queued ones in fair order (most waited
+        first), at most ``max_workers`` in flight. Returns the workers left."""
         sc = self.env.read_service_config()
         workers = self.workers
+        for sid in sorted(s for s, w in workers.items() if in_flight(w["job"])):
+            self._advance(sid, sc.get(sid))
         pending = sorted(
-            (sid for sid, w in workers.items() if not w.get("pid")),
+            (sid for sid, w in workers.items() if not in_flight(w["job"])),
             key=lambda s: (-workers[s]["start_tries"], s),
         )
         for sid in pending:
             w = workers[sid]
             w["start_tries"] += 1
-            try:
-                res = exec_resource_agent(self, sid, sc.get(sid), w["state"], w.get("params") or {})
-            except Exception as err:  # noqa: BLE001 - a failing worker reports, never kills the LRM
-                self.env.log("err", str(err).rstrip("\n"))
-                res = -1
-            if w.get("uid") is not None:
-                self.resource_command_finished(sid, w["uid"], res)
-            else:
-                self.stop_command_finished(sid, res)
+            if self.max_workers and self._in_flight() >= self.max_workers:
+                continue
+            self._advance(sid, sc.get(sid))
         if pending:
             self._prune_results()
         return len(self.workers)
+
+    def _in_flight(self) -> int:
+        return sum(1 for w in self.workers.values() if in_flight(w["job"]))
+
+    def _advance(self, sid: str, cd: dict[str, Any] | None) -> None:
+        w = self.workers[sid]
+        try:
+            res = step(self.env, sid, cd, w["state"], w.get("params") or {}, w["job"],
+                       self.now, self.budget, self.task_timeout)
+        except Exception as err:  # noqa: BLE001 - a failing worker reports, never kills the LRM
+            self.env.log("err", str(err).rstrip("\n"))
+            res = -1
+        if res is None:
+            return
+        if w.get("uid") is not None:
+            self.resource_command_finished(sid, w["uid"], res)
+        else:
+            self.stop_command_finished(sid, res)
 
     def resource_command_finished(self, sid: str, uid: str, exit_code: int) -> None:
         w = self.workers.pop(sid, None)

@@ -1,29 +1,24 @@
-"""The core's ``HaEnv`` on the real ports: snapshot + cluster filesystem + PVE API.
+"""The core's ``HaEnv`` on the real ports, one class per role.
 
-Theory of operation. One :class:`World` per watcher process holds the adapters, the
-round's :class:`~pvha.shell.snapshot.RoundView` and two short-lived overlays that
-carry what this process itself just did (a config moved by a steal or a migration, a
-guest started or stopped) until the next snapshots agree, because
-``/cluster/resources`` lags behind actions by up to a pvestatd cycle.
-
-:class:`ShellEnv` is the port one daemon role acts through, as ``pvha.sim.env.SimEnv``
-is for the simulator: ``node=None`` is the manager (CRM, named after the API node
-whose view it uses), ``node="node2"`` is the executor (LRM) that the active manager
-runs on behalf of ``node2``. The contracts of ``pvha.core.ports`` hold, with these
-mappings of PVE's mechanisms:
+:class:`ManagerEnv` is the port of the manager (the core CRM and its Manager, named after
+the API node whose view it uses); :class:`ExecutorEnv` the port of the executor (the core
+LRM) that the active manager runs on behalf of one online node. Both read the round's
+view (:class:`~pvha.shell.authority.Authority`), the configuration
+(:class:`~pvha.shell.config.ConfigSource`) and the status files held in memory
+(:class:`~pvha.shell.statusfiles.StatusFiles`). The contracts of ``pvha.core.ports``
+hold, with these mappings of PVE's mechanisms:
 
 * manager lock = ``pvha_manager_lock`` on the cluster filesystem, taken or renewed
   only while the answering API node is quorate (safety rule 2);
-* the fencing step's "get the dead node's agent lock" succeeds only with a fence-ack
-  record for a node that is not online in a quorate view (safety rule 1,
-  :mod:`pvha.shell.fencing`), or, for a node that ``fence.cfg`` connects to a fence
-  device, once that device verified the node off (:mod:`pvha.shell.power`);
-* an executor's agent lock is "this process holds the manager lock, the view is
-  quorate, the node is online and not acked as fenced": no lock directory, because
-  the executor runs inside the manager;
-* every write (status files, config steal, guest actions) re-checks
-  :meth:`World.may_act` first, so nothing is changed by a process that lost the lock
-  or whose API node lost quorum during the round.
+* the fencing step's "get the dead node's agent lock" succeeds only with a proof that
+  the node is off (:class:`pvha.shell.fencing.Fencing`: a fence-ack, or a fence
+  device's verified power-off; safety rule 1);
+* an executor's agent lock is "this process may act, the node is online and not acked
+  as fenced": no lock directory, because the executor runs inside the manager; there is
+  no watchdog in this mode (``watchdog_*`` do nothing);
+* every write (status files, config moves, guest actions) checks
+  :meth:`Authority.may_act` first, so nothing is changed by a process that lost the
+  lock or whose API node lost quorum.
 """
 
 from __future__ import annotations
@@ -32,16 +27,14 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pvha.config.store import Store
-from pvha.core.model import HAConfig
 from pvha.core.ports import CfsError
 from pvha.errors import PvhaError
-from pvha.ports import MANAGER_LOCK, Clock
-from pvha.shell.fencing import FenceAcks
-from pvha.shell.snapshot import RoundView
-
-OVERLAY_TTL = 60.0
-"""Seconds an overlay (our own action's outcome) may override the snapshot."""
+from pvha.ports import MANAGER_LOCK
+from pvha.shell.authority import Authority
+from pvha.shell.config import ConfigSource
+from pvha.shell.fencing import Fencing
+from pvha.shell.guests import GuestOps, Guests, split_sid
+from pvha.shell.statusfiles import StatusFiles
 
 _LEVELS = {
     "err": logging.ERROR,
@@ -57,259 +50,66 @@ DATACENTER_DEFAULTS: Mapping[str, Any] = {
     "ha": {"shutdown_policy": "conditional"},
     "crs": {"ha": "basic"},
 }
+Recorder = Callable[[str | None, str], None]
 
 
-class World:
-    """Per-process shared state of a watcher (see module docstring).
+class Shared:
+    """What the manager's and the executors' ports share within one watcher."""
 
-    ``api`` implements ClusterReads and GuestActions, ``cfs`` the ClusterFilesystem
-    port (plus ``holds_lock``/``config_dir``), ``acks`` the fence-ack records.
-    """
-
-    def __init__(self, api: Any, cfs: Any, acks: FenceAcks, clock: Clock) -> None:
-        self.api = api
-        self.cfs = cfs
-        self.acks = acks
-        self.clock = clock
-        self.view: RoundView | None = None
-        self.quorum_lost = False  # set inside a round by pvha.shell.keepalive
-        # when this process last saw each node online in a quorate view
-        self.seen_online: dict[str, float] = {}
-        self.node_overlay: dict[str, tuple[str, float]] = {}
-        self.run_overlay: dict[str, tuple[bool, float]] = {}
-        self.verify: set[str] = set()
-        self.skipped: dict[str, str] = {}  # sid -> why it is not managed (logged once)
-        # caches, valid for one generation: a new view, a config move or a config edit
-        # starts a new one (the executors read the service config once per command)
-        self.generation = 0
-        self._cfg_key: tuple[str | None, ...] | None = None
-        self._cfg: HAConfig = HAConfig()
-        self._cfg_gen = -1
-        self._sc: dict[str, dict[str, Any]] = {}
-        self._sc_gen = -1
-        self.log = logging.getLogger("pvha.watch")
-        # power fencing (pvha.shell.power) when fence.cfg exists; the journal hook
-        self.power: Any = None
-        self.history: Any = None
-        self.recorder: Callable[[str | None, str], None] | None = None
-
-    # --- the round's view ------------------------------------------------------------
-
-    def set_view(self, view: RoundView) -> None:
-        """Install the round's view; drop overlays the snapshot now confirms or that aged."""
-        self.view = view
-        if view.quorate:
-            for node in view.online:
-                self.seen_online[node] = view.taken_at
-        self.quorum_lost = False
-        self.generation += 1
-        now = self.clock.time()
-        for sid, (node, since) in list(self.node_overlay.items()):
-            g = view.guests.get(sid)
-            if (g is not None and g.node == node) or now - since > OVERLAY_TTL:
-                del self.node_overlay[sid]
-        for sid, (running, since) in list(self.run_overlay.items()):
-            g = view.guests.get(sid)
-            agrees = g is not None and not g.status_stale and (g.status == "running") == running
-            if agrees or now - since > OVERLAY_TTL:
-                del self.run_overlay[sid]
-
-    def require_view(self) -> RoundView:
-        if self.view is None:
-            raise CfsError("no cluster view this round")
-        return self.view
-
-    def quorate(self) -> bool:
-        return self.view is not None and self.view.quorate and not self.quorum_lost
-
-    def holds_manager_lock(self) -> bool:
-        return bool(self.cfs.holds_lock(MANAGER_LOCK))
-
-    def may_act(self) -> bool:
-        """Safety rule 2: manager lock held and the answering API node quorate."""
-        return self.quorate() and self.holds_manager_lock()
-
-    def node_online(self, node: str) -> bool:
-        return self.view is not None and node in self.view.online
-
-    def node_fenced(self, node: str) -> bool:
-        """Safety rule 1: ``node`` is proven off (fence-ack) and not online now."""
-        if not self.may_act() or self.node_online(node):
-            return False
-        ack = self.acks.get(node)
-        if ack is None:
-            return False
-        seen = self.seen_online.get(node)
-        if seen is not None and ack.acked_at < seen:
-            # an ack from before the node's last return: proves nothing about now
-            self.log.warning("fence-ack of %s is older than its last time online; ignored "
-                             "(run pvha fence-ack %s again once it is off)", node, node)
-            return False
-        return True
-
-    def proven_off(self, node: str) -> bool:
-        """A fence-ack record, or a verified power-off by its fence device that the node
-        has not come back from (the config steal's own check of safety rule 1)."""
-        if self.acks.get(node) is not None:
-            return True
-        return self.power is not None and node in self.power.fenced
-
-    # --- guests ----------------------------------------------------------------------
-
-    def guest_node(self, sid: str) -> str | None:
-        """Where the guest's config is: our own recent move, else the snapshot."""
-        if sid in self.node_overlay:
-            return self.node_overlay[sid][0]
-        g = self.view.guests.get(sid) if self.view is not None else None
-        return g.node if g is not None else None
-
-    def moved(self, sid: str, node: str) -> None:
-        self.node_overlay[sid] = (node, self.clock.time())
-        self.generation += 1
-
-    def ran(self, sid: str, running: bool) -> None:
-        self.run_overlay[sid] = (running, self.clock.time())
-        self.verify.discard(sid)
-
-    # --- configuration ---------------------------------------------------------------
-
-    def config(self) -> HAConfig:
-        """resources/groups/rules from the config dir: read once per generation, parsed
-        again only when the text changed."""
-        if self._cfg_gen == self.generation:
-            return self._cfg
-        try:
-            key = tuple(self.cfs.read_config(n) for n in ("resources.cfg", "groups.cfg",
-                                                            "rules.cfg"))
-            if key != self._cfg_key:
-                self._cfg = Store(self.cfs.config_dir).load().ha_config()
-                self._cfg_key = key
-        except PvhaError as err:
-            raise CfsError(f"cannot read HA configuration: {err}") from None
-        self._cfg_gen = self.generation
-        return self._cfg
+    def __init__(self, auth: Authority, config: ConfigSource, statuses: StatusFiles,
+                 guests: Guests, fencing: Fencing, recorder: Recorder | None = None) -> None:
+        self.auth = auth
+        self.config = config
+        self.statuses = statuses
+        self.guests = guests
+        self.fencing = fencing
+        self.recorder = recorder
+        self._sc: tuple[Any, dict[str, dict[str, Any]]] | None = None
 
     def service_config(self) -> dict[str, dict[str, Any]]:
-        """The core's ``read_service_config``: PVE-shaped dicts with the guest's node.
-        Guests PVE's own HA manages, and resources without a guest, are left out.
-        Cached for the generation: callers may only change a ``node`` to where the
-        config really is (the manager's recovery does, right after the move)."""
-        if self._sc_gen == self.generation:
-            return self._sc
-        view = self.require_view()
-        out: dict[str, dict[str, Any]] = {}
-        for sid, res in self.config().resources.items():
-            why = None
-            if sid in view.pve_ha:
-                why = "managed by PVE's own HA (ha-manager); pvha leaves it alone"
-            node = self.guest_node(sid)
-            if why is None and node is None:
-                why = "no such guest in the cluster"
-            if why is not None:
-                if self.skipped.get(sid) != why:
-                    self.log.warning("service '%s' skipped: %s", sid, why)
-                    self.skipped[sid] = why
-                continue
-            self.skipped.pop(sid, None)
-            out[sid] = {
-                "type": res.type, "name": res.name, "state": res.state, "node": node,
-                "group": res.group, "failback": int(res.failback),
-                "max_restart": res.max_restart, "max_relocate": res.max_relocate,
-            }
-            if res.group is None:
-                del out[sid]["group"]
-        self._sc, self._sc_gen = out, self.generation
-        return out
+        """Cached while the view, our own config moves and the config text stay the same
+        (the executors read it once per finished command)."""
+        view = self.auth.require_view()
+        key = (id(view), self.guests.generation, id(self.config.config()))
+        if self._sc is None or self._sc[0] != key:
+            self._sc = (key, self.config.service_config(view, self.guests.node_of))
+        return self._sc[1]
 
 
-class ShellEnv:
-    """``HaEnv`` for the manager (``node=None``) or the executor of ``node``."""
+class _Env:
+    """What both roles do alike."""
 
-    def __init__(self, world: World, node: str | None = None, ops: Any = None) -> None:
-        self.world = world
-        self.node = node
-        self.ops = ops
-        name = "pvha.crm" if node is None else f"pvha.lrm.{node}"
-        self._log = logging.getLogger(name)
+    role = "pvha.crm"
+
+    def __init__(self, shared: Shared, node: str | None) -> None:
+        self.shared = shared
+        self.auth = shared.auth
+        self._node = node
+        self._log = logging.getLogger(self.role if node is None else f"{self.role}.{node}")
 
     # --- LogPort ---------------------------------------------------------------------
 
     def log(self, level: str, msg: str) -> None:
         self._log.log(_LEVELS.get(level, logging.INFO), "%s", msg)
-        recorder = self.world.recorder
-        if recorder is not None:
-            recorder(self.node, msg)
+        if self.shared.recorder is not None:
+            self.shared.recorder(self._node, msg)
 
     def send_notification(self, prefix: str, msg: str, node: str) -> None:
         self._log.warning("notification %s: %s", prefix, msg)
 
     # --- ClusterPort -----------------------------------------------------------------
 
-    def nodename(self) -> str:
-        return self.node if self.node is not None else self.world.require_view().local_node
-
-    def quorate(self) -> bool:
-        if self.node is None:
-            return self.world.quorate()
-        return self.world.quorate() and self.world.node_online(self.node)
-
     def get_node_info(self) -> tuple[dict[str, dict[str, Any]], bool]:
-        view = self.world.require_view()
+        view = self.auth.require_view()
         return view.node_info(), view.quorate
 
     def cluster_state_update(self) -> bool:
-        return self.world.view is not None
+        return self.auth.view is not None
 
     def is_node_shutdown(self) -> tuple[bool, bool]:
         return False, False  # the watcher is not the node: stopping it never stops guests
 
-    # --- LockPort --------------------------------------------------------------------
-
-    def get_ha_manager_lock(self) -> bool:
-        if self.node is not None or not self.world.quorate():
-            return False
-        return bool(self.world.cfs.acquire_lock(MANAGER_LOCK))
-
-    def release_ha_manager_lock(self) -> bool:
-        self.world.cfs.release_lock(MANAGER_LOCK)
-        return True
-
-    def get_ha_agent_lock(self, node: str | None = None) -> bool:
-        if self.node is None:
-            if node is None:
-                return False
-            return self._fenced(node)
-        target = node or self.node
-        w = self.world
-        return target == self.node and w.may_act() and w.node_online(target) \
-            and w.acks.get(target) is None
-
-    def _fenced(self, node: str) -> bool:
-        """The manager's proof that ``node`` is off: a fence-ack, else a verified
-        power-off through its fence device (never while the node is online)."""
-        w = self.world
-        if w.node_fenced(node):
-            ack = w.acks.get(node)
-            by = f" by {ack.by}" if ack is not None and ack.by else ""
-            self.log("info", f"fencing: node '{node}' acknowledged off{by} (fence-ack)")
-            if w.history is not None:
-                w.history.append("fence", node, time=w.clock.time(), outcome="acknowledged",
-                                 by=ack.by if ack is not None else None)
-            if w.power is not None:
-                w.power.drop(node)
-            return True
-        if w.power is None or not w.power.has_device(node):
-            return False
-        if not w.may_act():
-            return False
-        # a node in fence state that is online again is still powered off (PVE's node
-        # would self-fence); the step itself never reports an online node fenced
-        return bool(w.power.step(node))
-
-    def release_ha_agent_lock(self) -> bool:
-        return True
-
-    # --- WatchdogPort: no watchdog in this mode (fencing is by fence-ack) ------------
+    # --- WatchdogPort: no watchdog in this mode (fencing is by a device or fence-ack) --
 
     def watchdog_open(self) -> str:
         return "none"
@@ -323,78 +123,26 @@ class ShellEnv:
     # --- StatusPort ------------------------------------------------------------------
 
     def _guard(self, what: str) -> None:
-        if not self.world.may_act():
+        if not self.auth.may_act():
             raise CfsError(f"{what} refused: not holding the manager lock on a quorate node")
 
     def read_manager_status(self) -> dict[str, Any]:
-        try:
-            return self.world.cfs.read_manager_status() or {}
-        except PvhaError as err:
-            raise CfsError(str(err)) from None
-
-    def write_manager_status(self, ms: Mapping[str, Any]) -> None:
-        self._guard("writing the manager status")
-        try:
-            self.world.cfs.write_manager_status(dict(ms))
-        except PvhaError as err:
-            raise CfsError(str(err)) from None
+        return self.shared.statuses.read_manager()
 
     def read_lrm_status(self, node: str | None = None) -> dict[str, Any]:
-        target = node or self.node
-        if target is None:
-            return {}
-        try:
-            return self.world.cfs.read_executor_status(target) or {}
-        except PvhaError:
-            return {}  # unreadable counts as missing, as in PVE
-
-    def write_lrm_status(self, status: Mapping[str, Any]) -> None:
-        if self.node is None:
-            raise CfsError("the manager has no executor status")
-        self._guard("writing an executor status")
-        try:
-            self.world.cfs.write_executor_status(self.node, dict(status))
-        except PvhaError as err:
-            raise CfsError(str(err)) from None
-
-    def read_crm_commands(self) -> str:
-        self._guard("consuming crm commands")
-        try:
-            return "".join(f"{line}\n" for line in self.world.cfs.take_commands())
-        except PvhaError as err:
-            raise CfsError(str(err)) from None
-
-    def has_crm_commands(self) -> bool:
-        try:
-            text = (self.world.cfs.config_dir / "crm_commands").read_text(encoding="utf-8")
-        except OSError:
-            return False
-        return bool(text.strip())
+        target = node or self._node
+        return {} if target is None else self.shared.statuses.read_lrm(target)
 
     # --- ConfigPort ------------------------------------------------------------------
 
     def read_service_config(self) -> dict[str, dict[str, Any]]:
-        return self.world.service_config()
-
-    def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
-        from pvha.config import ops  # the CLI's validated edit, under the store's lock
-
-        self._guard("changing resources.cfg")
-        options = {k: str(int(v) if isinstance(v, bool) else v)
-                   for k, v in changes.items() if v is not None}
-        delete = ",".join(k for k, v in changes.items() if v is None) or None
-        try:
-            ops.set_resource(Store(self.world.cfs.config_dir), sid, options, delete)
-        except PvhaError as err:
-            raise CfsError(str(err)) from None
-        finally:
-            self.world.generation += 1
+        return self.shared.service_config()
 
     def read_group_config(self) -> Mapping[str, Any]:
-        return self.world.config().groups
+        return self.shared.config.config().groups
 
     def read_rules_config(self) -> Mapping[str, Any]:
-        return self.world.config().rules
+        return self.shared.config.config().rules
 
     def write_rules_config(self, rules: Mapping[str, Any]) -> None:
         raise CfsError("HA group migration is not done by pvha watch; use 'pvha rules'")
@@ -411,26 +159,172 @@ class ShellEnv:
     def get_node_version(self, node: str) -> str:
         return "0"  # unknown: the group migration gate stays closed
 
-    # --- ResourcePort (guest operations: pvha.shell.executor.GuestOps) ---------------
-
     def resource_type_known(self, rtype: str) -> bool:
         return rtype in ("vm", "ct")
 
-    def check_running(self, sid: str) -> bool:
-        return bool(self.ops.check_running(sid))
 
-    def start(self, sid: str) -> None:
-        self.ops.start(self.nodename(), sid)
+class ManagerEnv(_Env):
+    """The manager's port. ``extras()`` gives what the watcher adds to the manager's
+    memory in ``manager_status["pvha"]`` (master_since, round_interval, degraded)."""
 
-    def shutdown(self, sid: str, timeout: Any = None) -> None:
-        self.ops.shutdown(self.nodename(), sid, timeout)
+    def __init__(self, shared: Shared, extras: Callable[[], dict[str, Any]] = dict) -> None:
+        super().__init__(shared, None)
+        self.extras = extras
 
-    def migrate(self, sid: str, target: str, online: bool) -> bool:
-        return bool(self.ops.migrate(self.nodename(), sid, target, online))
+    def nodename(self) -> str:
+        return self.auth.require_view().local_node
+
+    def quorate(self) -> bool:
+        return self.auth.quorate()
+
+    # --- LockPort --------------------------------------------------------------------
+
+    def get_ha_manager_lock(self) -> bool:
+        if not self.auth.quorate():
+            return False
+        return bool(self.auth.cfs.acquire_lock(MANAGER_LOCK))
+
+    def release_ha_manager_lock(self) -> bool:
+        self.auth.cfs.release_lock(MANAGER_LOCK)
+        return True
+
+    def get_ha_agent_lock(self, node: str | None = None) -> bool:
+        """The fencing step: True only with a proof that ``node`` is off."""
+        return node is not None and self.shared.fencing.fenced(node)
+
+    def release_ha_agent_lock(self) -> bool:
+        return True
+
+    # --- StatusPort ------------------------------------------------------------------
+
+    def write_manager_status(self, ms: Mapping[str, Any]) -> None:
+        self._guard("writing the manager status")
+        out = dict(ms)
+        out["pvha"] = {**(out.get("pvha") or {}), **self.extras()}
+        self.shared.statuses.write_manager(out)
+
+    def write_lrm_status(self, status: Mapping[str, Any]) -> None:
+        raise CfsError("the manager has no executor status")
+
+    def read_crm_commands(self) -> str:
+        self._guard("consuming crm commands")
+        try:
+            return "".join(f"{line}\n" for line in self.auth.cfs.take_commands())
+        except PvhaError as err:
+            raise CfsError(str(err)) from None
+
+    def has_crm_commands(self) -> bool:
+        return bool(self.auth.cfs.has_commands())
+
+    def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
+        """The ``stop`` command's ``state: stopped``: the CLI's validated edit."""
+        from pvha.config import ops
+        from pvha.config.store import Store
+
+        self._guard("changing resources.cfg")
+        options = {k: str(int(v) if isinstance(v, bool) else v)
+                   for k, v in changes.items() if v is not None}
+        delete = ",".join(k for k, v in changes.items() if v is None) or None
+        try:
+            ops.set_resource(Store(self.auth.cfs.config_dir), sid, options, delete)
+        except PvhaError as err:
+            raise CfsError(str(err)) from None
+
+    # --- recovery ----------------------------------------------------------------------
 
     def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
-        self.ops.steal(sid, current_node, new_node)
+        """Safety rule 3: one atomic rename of the config from the fenced node, only by
+        the lock holder on a quorate view, only when that node is not online and proven
+        off. Repeating it after a crash is a no-op."""
+        if current_node == new_node:
+            return
+        if not self.auth.may_act():
+            raise CfsError(f"refusing to move {sid}: not the active manager on quorum")
+        fencing = self.shared.fencing
+        if self.auth.node_online(current_node) or not fencing.proven_off(current_node):
+            raise CfsError(f"refusing to move {sid}: node '{current_node}' is not fenced")
+        kind, vmid = split_sid(sid)
+        try:
+            self.auth.cfs.steal_guest_config(kind, vmid, current_node, new_node)
+        except PvhaError as err:
+            raise CfsError(str(err)) from None
+        self.shared.guests.moved(sid, new_node)
 
     def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:
-        result = self.ops.remove_locks(sid, locks, service_node)
-        return str(result) if result else None
+        """Drop a leftover config lock before a recovery, as PVE's ``remove_locks``."""
+        g = self.auth.require_view().guests.get(sid)
+        if g is None or not g.lock or g.lock not in locks:
+            return None
+        self._guard(f"unlocking {sid}")
+        kind, vmid = split_sid(sid)
+        try:
+            removed = self.auth.cfs.remove_guest_lock(kind, vmid, service_node, locks)
+        except PvhaError as err:
+            raise CfsError(str(err)) from None
+        return str(removed) if removed else None
+
+    # --- ResourcePort: the manager runs no guest commands ------------------------------
+
+    def check_running(self, sid: str) -> bool:
+        raise CfsError("the manager runs no guest commands")
+
+    start = shutdown = migrate = task_running = check_running  # type: ignore[assignment]
+
+
+class ExecutorEnv(_Env):
+    """The port of the executor of ``node``: its guest operations are :class:`GuestOps`."""
+
+    role = "pvha.lrm"
+
+    def __init__(self, shared: Shared, node: str) -> None:
+        super().__init__(shared, node)
+        self.node = node
+        ops = GuestOps(shared.guests, node)
+        self.check_running = ops.check_running
+        self.start = ops.start
+        self.shutdown = ops.shutdown
+        self.migrate = ops.migrate
+        self.task_running = ops.task_running
+
+    def nodename(self) -> str:
+        return self.node
+
+    def quorate(self) -> bool:
+        return self.auth.quorate() and self.auth.node_online(self.node)
+
+    def get_ha_manager_lock(self) -> bool:
+        return False
+
+    def release_ha_manager_lock(self) -> bool:
+        return True
+
+    def get_ha_agent_lock(self, node: str | None = None) -> bool:
+        target = node or self.node
+        return (target == self.node and self.auth.may_act()
+                and self.auth.node_online(target)
+                and self.shared.fencing.acks.get(target) is None)
+
+    def release_ha_agent_lock(self) -> bool:
+        return True
+
+    def write_manager_status(self, ms: Mapping[str, Any]) -> None:
+        raise CfsError("an executor does not write the manager status")
+
+    def write_lrm_status(self, status: Mapping[str, Any]) -> None:
+        self._guard("writing an executor status")
+        self.shared.statuses.write_lrm(self.node, dict(status))
+
+    def read_crm_commands(self) -> str:
+        raise CfsError("an executor does not consume crm commands")
+
+    def has_crm_commands(self) -> bool:
+        return False
+
+    def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
+        raise CfsError("an executor does not change resources.cfg")
+
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+        raise CfsError("an executor does not move configs")
+
+    def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:
+        raise CfsError("an executor does not unlock configs")

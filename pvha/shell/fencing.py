@@ -1,4 +1,4 @@
-"""Fence acknowledgements: an administrator's statement that a node is powered off.
+"""Fencing proofs: an administrator's fence-ack, or a fence device's verified power-off.
 
 Safety rule 1 (design §4): a guest of a node that is not online is started elsewhere
 only after that node is fenced. In this mode (no pvha code on the nodes, no fence
@@ -10,20 +10,29 @@ online again in a quorate view, so an acknowledgement is consumed by the node's
 return and never carries over to its next failure; and a record older than the last
 time the watcher saw the node online is ignored (should the deletion have failed).
 ``pvha fence-ack`` itself refuses a node that a quorate API view shows online.
-Fence devices plug in here later.
+
+:class:`Fencing` is the manager's one question "is this node fenced?" (its fencing
+step, in PVE "get the dead node's agent lock"): a valid fence-ack, else, for a node that
+``fence.cfg`` connects to a device, one non-blocking step of
+:class:`pvha.shell.power.PowerFencing`, which says yes only after the device read back
+"off". Never for a node that is online in this round's view, never for a process that
+may not act.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pvha.errors import StoreError
 from pvha.fsutil import atomic_write, fsync_dir
 from pvha.ports import NODE_NAME_RE
+from pvha.shell.authority import Authority
 
 FENCE_DIR = "fence"
 
@@ -88,3 +97,70 @@ class FenceAcks:
         with contextlib.suppress(StoreError):
             fsync_dir(self.dir)
         return True
+
+
+class Fencing:
+    """The proofs of one watcher (see the module docstring). ``power`` is a
+    :class:`~pvha.shell.power.PowerFencing` when ``fence.cfg`` exists, else None;
+    ``history`` the fence journal."""
+
+    def __init__(self, auth: Authority, acks: FenceAcks, power: Any, history: Any) -> None:
+        self.auth = auth
+        self.acks = acks
+        self.power = power
+        self.history = history
+        self.log = logging.getLogger("pvha.crm")
+
+    def fenced(self, node: str) -> bool:
+        """One step of fencing ``node``: True only with a proof (see module docstring)."""
+        auth = self.auth
+        if not auth.may_act() or auth.node_online(node):
+            return False
+        ack = self._valid_ack(node)
+        if ack is not None:
+            by = f" by {ack.by}" if ack.by else ""
+            self.log.info("fencing: node '%s' acknowledged off%s (fence-ack)", node, by)
+            self.history.append("fence", node, time=auth.clock.time(),
+                                outcome="acknowledged", by=ack.by or None)
+            if self.power is not None:
+                self.power.drop(node)
+            return True
+        if self.power is None or not self.power.has_device(node):
+            return False
+        # a node in fence state that is online again is still powered off (PVE's node
+        # would self-fence); the step itself never reports an online node fenced
+        return bool(self.power.step(node))
+
+    def _valid_ack(self, node: str) -> FenceAck | None:
+        ack = self.acks.get(node)
+        if ack is None:
+            return None
+        seen = self.auth.seen_online.get(node)
+        if seen is not None and ack.acked_at < seen:
+            # an ack from before the node's last return: proves nothing about now
+            self.log.warning("fence-ack of %s is older than its last time online; ignored "
+                             "(run pvha fence-ack %s again once it is off)", node, node)
+            return None
+        return ack
+
+    def proven_off(self, node: str) -> bool:
+        """The config move's own check of safety rule 1: a fence-ack record, or a
+        verified power-off the node has not come back from."""
+        if self.acks.get(node) is not None:
+            return True
+        return self.power is not None and node in self.power.fenced
+
+    def node_back(self, view: Any) -> None:
+        """Nodes online again in a quorate view consume their acks and proofs."""
+        for node in self.acks.nodes():
+            if node in view.online and self.acks.clear(node):
+                self.log.info("node '%s' is online again: its fence-ack is consumed", node)
+        if self.power is not None:
+            for node in list(self.power.fenced):
+                if node in view.online:
+                    self.power.node_back(node)
+
+    def waiting(self, node: str) -> bool:
+        """True while a fence device job for ``node`` runs (its end wakes the loop)."""
+        return self.power is not None and node in self.power.jobs
+

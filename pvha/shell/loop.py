@@ -2,211 +2,219 @@
 
 Theory of operation. One round (:meth:`Watcher.round`):
 
-1. read one :class:`~pvha.shell.snapshot.RoundView` (3 API calls, one answering node);
-2. forget the fence-acks of nodes that the quorate view shows online again;
+1. read one :class:`~pvha.shell.snapshot.RoundView` (3 API calls, one answering node)
+   and the HA configuration (:class:`~pvha.shell.config.ConfigSource`);
+2. forget the fence proofs of nodes that the quorate view shows online again;
 3. run one iteration of the core's CRM (:class:`~pvha.core.crm.Crm`): it takes or
    renews the manager lock (only on a quorate view) and, as master, runs the manager's
-   ``manage()`` round, whose fencing step succeeds only for acknowledged nodes, whose
-   recovery moves configs with one rename, and which writes ``manager_status``
-   atomically;
-4. as master, run the executors of the online nodes (:mod:`pvha.shell.executor`);
-5. log one sentence saying what the round did.
+   ``manage()`` round, whose fencing step succeeds only with a proof that the node is
+   off, whose recovery moves configs with one rename, and which writes
+   ``manager_status`` atomically;
+4. as master, run the executors of the online nodes (:mod:`pvha.shell.executor`): they
+   post guest actions and look at the tasks posted earlier, never waiting on one;
+5. log one sentence saying what the round did (:mod:`pvha.shell.summary`).
 
-An exception inside a round is logged and the loop goes on; only SIGTERM/SIGINT end
-it (a second signal aborts a round that waits on a task). On the way out the manager
-lock is released, so a standby or the next ``--once`` run takes over at once.
+Between rounds the loop waits for the next tick, but starts the next round at once when
+something it waits for happens: a guest task ends (it looks at the tasks in flight
+about once a second), a fence device job ends, the membership or quorum seen by the API
+node changes (one ``/cluster/status`` GET about once a second, only while master), or a
+fence delay runs out. So the round interval bounds how stale a decision can be, not how
+long a recovery takes.
 
-The manager's memory of when each node was last seen online is kept in
-``<config dir>/watch_state`` (written atomically, only when it changes), so a restarted
-watcher or a series of ``--once`` runs count the fence delay from the first round that
-saw the node gone, instead of starting it again.
+State that survives (issue 8 point 2): everything the manager and the executors
+remember between rounds is in the status files (``manager_status["pvha"]``: last-online
+times, uid counter, since when this manager holds the lock; ``lrm_status/<node>``:
+restart counters, workers with their task UPIDs, results; ``fence_state``: fence jobs),
+written atomically every round. A restarted watcher, a series of ``--once`` runs or
+another node's watcher taking over resume from them and decide as one continuous
+watcher would. Whenever this process does not hold the manager lock, it forgets what it
+has in memory, so it can never act on a state another watcher has moved on from.
+
+An exception inside a round is logged and the loop goes on; only SIGTERM/SIGINT end it.
+On the way out a continuous watcher writes ``stopped_at`` into the manager status (so
+``pvha status`` says "no pvha manager running since ...") and releases the manager
+lock, so a standby or the next ``--once`` run takes over at once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from pvha.core.crm import Crm
 from pvha.core.node_status import FENCE_DELAY
-from pvha.core.transitions import CrmEvent
+from pvha.core.ports import CfsError
+from pvha.core.transitions import CRM, CrmEvent, next_state
 from pvha.errors import ApiError
-from pvha.fsutil import atomic_write
 from pvha.ports import Clock
-from pvha.shell.env import ShellEnv, World
-from pvha.shell.executor import Executors, GuestOps
-from pvha.shell.fencing import FenceAcks
+from pvha.shell.authority import Authority
+from pvha.shell.config import ConfigSource
+from pvha.shell.env import ManagerEnv, Shared
+from pvha.shell.executor import MAX_WORKERS, Executors
+from pvha.shell.fencing import FenceAcks, Fencing
+from pvha.shell.guests import Guests
 from pvha.shell.history import History, Recorder
-from pvha.shell.keepalive import HookedClock, KeepAlive, api_quorate
 from pvha.shell.notify import notify
 from pvha.shell.power import DEVICE_FENCE_DELAY, DEVICE_TIMEOUT, FENCE_CFG, PowerFencing
 from pvha.shell.snapshot import RoundView, take_view
+from pvha.shell.statusfiles import StatusFiles
+from pvha.shell.summary import describe_fence, round_sentence
 
-WATCH_STATE = "watch_state"
+__all__ = ["Watcher", "describe_fence", "resolve_fence_delay"]
+
 log = logging.getLogger("pvha.watch")
-
-
-def describe_fence(node: str, state: dict[str, Any], has_device: bool, now: float) -> str:
-    """``waiting for fence-ack``, ``fencing via ipmi (attempt 2)``, ``fence via ipmi
-    failed (attempt 1), retry in 5 s or pvha fence-ack``, ``fenced (verified off at
-    …)``: from a :meth:`PowerFencing.state` entry (shared with ``pvha status``)."""
-    import time as _time
-
-    info = state.get(node)
-    if not has_device and info is None:
-        return "waiting for fence-ack"
-    if info is None:
-        return "fencing: starting"
-    device = info.get("device", "?")
-    if info.get("state") == "fenced":
-        at = _time.strftime("%H:%M:%S", _time.localtime(float(info.get("at", 0))))
-        return f"fenced (verified off at {at} by {device})"
-    if info.get("state") == "failed":
-        left = max(0, int(float(info.get("next_try", 0)) - now + 0.999))
-        return (f"fence via {device} failed (attempt {info.get('attempt')}), retry in "
-                f"{left} s or pvha fence-ack")
-    return f"fencing via {device} (attempt {info.get('attempt')})"
+POLL_INTERVAL = 1.0
+"""Seconds between looks at tasks in flight and at the membership while waiting."""
+WAIT_STEP = 0.2
+API_ERROR_AFTER = 3
+"""Consecutive rounds without the API after which the loop logs at ERROR, not WARNING."""
 
 
 def resolve_fence_delay(configured: int | None, has_device: bool) -> int:
-    """The fence delay: as configured; otherwise PVE's 60 s, or DEVICE_FENCE_DELAY (5 s)
-    with a fence device, since a verified power-off needs no wait for a self-fence."""
+    """The fence delay: as configured; otherwise PVE's 60 s, or DEVICE_FENCE_DELAY with a
+    fence device, since a verified power-off needs no wait for a self-fence."""
     if configured is not None:
         return configured
     return DEVICE_FENCE_DELAY if has_device else FENCE_DELAY
 
 
 class ShellCrm(Crm):
-    """The core CRM, plus: a new manager starts from the persisted last-online times."""
+    """The core CRM, resuming the previous master's memory, telling the watcher when
+    it becomes master."""
 
-    seed: Callable[[], dict[str, int]] = staticmethod(dict)
+    on_master: Any = None
 
     def fire(self, event: CrmEvent) -> None:
+        if (self.on_master is not None and self.state != "master"
+                and next_state(CRM, self.state, event) == "master"):
+            self.on_master()  # before the new Manager reads the manager status
         super().fire(event)
-        if self.manager is not None and not self.manager.ns.last_online:
-            self.manager.ns.last_online.update(self.seed())
 
 
 class Watcher:
     """The loop; ``api``/``cfs``/``clock`` are the real adapters or test doubles."""
 
     def __init__(self, api: Any, cfs: Any, clock: Clock, *, fence_delay: int | None = None,
-                 round_interval: float = 10.0, keepalive: float | None = None,
-                 fencer: Any = None, fence_timeout: float = DEVICE_TIMEOUT) -> None:
-        """``keepalive`` (seconds): renew the manager lock at most this often during
-        waits inside a round, after a quorum probe; needs ``clock`` to be a
-        :class:`~pvha.shell.keepalive.HookedClock` (None = off). With
-        ``<config dir>/fence.cfg`` the manager fences through its devices
-        (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests);
-        an invalid fence.cfg raises ConfigError here. ``fence_delay`` None: PVE's 60 s,
-        or DEVICE_FENCE_DELAY (5 s) with a fence device, since a verified power-off
-        needs no wait for a watchdog self-fence."""
-        self.world = World(api, cfs, FenceAcks(cfs.config_dir), clock)
-        self.world.history = History(cfs.config_dir)
-        self.world.recorder = Recorder(self.world.history, clock.time)
-        self.ops = GuestOps(self.world)
-        self.executors = Executors(self.world, self.ops)
-        self.clock = clock
-        self.fence_timeout = fence_timeout
+                 round_interval: float = 10.0, fencer: Any = None,
+                 fence_timeout: float = DEVICE_TIMEOUT, max_workers: int = MAX_WORKERS,
+                 task_timeout: float = 600.0, poll_interval: float = POLL_INTERVAL) -> None:
+        """With ``<config dir>/fence.cfg`` the manager fences through its devices
+        (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests); an
+        invalid fence.cfg raises ConfigError here. ``fence_delay`` None: PVE's 60 s, or
+        DEVICE_FENCE_DELAY with a fence device."""
+        self.api, self.cfs, self.clock = api, cfs, clock
         self.round_interval = round_interval
+        self.poll_interval = poll_interval
+        self.wake = threading.Event()
+        self.stop_event = threading.Event()
+        self.auth = Authority(cfs, clock)
+        self.history = History(cfs.config_dir)
+        self.config = ConfigSource(cfs)
+        self.statuses = StatusFiles(cfs)
+        self.guests = Guests(self.auth, api)
+        self.power = self._power(fencer, fence_timeout)
+        self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history)
+        self.shared = Shared(self.auth, self.config, self.statuses, self.guests, self.fencing,
+                             Recorder(self.history, clock.time))
+        self.executors = Executors(self.shared, max_workers=max_workers,
+                                   task_timeout=task_timeout)
+        self.fence_delay = resolve_fence_delay(fence_delay, self.power is not None)
         self.crm: ShellCrm | None = None
         self.crm_node: str | None = None
-        self.stop_event = threading.Event()
+        self.master_since: float | None = None
+        self.ok = True  # the last round read the cluster and the configuration
+        self.api_failures = 0
         self._signals = 0
-        self._saved_last_online: dict[str, int] | None = None
-        self.keepalive: KeepAlive | None = None
-        if keepalive is not None and isinstance(clock, HookedClock):
-            self.keepalive = KeepAlive(self.world, api_quorate(api), keepalive)
-            clock.hook = self.keepalive
-        self.power = self._power(fencer)
-        self.world.power = self.power
-        self.fence_delay = resolve_fence_delay(fence_delay, self.power is not None)
 
-    def _power(self, fencer: Any) -> PowerFencing | None:
+    def _power(self, fencer: Any, timeout: float) -> PowerFencing | None:
         from pvha.fence.config import load_fence_config
 
-        path = self.world.cfs.config_dir / FENCE_CFG
+        path = self.cfs.config_dir / FENCE_CFG
         if not path.exists():
             return None
         config = load_fence_config(path)
-        world = self.world
-
-        def online(node: str) -> bool:
-            view = world.view
-            return view is not None and node in view.online
-
-        return PowerFencing(config, world.cfs.config_dir, world.history, online,
-                            self.clock.time, fencer, self.fence_timeout)
+        return PowerFencing(config, self.cfs.config_dir, self.history, self.auth.node_online,
+                            self.clock.time, fencer, timeout, on_done=self.wake.set)
 
     # --- one round -------------------------------------------------------------------
 
     def round(self) -> str:
         """One round; returns (and logs) its sentence. Never raises an ApiError."""
         now = int(self.clock.time())
+        if not self.auth.holds_manager_lock():
+            self.statuses.reset()
+            self.executors.reset()
         try:
-            view = take_view(self.world.api)
+            view = take_view(self.api)
         except ApiError as err:
-            self.world.view = None
-            return self._say(f"cannot read the cluster through the API ({err}), waiting")
-        self.world.set_view(view)
-        if view.quorate and self.world.holds_manager_lock():
-            self._clear_acks(view)
+            self.auth.set_view(None)
+            self.ok = False
+            self.api_failures += 1
+            level = logging.ERROR if self.api_failures >= API_ERROR_AFTER else logging.WARNING
+            return self._say(f"cannot read the cluster through the API ({err}), waiting", level)
+        self.api_failures = 0
+        self.auth.set_view(view)
+        self.guests.new_view(view)
+        try:
+            self.config.refresh()
+        except CfsError as err:
+            self.ok = False
+            return self._say(f"{err}; waiting", logging.ERROR)
+        self.ok = True
+        if view.quorate and self.auth.holds_manager_lock():
+            self.fencing.node_back(view)
         crm = self._crm(view, now)
+        if crm.state == "master" and not self.auth.holds_manager_lock():
+            # the hold lapsed (this process was paused or starved past the lock's
+            # lifetime): another watcher may have acted meanwhile, so the manager's
+            # memory is worthless; end the tenure, the CRM takes the lock anew from disk
+            log.error("the manager lock lapsed while this process held it; starting over "
+                      "from the status files")
+            crm.fire(CrmEvent.LOCK_LOST)
         crm.do_one_iteration(now)
-        if self.keepalive is not None:
-            self.keepalive.round_started()
-        if crm.state == "master" and self.world.may_act():
-            self._save_last_online()
+        if crm.state == "master" and self.auth.may_act():
             self.executors.run_round(now)
-        return self._say(self.summary(view))
+        sentence = round_sentence(view, crm, self.fence_delay, self.fence_wait,
+                                  self.config.degraded)
+        degraded = self.config.degraded or " in error (" in sentence
+        return self._say(sentence, logging.WARNING if degraded else logging.INFO)
 
     def _crm(self, view: RoundView, now: int) -> ShellCrm:
         if self.crm is None or self.crm_node != view.local_node:
-            env = ShellEnv(self.world, None, self.ops)
-            crm = ShellCrm(env, now, self.fence_delay)
-            crm.seed = self._load_last_online
+            env = ManagerEnv(self.shared, self._extras)
+            crm = ShellCrm(env, now, self.fence_delay, resume=True)
+            crm.on_master = self._on_master
             self.crm, self.crm_node = crm, view.local_node
         return self.crm
 
-    def _clear_acks(self, view: RoundView) -> None:
-        for node in self.world.acks.nodes():
-            if node in view.online and self.world.acks.clear(node):
-                log.info("node '%s' is online again: its fence-ack is consumed", node)
-        if self.power is not None:
-            for node in list(self.power.fenced):
-                if node in view.online:
-                    self.power.node_back(node)
+    def _on_master(self) -> None:
+        """About to become master: drop what memory holds, note since when."""
+        self.statuses.reset()
+        self.executors.reset()
+        now = self.clock.time()
+        self.master_since = now
+        try:
+            ms = self.statuses.read_manager()
+        except CfsError:
+            return
+        since = (ms.get("pvha") or {}).get("master_since") if isinstance(ms, dict) else None
+        view = self.auth.view
+        same = view is not None and ms.get("master_node") == view.local_node
+        fresh = isinstance(ms.get("timestamp"), (int, float)) and now - ms["timestamp"] <= 120
+        if same and fresh and isinstance(since, (int, float)) \
+                and not (ms.get("pvha") or {}).get("stopped_at"):
+            self.master_since = float(since)  # the same manager, one --once run later
 
-    def _say(self, sentence: str) -> str:
-        log.info("%s", sentence)
+    def _extras(self) -> dict[str, Any]:
+        """What the watcher adds to the manager's memory in manager_status["pvha"]."""
+        return {"master_since": self.master_since, "round_interval": self.round_interval,
+                "degraded": list(self.config.degraded)}
+
+    def _say(self, sentence: str, level: int = logging.INFO) -> str:
+        log.log(level, "%s", sentence)
         return sentence
-
-    def summary(self, view: RoundView) -> str:
-        """The round's sentence, from the view and the manager's state."""
-        crm = self.crm
-        if not view.quorate:
-            return f"no quorum on {view.local_node}, waiting"
-        if crm is None or crm.state != "master" or crm.manager is None:
-            if crm is not None and crm.state == "slave":
-                return "standby: another watcher holds the manager lock"
-            return "waiting for the manager lock"
-        m = crm.manager
-        online = sum(1 for n in view.members if n in view.online)
-        started = sum(1 for sd in m.ss.values() if sd.get("state") == "started")
-        parts = [f"manager: {online} nodes online, {len(m.ss)} services, {started} started"]
-        for node in sorted(m.ns.status):
-            state = m.ns.get_node_state(node)
-            if state == "fence":
-                parts.append(f"fencing {node}: {self.fence_wait(node)}")
-            elif state == "unknown" and node not in view.online:
-                last = m.ns.last_online.get(node)
-                left = self.fence_delay - (m.now - last) if last is not None else self.fence_delay
-                parts.append(f"{node} offline" + (f", fencing in {left} s" if left > 0 else ""))
-        return "; ".join(parts)
 
     def fence_wait(self, node: str) -> str:
         """What the fencing of ``node`` waits for, in words."""
@@ -214,34 +222,64 @@ class Watcher:
                               self.power is not None and self.power.has_device(node),
                               self.clock.time())
 
-    # --- persisted last-online times -------------------------------------------------
+    # --- between rounds --------------------------------------------------------------
 
-    def _state_path(self) -> Any:
-        return self.world.cfs.config_dir / WATCH_STATE
+    def wait(self, started: float) -> None:
+        """Until the next tick, or at once when something awaited happens (see the
+        module docstring)."""
+        deadline = started + self.round_interval
+        due = self._due()
+        if due is not None:
+            deadline = min(deadline, self.clock.monotonic() + max(0.0, due - self.clock.time()))
+        next_poll = self.clock.monotonic() + self.poll_interval
+        while not self.stop_event.is_set():
+            now = self.clock.monotonic()
+            if now >= deadline:
+                return
+            if self.wake.is_set():
+                self.wake.clear()
+                return
+            if now >= next_poll:
+                next_poll = now + self.poll_interval
+                if self._changed():
+                    return
+            self.clock.sleep(min(WAIT_STEP, deadline - now, max(0.0, next_poll - now)))
 
-    def _load_last_online(self) -> dict[str, int]:
+    def _master(self) -> bool:
+        return self.crm is not None and self.crm.state == "master" and self.auth.may_act()
+
+    def _due(self) -> float | None:
+        """Wall time at which a fence delay runs out (an offline node's services go to
+        ``fence`` then), or None."""
+        if not self._master() or self.crm is None or self.crm.manager is None:
+            return None
+        ns = self.crm.manager.ns
+        view = self.auth.view
+        times = [last + max(self.fence_delay, 1) for node, last in ns.last_online.items()
+                 if view is not None and node not in view.online
+                 and ns.get_node_state(node) not in ("fence", "gone")]
+        now = self.clock.time()
+        future = [t for t in times if t > now]
+        return min(future) if future else None
+
+    def _changed(self) -> bool:
+        """Did a task end, or the membership or quorum change, since the round?"""
+        if not self._master():
+            return False
+        upids = self.executors.in_flight()
+        if upids and self.guests.poll(upids):
+            return True
+        view = self.auth.view
+        probe = getattr(self.api, "get_cluster_status", None)
+        if view is None or probe is None:
+            return False
         try:
-            data = json.loads(self._state_path().read_text(encoding="utf-8"))
-            return {str(k): int(v) for k, v in (data.get("last_online") or {}).items()}
-        except (OSError, ValueError, TypeError, AttributeError):
-            return {}
-
-    def _save_last_online(self) -> None:
-        """Persist the last-online time of the nodes that are not online (the others'
-        change every round and are not needed: they count from their next absence)."""
-        crm, view = self.crm, self.world.view
-        if crm is None or crm.manager is None or view is None or not self.world.may_act():
-            return
-        ns = crm.manager.ns
-        keep = {n: t for n, t in ns.last_online.items() if n not in view.online}
-        if keep == self._saved_last_online:
-            return
-        try:
-            data = json.dumps({"last_online": keep}, sort_keys=True).encode()
-            atomic_write(self._state_path(), data)
-            self._saved_last_online = keep
-        except Exception as err:  # noqa: BLE001 - best effort; the delay restarts at worst
-            log.warning("cannot save %s: %s", WATCH_STATE, err)
+            status = probe()
+        except ApiError:
+            return False
+        online = frozenset(n.name for n in status.nodes if n.online)
+        return bool(status.quorate) != view.snapshot.status.quorate or online != frozenset(
+            n.name for n in view.snapshot.status.nodes if n.online)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -252,11 +290,14 @@ class Watcher:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:
+            self.ok = False
             log.exception("round failed")
             return f"round failed: {err}"
 
     def run(self, once: bool = False) -> int:
-        """Rounds until stopped (or one with ``once``); releases the lock on the way out."""
+        """Rounds until stopped (or one with ``once``); releases the lock on the way out.
+        Returns the exit status: 0, or 1 when ``once`` and the round could not read the
+        cluster or the configuration."""
         ready = False
         try:
             while not self.stop_event.is_set():
@@ -266,30 +307,29 @@ class Watcher:
                 ready = True
                 if once:
                     break
-                deadline = started + self.round_interval
-                while not self.stop_event.is_set():
-                    left = deadline - self.clock.monotonic()
-                    if left <= 0:
-                        break
-                    # between rounds: no lock keep-alive (the next round renews it)
-                    getattr(self.clock, "base", self.clock).sleep(min(0.2, left))
+                self.wait(started)
         finally:
             notify("STOPPING=1")
-            self.release()
+            self.release(final=not once)
             if self.power is not None:
                 self.power.close()
-        return 0
+        return 0 if self.ok or not once else 1
 
-    def release(self) -> None:
-        """Give up the manager lock (clean stop), so another watcher takes over now."""
+    def release(self, final: bool = True) -> None:
+        """Give up the manager lock, so another watcher takes over now. ``final`` (a
+        continuous watcher stopping): first note ``stopped_at`` in the manager status."""
         crm = self.crm
         try:
-            if crm is not None and crm.state == "master" and self.world.holds_manager_lock():
-                self._save_last_online()
+            if crm is not None and crm.state == "master" and self.auth.holds_manager_lock():
+                if final and self.auth.may_act():
+                    ms = dict(self.statuses.read_manager())
+                    if ms:
+                        ms["pvha"] = {**(ms.get("pvha") or {}), "stopped_at": self.clock.time()}
+                        self.statuses.write_manager(ms)
                 crm.shutdown_request()
                 crm._work_master()
-            elif self.world.holds_manager_lock():
-                ShellEnv(self.world).release_ha_manager_lock()
+            elif self.auth.holds_manager_lock():
+                ManagerEnv(self.shared).release_ha_manager_lock()
         except Exception as err:  # noqa: BLE001 - the lock then expires by itself
             log.warning("could not release the manager lock: %s", err)
         log.info("watcher stopped")
@@ -300,6 +340,7 @@ class Watcher:
         def handler(signum: int, _frame: Any) -> None:
             self._signals += 1
             self.stop_event.set()
+            self.wake.set()
             if self._signals == 1:
                 log.info("got %s, stopping after this round", signal.Signals(signum).name)
             else:

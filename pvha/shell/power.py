@@ -22,10 +22,13 @@ process that may act (manager lock, quorate view) starts fences.
 
 The per-node state (``fencing``, ``failed``, ``fenced``) is written atomically to
 ``<config dir>/fence_state`` when it changes, for ``pvha status``; fence events go to
-the journal (:mod:`pvha.shell.history`). A restarted watcher reloads the ``fenced``
-proofs (like fence-ack records, they last until the node is seen online again), so a
-recovery interrupted by the restart can finish; a new fencing of the node starts by
-dropping the old proof.
+the journal (:mod:`pvha.shell.history`). A restarted watcher (or the next ``--once``
+run) reloads it: the ``fenced`` proofs (like fence-ack records, they last until the node
+is seen online again), so a recovery interrupted by the restart can finish, and the jobs
+with their attempt counts and back-off, so fencing goes on where it was (a call that was
+running when the process ended counts as a failed attempt). A new fencing of the node
+starts by dropping the old proof. ``on_done`` is called (in the worker thread) whenever
+a fence call ends, so the loop can start its next round at once.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ class PowerFencing:
 
     def __init__(self, config: FenceConfig, config_dir: Path, history: History,
                  online: Callable[[str], bool], clock: Callable[[], float],
-                 fencer: Fencer | None = None, timeout: float = DEVICE_TIMEOUT) -> None:
+                 fencer: Fencer | None = None, timeout: float = DEVICE_TIMEOUT,
+                 on_done: Callable[[], None] | None = None) -> None:
         self.config = config
         self.config_dir = config_dir
         self.history = history
@@ -99,15 +103,27 @@ class PowerFencing:
                                         policy=device_policy(timeout))
         self.jobs: dict[str, FenceJob] = {}
         self.fenced: dict[str, dict[str, Any]] = {}  # node -> {device, at}
+        self.on_done = on_done
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pvha-fence")
         self._lock = threading.Lock()
         self._saved: dict[str, Any] | None = None
         # a restarted watcher keeps the proofs of nodes that have not come back (as
         # fence-ack records persist): services already in recovery can still move
         for node, info in read_fence_state(config_dir).items():
-            if isinstance(info, dict) and info.get("state") == "fenced":
-                self.fenced[node] = {"device": str(info.get("device", "?")),
-                                     "at": float(info.get("at", 0))}
+            if not isinstance(info, dict):
+                continue
+            try:
+                if info.get("state") == "fenced":
+                    self.fenced[node] = {"device": str(info.get("device", "?")),
+                                         "at": float(info.get("at", 0))}
+                elif info.get("state") in ("fencing", "failed"):
+                    detail = str(info.get("detail") or "") or "interrupted (watcher restarted)"
+                    self.jobs[node] = FenceJob(node, self.device_label(node),
+                                               int(info.get("attempt", 0)),
+                                               next_try=float(info.get("next_try", 0)),
+                                               since=float(info.get("since", 0)), detail=detail)
+            except (TypeError, ValueError):
+                continue
         self._saved = self.state()
 
     def has_device(self, node: str) -> bool:
@@ -148,6 +164,9 @@ class PowerFencing:
         self.history.append("fence", job.node, time=now, outcome="started",
                             device=job.device, attempt=job.attempt)
         job.future = self._pool.submit(self.fencer.fence, job.node)
+        if self.on_done is not None:
+            done = self.on_done
+            job.future.add_done_callback(lambda _f: done())
         self.save()
 
     def _result(self, job: FenceJob) -> FenceResult | None:

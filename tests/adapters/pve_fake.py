@@ -273,3 +273,8 @@ def api_settings(**over: Any) -> ApiSettings:
         base.update(token_name=None, token_secret=None, password=Secret(PASSWORD))
     base.update(over)
     return ApiSettings(**base)
+
+
+def version(api: Any) -> dict[str, Any]:
+    """``GET /version`` through the adapter's client: the cheapest authenticated call."""
+    return dict(api.client.call("GET", "version", idempotent=True) or {})

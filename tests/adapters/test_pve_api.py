@@ -1,15 +1,15 @@
-"""PveApi: typed reads, guest actions, task waiting, snapshot."""
+"""PveApi: typed reads, guest actions posted (never waited for), task status, snapshot."""
 
 from __future__ import annotations
 
 from collections import deque
 
 import pytest
-from pve_fake import FakeTime, api_settings, upid
+from pve_fake import FakeTime, api_settings, upid, version
 
 from pvha.adapters.pve_api import PveApi, parse_cluster_status, parse_upid
 from pvha.adapters.pve_client import PveClient
-from pvha.errors import ApiPermanentError, ApiTransientError, TaskFailedError, TaskTimeoutError
+from pvha.errors import ApiPermanentError, ApiTransientError
 from pvha.ports import ClusterReads, GuestActions, GuestRef
 
 VM100 = GuestRef("qemu", 100, "pve1")
@@ -18,8 +18,7 @@ CT102 = GuestRef("lxc", 102, "pve2")
 
 def make(fake_time: FakeTime, **over: object) -> PveApi:
     client = PveClient(api_settings(**over), monotonic=fake_time.monotonic, sleep=fake_time.sleep)
-    return PveApi(client, task_timeout=60, monotonic=fake_time.monotonic, sleep=fake_time.sleep,
-                  clock=fake_time.time)
+    return PveApi(client, clock=fake_time.time)
 
 
 def test_implements_the_ports(fake_pve, fake_time):
@@ -109,49 +108,50 @@ def test_node_names_are_validated_before_building_paths(fake_pve, fake_time):
 # --- actions and tasks ----------------------------------------------------------------------
 
 
-def test_start_waits_for_the_task_on_the_upid_node(fake_pve, fake_time):
+def test_start_only_posts_and_the_task_is_asked_of_the_upid_node(fake_pve, fake_time):
     task = upid("pve1", "qmstart", 100, 1)
-    fake_pve.tasks[task] = deque([{"status": "running"}, {"status": "running"},
-                                  {"status": "stopped", "exitstatus": "OK"}])
-    result = make(fake_time).start(VM100)
-    assert (result.upid, result.node, result.type, result.ok) == (task, "pve1", "qmstart", True)
-    assert fake_pve.paths() == ["nodes/pve1/qemu/100/status/start"] + [
-        f"nodes/pve1/tasks/{task}/status"] * 3
-    assert fake_time.sleeps == [0.5, 1.0]  # polling backs off; nothing really slept
+    fake_pve.tasks[task] = deque([{"status": "running"}, {"status": "stopped", "exitstatus": "OK"}])
+    api = make(fake_time)
+    assert api.post_start(VM100) == task
+    assert fake_pve.paths() == ["nodes/pve1/qemu/100/status/start"]  # nothing waited for
+    first = api.task_status(task)
+    assert (first.upid, first.node, first.type, first.running, first.ok) == (
+        task, "pve1", "qmstart", True, False)
+    done = api.task_status(task)
+    assert (done.running, done.exitstatus, done.ok) == (False, "OK", True)
+    assert fake_pve.paths()[1:] == [f"nodes/pve1/tasks/{task}/status"] * 2
+    assert fake_time.sleeps == []
 
 
-def test_failed_task_raises_with_pve_exit_status(fake_pve, fake_time):
+def test_failed_task_carries_pve_exit_status(fake_pve, fake_time):
     task = upid("pve1", "qmstart", 100, 1)
     fake_pve.tasks[task] = deque([{"status": "stopped", "exitstatus": "VM 100 already running"}])
-    with pytest.raises(TaskFailedError) as err:
-        make(fake_time).start(VM100)
-    assert err.value.exitstatus == "VM 100 already running" and err.value.upid == task
-    assert "VM 100 already running" in str(err.value)
+    api = make(fake_time)
+    st = api.task_status(api.post_start(VM100))
+    assert (st.running, st.ok, st.exitstatus) == (False, False, "VM 100 already running")
 
 
 def test_warnings_count_as_success(fake_pve, fake_time):
     task = upid("pve2", "vzmigrate", 102, 1)
     fake_pve.tasks[task] = deque([{"status": "stopped", "exitstatus": "WARNINGS: 2"}])
-    assert make(fake_time).migrate(CT102, "pve1", online=True).exitstatus == "WARNINGS: 2"
+    api = make(fake_time)
+    st = api.task_status(api.post_migrate(CT102, "pve1", online=True))
+    assert st.ok and st.exitstatus == "WARNINGS: 2"
     assert fake_pve.calls[0].params == {"target": "pve1", "restart": "1"}
 
 
-def test_task_wait_is_bounded(fake_pve, fake_time):
+def test_a_task_without_exit_status_ended_unexpectedly(fake_pve, fake_time):
     task = upid("pve1", "qmshutdown", 100, 1)
-    fake_pve.tasks[task] = deque([{"status": "running"}])
-    start = fake_time.now
-    with pytest.raises(TaskTimeoutError) as err:
-        make(fake_time).shutdown(VM100, timeout=30)
-    assert err.value.upid == task
-    assert fake_time.now - start == 60  # task_timeout, on the injected clock
-    assert isinstance(err.value, ApiTransientError)
+    fake_pve.tasks[task] = deque([{"status": "stopped"}])
+    st = make(fake_time).task_status(task)
+    assert (st.running, st.ok, st.exitstatus) == (False, False, "unexpected status")
 
 
 def test_qemu_offline_migration_and_stop(fake_pve, fake_time):
     api = make(fake_time)
-    assert api.migrate(VM100, "pve2", online=False).type == "qmigrate"
-    assert api.stop(VM100, timeout=10).type == "qmstop"
-    assert api.stop(CT102).type == "vzstop"
+    assert parse_upid(api.post_migrate(VM100, "pve2", online=False)).type == "qmigrate"
+    assert parse_upid(api.post_stop(VM100, timeout=10)).type == "qmstop"
+    assert parse_upid(api.post_stop(CT102)).type == "vzstop"
     posts = [(c.path, c.params) for c in fake_pve.calls if c.method == "POST"]
     assert posts == [("nodes/pve1/qemu/100/migrate", {"target": "pve2", "online": "0"}),
                      ("nodes/pve1/qemu/100/status/stop", {"timeout": "10"}),
@@ -160,7 +160,7 @@ def test_qemu_offline_migration_and_stop(fake_pve, fake_time):
 
 def test_action_on_a_dead_node_is_transient(fake_pve, fake_time):
     with pytest.raises(ApiTransientError) as err:
-        make(fake_time).start(GuestRef("qemu", 101, "pve3"))
+        make(fake_time).post_start(GuestRef("qemu", 101, "pve3"))
     assert err.value.pve_message == "No route to host"
 
 
@@ -175,9 +175,9 @@ def test_upid_parsing():
 
 
 def test_from_settings_builds_a_working_adapter(fake_pve, fake_time):
-    api = PveApi.from_settings(api_settings(task_timeout=5.0), monotonic=fake_time.monotonic,
-                               sleep=fake_time.sleep)
-    assert api.task_timeout == 5.0 and api.get_version()["release"] == "9.2"
+    api = PveApi.from_settings(api_settings(), monotonic=fake_time.monotonic,
+                               sleep=fake_time.sleep, clock=fake_time.time)
+    assert version(api)["release"] == "9.2" and api.snapshot().taken_at == fake_time.now
 
 
 def test_build_real_adapters_share_one_clock(tmp_path, fake_pve, fake_time):

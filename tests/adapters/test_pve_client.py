@@ -10,6 +10,7 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 from pve_fake import (
+    version,
     PASSWORD,
     TOKEN_SECRET,
     FakePve,
@@ -34,8 +35,7 @@ VM100 = GuestRef("qemu", 100, "pve1")
 def make(fake_time: FakeTime, **over: object) -> PveApi:
     settings = api_settings(**over)
     client = PveClient(settings, monotonic=fake_time.monotonic, sleep=fake_time.sleep)
-    return PveApi(client, monotonic=fake_time.monotonic, sleep=fake_time.sleep,
-                  clock=fake_time.time)
+    return PveApi(client, clock=fake_time.time)
 
 
 # --- auth ------------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ def make(fake_time: FakeTime, **over: object) -> PveApi:
 
 def test_token_auth_sends_header_and_no_cookie_or_csrf(fake_pve: FakePve, fake_time: FakeTime):
     api = make(fake_time)
-    assert api.get_version()["version"] == "9.2.11"
+    assert version(api)["version"] == "9.2.11"
     api.post_start(VM100)
     for call in fake_pve.calls:
         assert call.headers["Authorization"] == f"PVEAPIToken=pvha@pve!ha={TOKEN_SECRET}"
@@ -58,7 +58,7 @@ def test_ticket_auth_logs_in_once_and_sends_csrf_only_on_writes(
     api = make(fake_time, password_auth=True)
     api.get_cluster_status()
     api.post_start(VM100)
-    api.get_version()
+    version(api)
     assert fake_pve.paths() == ["access/ticket", "cluster/status",
                                 "nodes/pve1/qemu/100/status/start", "version"]
     login, get1, post, get2 = fake_pve.calls
@@ -73,10 +73,10 @@ def test_ticket_auth_logs_in_once_and_sends_csrf_only_on_writes(
 
 def test_ticket_is_renewed_with_the_ticket_after_an_hour(fake_pve: FakePve, fake_time: FakeTime):
     api = make(fake_time, password_auth=True)
-    api.get_version()
+    version(api)
     first = next(iter(fake_pve.tickets))
     fake_time.now += TICKET_RENEW_AGE + 1
-    api.get_version()
+    version(api)
     renew = [c for c in fake_pve.calls if c.path == "access/ticket"][1]
     assert renew.params["password"] == first  # renewal uses the ticket, not the password
     second = list(fake_pve.tickets)[1]
@@ -85,9 +85,9 @@ def test_ticket_is_renewed_with_the_ticket_after_an_hour(fake_pve: FakePve, fake
 
 def test_expired_ticket_leads_to_a_fresh_password_login(fake_pve: FakePve, fake_time: FakeTime):
     api = make(fake_time, password_auth=True)
-    api.get_version()
+    version(api)
     fake_time.now += 3 * 3600  # process was suspended: the ticket is dead
-    api.get_version()
+    version(api)
     logins = [c for c in fake_pve.calls if c.path == "access/ticket"]
     assert [c.params["password"] for c in logins] == [PASSWORD, PASSWORD]
 
@@ -96,7 +96,7 @@ def test_rejected_ticket_triggers_one_relogin_and_one_repeat(
     fake_pve: FakePve, fake_time: FakeTime
 ):
     api = make(fake_time, password_auth=True)
-    api.get_version()
+    version(api)
     fake_pve.tickets.clear()  # e.g. the cluster's auth key was replaced
     assert api.get_cluster_status().quorate
     assert fake_pve.paths()[-3:] == ["cluster/status", "access/ticket", "cluster/status"]
@@ -107,7 +107,7 @@ def test_wrong_password_is_an_auth_error_without_the_password(fake_pve, fake_tim
 
     api = make(fake_time, password_auth=True, password=Secret("wrong-SECRET-pw"))
     with pytest.raises(ApiAuthError) as err:
-        api.get_version()
+        version(api)
     assert err.value.status == 401
     assert "authentication failure" in str(err.value)
     assert "wrong-SECRET-pw" not in str(err.value) and "wrong-SECRET-pw" not in repr(err.value)
@@ -119,7 +119,7 @@ def test_wrong_token_is_an_auth_error_and_not_retried(fake_pve, fake_time):
 
     api = make(fake_time, token_secret=Secret("bad-SECRET-token"))
     with pytest.raises(ApiAuthError) as err:
-        api.get_version()
+        version(api)
     assert "Authentication failed!" in str(err.value)
     assert "bad-SECRET-token" not in str(err.value)
     assert len(fake_pve.calls) == 1 and fake_time.sleeps == []
@@ -128,7 +128,7 @@ def test_wrong_token_is_an_auth_error_and_not_retried(fake_pve, fake_time):
 def test_secret_echoed_by_a_server_is_masked(fake_pve, fake_time):
     fake_pve.fault("GET", "version", (500, f"token {TOKEN_SECRET} is odd", None))
     with pytest.raises(ApiError) as err:
-        make(fake_time).get_version()
+        version(make(fake_time))
     assert TOKEN_SECRET not in str(err.value) and "***" in str(err.value)
     assert TOKEN_SECRET not in repr(make(fake_time).client)
 
@@ -229,7 +229,7 @@ def test_unreachable_host_fails_over_to_the_next_and_sticks_to_it(fake_pve, fake
 def test_all_hosts_down_is_transient_after_retries(fake_pve, fake_time):
     fake_pve.down_hosts.update({"pve1.test", "pve2.test"})
     with pytest.raises(ApiTransientError) as err:
-        make(fake_time).get_version()
+        version(make(fake_time))
     assert "cannot connect" in str(err.value) and err.value.request_sent is False
     assert len(fake_pve.calls) == 6 and fake_time.sleeps == [1.0, 2.0]
 
@@ -237,11 +237,11 @@ def test_all_hosts_down_is_transient_after_retries(fake_pve, fake_time):
 def test_tls_failure_is_permanent_but_fails_over(fake_pve, fake_time):
     fake_pve.fault("GET", "version", (0, "", requests.exceptions.SSLError("fingerprint mismatch")))
     api = make(fake_time)
-    assert api.get_version()["release"] == "9.2"
+    assert version(api)["release"] == "9.2"
     assert [c.host for c in fake_pve.calls] == ["pve1.test", "pve2.test"]
     fake_pve.fault("GET", "version", *[(0, "", requests.exceptions.SSLError("bad cert"))] * 2)
     with pytest.raises(ApiTlsError):
-        api.get_version()
+        version(api)
 
 
 # --- wire details --------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def test_timeout_and_ca_path_are_passed_on_every_request(fake_pve, fake_time, mo
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/bundle.pem")
     api = make(fake_time, ca_file=Path("/etc/pve/pve-root-ca.pem"), read_timeout=40.0,
                connect_timeout=5.0, password_auth=True)
-    api.get_version()
+    version(api)
     api.post_start(VM100)
     for call in fake_pve.calls:
         assert call.timeout == (5.0, 40.0)
@@ -283,7 +283,7 @@ def test_timeout_and_ca_path_are_passed_on_every_request(fake_pve, fake_time, mo
 
 
 def test_system_ca_store_is_the_default(fake_pve, fake_time):
-    make(fake_time).get_version()
+    version(make(fake_time))
     assert fake_pve.calls[0].verify == system_ca()
     assert fake_pve.calls[0].verify is True or Path(fake_pve.calls[0].verify).is_file()
 
@@ -293,13 +293,13 @@ def test_two_factor_accounts_are_refused_with_advice(fake_pve, fake_time):
                    (200, "OK", {"data": {"username": "pvha@pve", "ticket": "PVE:half",
                                          "CSRFPreventionToken": "x", "NeedTFA": 1}}))
     with pytest.raises(ApiAuthError, match="two-factor.*API token"):
-        make(fake_time, password_auth=True).get_version()
+        version(make(fake_time, password_auth=True))
 
 
 def test_missing_csrf_token_is_caught_by_the_strict_fake(fake_pve, fake_time):
     """The fake refuses a ticket write without CSRF, so the CSRF test above is meaningful."""
     api = make(fake_time, password_auth=True)
-    api.get_version()
+    version(api)
     ticket = next(iter(fake_pve.tickets))
     resp = requests.post("https://pve1.test:8006/api2/json/nodes/pve1/qemu/100/status/start",
                          headers={"Cookie": f"PVEAuthCookie={ticket}"}, timeout=5)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 import requests
-from pve_fake import PASSWORD, TOKEN_SECRET, api_settings
+from pve_fake import PASSWORD, TOKEN_SECRET, api_settings, version
 
 from pvha.adapters.pve_api import PveApi
 from pvha.adapters.tls import PinnedFingerprintAdapter, cert_fingerprint
@@ -128,14 +128,14 @@ def test_pinned_fingerprint_rejects_another_certificate_before_sending(tls_serve
 
 def test_client_with_pinned_fingerprint_talks_to_the_server(tls_server: TlsServer):
     api = _api(tls_server, fingerprints=("00" * 32, tls_server.fingerprint))  # any of a set
-    assert api.get_version()["version"] == "9.2.11"
+    assert version(api)["version"] == "9.2.11"
     assert tls_server.requests[-1].endswith(f"!ha={TOKEN_SECRET}")
 
 
 def test_client_with_wrong_fingerprint_gets_a_tls_error_and_sends_no_token(tls_server: TlsServer):
     before = len(tls_server.requests)
     with pytest.raises(ApiTlsError) as err:
-        _api(tls_server, fingerprints=("11" * 32,)).get_version()
+        version(_api(tls_server, fingerprints=("11" * 32,)))
     assert "fingerprint mismatch" in str(err.value)
     assert TOKEN_SECRET not in str(err.value)
     assert len(tls_server.requests) == before
@@ -145,18 +145,18 @@ def test_client_with_ca_file_verifies_and_ignores_requests_ca_bundle(
     tls_server: TlsServer, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    assert _api(tls_server, ca_file=tls_server.cert).get_version()["release"] == "9.2"
+    assert version(_api(tls_server, ca_file=tls_server.cert))["release"] == "9.2"
 
 
 def test_client_with_system_store_rejects_the_self_signed_cert(tls_server: TlsServer):
     with pytest.raises(ApiTlsError):
-        _api(tls_server).get_version()
+        version(_api(tls_server))
 
 
 def test_client_with_another_ca_rejects_the_server(tls_server: TlsServer, tmp_path: Path):
     other, _ = _make_cert(tmp_path, "other")
     with pytest.raises(ApiTlsError):
-        _api(tls_server, ca_file=other).get_version()
+        version(_api(tls_server, ca_file=other))
 
 
 def test_password_login_goes_through_the_pin(tls_server: TlsServer):
@@ -170,5 +170,5 @@ def test_password_login_goes_through_the_pin(tls_server: TlsServer):
 def test_wrong_pin_means_the_password_is_never_sent(tls_server: TlsServer):
     before = len(tls_server.requests)
     with pytest.raises(ApiTlsError):
-        _api(tls_server, fingerprints=("22" * 32,), password_auth=True).get_version()
+        version(_api(tls_server, fingerprints=("22" * 32,), password_auth=True))
     assert len(tls_server.requests) == before

@@ -4,6 +4,10 @@
 under ``<root>/nodes/*/{qemu-server,lxc}``, so a config steal done by the real
 ``ClusterFs`` shows up in the next snapshot exactly as with PVE. Every call is counted
 and actions are recorded in order, so tests can assert on what was done.
+
+Actions are posted as PVE does: each returns a UPID at once, and the task ends
+``task_seconds`` (virtual, on the fake clock; 0 = at once) later; its effect (a guest
+running, a config moved) happens when it ends. ``task_status`` reports it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pvha.ports import (
     GuestStatus,
     NodeResource,
     PveHaResource,
-    TaskResult,
+    TaskStatus,
 )
 
 
@@ -54,6 +58,11 @@ class FakeApi:
     fail_snapshot: list[Exception] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     actions: list[tuple[str, str, str]] = field(default_factory=list)
+    task_seconds: float = 0.0
+    status: dict[int, str] = field(default_factory=dict)  # vmid -> QEMU state if not plain
+    tasks: dict[str, list] = field(default_factory=dict)  # upid -> [end, effect, exitstatus]
+    faults: dict[str, list[Exception]] = field(default_factory=dict)  # "post_start:100" -> ...
+    broken_starts: set[tuple[int, str]] = field(default_factory=set)  # (vmid, node): start fails
 
     def __post_init__(self) -> None:
         for n in self.nodes:
@@ -81,7 +90,24 @@ class FakeApi:
 
     # --- ClusterReads ------------------------------------------------------------------
 
+    def _tick(self) -> None:
+        """End the tasks whose time has come (their effects happen now)."""
+        for upid, task in list(self.tasks.items()):
+            end, effect, status = task
+            if status is None and end <= self.clock.time():
+                node = upid.split(":")[1]
+                if not self.power[node]:
+                    task[2] = "unexpected status"
+                    continue
+                task[2] = effect() or "OK"
+
+    def _status_of(self, vmid: int) -> str:
+        if vmid not in self.running:
+            return "stopped"
+        return self.status.get(vmid, "running")
+
     def snapshot(self) -> ClusterSnapshot:
+        self._tick()
         if self.fail_snapshot:
             raise self.fail_snapshot.pop(0)
         self.calls += ["GET cluster/status", "GET cluster/resources", "GET cluster/ha/resources"]
@@ -93,24 +119,34 @@ class FakeApi:
             ClusterNode(n, i + 1, n in up, n == self.local) for i, n in enumerate(self.nodes)))
         nodes = tuple(NodeResource(n, "online" if n in up else "offline") for n in self.nodes)
         guests = tuple(
-            Guest(vmid, kind, node, "running" if vmid in self.running else "stopped",  # type: ignore[arg-type]
+            Guest(vmid, kind, node, self._status_of(vmid),  # type: ignore[arg-type]
                   node not in up)
             for vmid, kind, node in self._guests())
         ha = tuple(PveHaResource(s, s.split(":")[0]) for s in sorted(self.pve_ha))
         return ClusterSnapshot(status, ClusterResources(nodes, guests), ha, self.local,
                                self.clock.time())
 
+    def get_cluster_status(self) -> ClusterStatus:
+        return self.snapshot().status
+
     def guest_status(self, ref: GuestRef) -> GuestStatus:
-        self._reach(ref.node, f"GET {ref.node}/{ref.vmid}/status/current")
-        return GuestStatus(ref, "running" if ref.vmid in self.running else "stopped")
+        self._tick()
+        self._reach(ref.node, f"GET {ref.node}/{ref.vmid}/status/current",
+                    f"guest_status:{ref.vmid}")
+        alive = ref.vmid in self.running
+        return GuestStatus(ref, "running" if alive else "stopped",
+                           self.status.get(ref.vmid, "running") if alive else "stopped")
 
     def node_status(self, node: str) -> None:
         raise NotImplementedError
 
     # --- GuestActions ------------------------------------------------------------------
 
-    def _reach(self, node: str, call: str) -> None:
+    def _reach(self, node: str, call: str, fault: str | None = None) -> None:
         self.calls.append(call)
+        for key in (f"{fault}@{node}", fault):
+            if fault is not None and self.faults.get(key):
+                raise self.faults[key].pop(0)
         if not self.power[node]:
             raise ApiTransientError(f"{node}: 595 no route to host", status=595)
 
@@ -119,42 +155,63 @@ class FakeApi:
             raise ApiPermanentError(f"500 Configuration file 'nodes/{ref.node}/"
                                     f"qemu-server/{ref.vmid}.conf' does not exist")
 
-    def _task(self, node: str, kind: str) -> TaskResult:
-        return TaskResult(f"UPID:{node}:1:1:1:{kind}::root@pam:", node, kind, "OK")
+    def _task(self, node: str, kind: str, effect) -> str:  # type: ignore[no-untyped-def]
+        upid = f"UPID:{node}:{len(self.tasks) + 1:08X}:00000001:00000001:{kind}::root@pam:"
+        self.tasks[upid] = [self.clock.time() + self.task_seconds, effect, None]
+        self._tick()
+        return upid
 
-    def start(self, ref: GuestRef) -> TaskResult:
-        self._reach(ref.node, f"POST {ref.node}/{ref.vmid}/start")
+    def task_status(self, upid: str) -> TaskStatus:
+        self._tick()
+        node = upid.split(":")[1]
+        self._reach(node, f"GET {node}/tasks", "task_status")
+        end, _effect, status = self.tasks[upid]
+        return TaskStatus(upid, node, upid.split(":")[5], status is None, status)
+
+    def post_start(self, ref: GuestRef) -> str:
+        self._reach(ref.node, f"POST {ref.node}/{ref.vmid}/start", f"post_start:{ref.vmid}")
         self._owned(ref)
-        if ref.vmid in self.running:
-            raise ApiPermanentError(f"500 VM {ref.vmid} already running")
+        if ref.vmid in self.running and ref.kind == "lxc":
+            raise ApiPermanentError(f"500 CT {ref.vmid} already running")
         self.actions.append(("start", ref.sid, ref.node))
-        self.running.add(ref.vmid)
-        return self._task(ref.node, "qmstart")
 
-    def stop(self, ref: GuestRef, timeout: int | None = None) -> TaskResult:
+        def effect() -> str | None:
+            if ref.vmid in self.running:
+                return f"VM {ref.vmid} already running"
+            if (ref.vmid, ref.node) in self.broken_starts:
+                return "start failed: QEMU exited with code 1"
+            self.running.add(ref.vmid)
+            return None
+
+        return self._task(ref.node, "qmstart", effect)
+
+    def post_stop(self, ref: GuestRef, timeout: int | None = None) -> str:
         self._reach(ref.node, f"POST {ref.node}/{ref.vmid}/stop")
         self._owned(ref)
         self.actions.append(("stop", ref.sid, ref.node))
-        self.running.discard(ref.vmid)
-        return self._task(ref.node, "qmstop")
+        return self._task(ref.node, "qmstop", lambda: self.running.discard(ref.vmid))
 
-    def shutdown(self, ref: GuestRef, timeout: int | None = None,
-                 force_stop: bool = False) -> TaskResult:
-        self._reach(ref.node, f"POST {ref.node}/{ref.vmid}/shutdown")
+    def post_shutdown(self, ref: GuestRef, timeout: int | None = None,
+                      force_stop: bool = False) -> str:
+        self._reach(ref.node, f"POST {ref.node}/{ref.vmid}/shutdown", f"post_shutdown:{ref.vmid}")
         self._owned(ref)
         self.actions.append(("shutdown", ref.sid, ref.node))
-        self.running.discard(ref.vmid)
-        return self._task(ref.node, "qmshutdown")
+        return self._task(ref.node, "qmshutdown", lambda: self.running.discard(ref.vmid))
 
-    def migrate(self, ref: GuestRef, target: str, online: bool) -> TaskResult:
-        self._reach(ref.node, f"POST {ref.node}/{ref.vmid}/migrate")
+    def post_migrate(self, ref: GuestRef, target: str, online: bool) -> str:
+        self._reach(ref.node, f"POST {ref.node}/{ref.vmid}/migrate", f"post_migrate:{ref.vmid}")
         self._reach(target, f"(migrate to {target})")
         self._owned(ref)
+        if ref.vmid in self.running and not online:
+            raise ApiPermanentError("500 can't migrate running VM without --online")
         self.actions.append(("migrate", ref.sid, f"{ref.node}->{target}"))
         d = "qemu-server" if ref.kind == "qemu" else "lxc"
-        (self.root / "nodes" / ref.node / d / f"{ref.vmid}.conf").rename(
-            self.root / "nodes" / target / d / f"{ref.vmid}.conf")
-        return self._task(ref.node, "qmigrate")
+
+        def effect() -> None:
+            (self.root / "nodes" / ref.node / d / f"{ref.vmid}.conf").rename(
+                self.root / "nodes" / target / d / f"{ref.vmid}.conf")
+
+        return self._task(ref.node, "qmigrate", effect)
 
 
 def make_cluster(tmp: Path, clock: FakeClock | None = None) -> tuple[FakeApi, ClusterFs, FakeClock]:
