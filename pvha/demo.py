@@ -33,7 +33,6 @@ STEPS: list[tuple[list[str], int]] = [
     (["add", "vm:100", "--max_restart", "2"], 0),
     (["add", "ct:101", "--state", "stopped", "--comment", "web frontend"], 0),
     (["groupadd", "g1", "--nodes", "node1:2,node2", "--nofailback", "1"], 0),
-    (["set", "vm:100", "--group", "g1"], 0),
     (
         [
             "rules",
@@ -66,8 +65,9 @@ STEPS: list[tuple[list[str], int]] = [
     (["config", "--output-format", "json"], 0),
     (["groupconfig"], 0),
     (["rules", "config"], 0),
+    (["set", "vm:100", "--group", "g1"], 2),  # g1 would override rule r1: refused
     (["migrate", "vm:100", "node2"], 0),
-    (["status"], 0),
+    (["status"], 5),  # no API configured: quorum unknown, so not "HA operating"
     (["add", "vm:100"], 2),
 ]
 

@@ -1,23 +1,37 @@
-"""``ha-manager status``: the entries and their text, as a pure function of its inputs.
+"""``pvha status``: ``ha-manager status``'s entries and text, told as pvha really works.
 
 Contract
 --------
-:func:`status_entries` reads nothing and writes nothing; the caller passes the last
+:func:`status_report` reads nothing and writes nothing; the caller passes the last
 ``manager_status`` dict (semantics 1.3; ``{}`` or None if there is none), each node's
-``lrm_status`` dict (1.4; None if unreadable), the typed configuration, the quorum as
-seen by the local node, and ``now`` (epoch seconds). It returns the entries PVE's
+``lrm_status`` dict (1.4; None if unreadable; unknown keys are ignored), the typed
+configuration, the quorum (:class:`Quorum`: seen through the API, or unknown and why),
+the fencing in force per node (:class:`Fencing`), the config faults a lenient load
+found, and ``now`` (epoch seconds). It returns the entries PVE's
 ``/cluster/ha/status/current`` returns (``id``, ``type``, ``status`` and, per type,
-``node``, ``timestamp``, ``sid``, ``state``, ``crm_state``, ``request_state`` ...), in
-PVE's order: quorum, master, fencing, one ``lrm`` per node of ``node_status`` (sorted),
-one ``service`` per sid of ``service_status`` (sorted), then configured sids not in it.
-:func:`format_status_text` turns them into ``ha-manager status`` lines (``<type>
-<status>``).
+``node``, ``timestamp``, ``sid``, ``state``, ``crm_state``, ``request_state`` ...) in
+PVE's order -- quorum, master, fencing, one ``lrm`` per node of ``node_status``
+(sorted), one ``service`` per sid of ``service_status`` (sorted), then configured sids
+not in it -- with one ``degraded`` entry per fault after the fencing entry, plus the
+exit status of ``pvha status`` (the ``EXIT_*`` codes). :func:`format_status_text`
+turns entries into ``ha-manager status`` lines (``<type> <status>``).
 
-Unknown quorum (``quorum=None``, e.g. ``pvha status`` reading files without a cluster):
-a master only writes its status while quorate, so a manager status whose timestamp is
-fresh (at most 30 s old, at most 2 s in the future) is taken as proof of quorum and
-``quorum OK`` is printed; otherwise the quorum line is left out and quorum is treated as
-unknown (not quorate) for the master's ``idle`` rule.
+Where pvha differs from PVE, the text says what pvha does, never what PVE would:
+
+* Quorum comes only from the API. Files never prove it (a stale ``manager_status``
+  says nothing about the cluster now): without an answer the line is ``quorum unknown
+  (<why>)``.
+* The manager is ``pvha watch``. It runs when ``manager_status["pvha"]`` has no
+  ``stopped_at`` and the last flush is at most max(30 s, 3 round intervals) old;
+  otherwise the master line says ``no pvha manager running since <time>`` and the lrm
+  lines say ``executor not running`` (the executors run inside the manager, so they
+  stop with it: the nodes are not dead for that).
+* There is no watchdog in this mode. Fencing is by a fence device (``fence.cfg``) or an
+  administrator's ``pvha fence-ack``; the fencing and lrm lines name the one in force.
+* A config fault is an ``HA degraded: <file>:<line>: ...`` line, not a failure; a
+  resource whose section was skipped shows as ``config invalid`` (not ``deleting``:
+  nobody removed it). The running manager's own list (``manager_status["pvha"]
+  ["degraded"]``) is shown too, without repeating a fault.
 
 Guest location: PVE takes a resource's node from the cluster's guest list. Pass
 ``guest_nodes`` (sid -> node) when known; when it is None (no cluster information) a
@@ -26,15 +40,20 @@ configured resource without a node is shown as ``queued`` instead of ``not found
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pvha.config.faults import ConfigFault
 from pvha.core.model import HAConfig, Resource
 
-STALE_AFTER = 30  # seconds; "old timestamp - dead?"
+STALE_AFTER = 30  # seconds; PVE's "old timestamp - dead?" and pvha's minimum
 DRIFT_BEFORE = 2  # seconds in the future; "detected time drift!"
+MEMORY_KEY = "pvha"  # manager_status key pvha watch writes (pvha.core.manager.MEMORY_KEY)
+RESOURCES_CFG = "resources.cfg"
+CONFIG_INVALID = "config invalid"  # service state of a resource whose section was skipped
 ACTIVE_SERVICE_STATES = frozenset(
     {
         "started",
@@ -50,15 +69,98 @@ ACTIVE_SERVICE_STATES = frozenset(
     }
 )
 
+# Exit status of ``pvha status`` (a health check); the first that applies wins.
+EXIT_OK = 0  # HA operating: a manager running, quorum seen through the API, config readable
+EXIT_UNREADABLE = 1  # a config or status file cannot be read (fence.cfg invalid included)
+EXIT_NO_MANAGER = 3  # no pvha manager running (stopped, or its last round is too old)
+EXIT_NO_QUORUM = 4  # the API answered: the local node has no quorum
+EXIT_QUORUM_UNKNOWN = 5  # no API configured: quorum cannot be checked
+EXIT_API_FAILED = 6  # the API is configured but failed (unreachable, 401, TLS)
+
 Entry = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Quorum:
-    """Quorum as the local node sees it."""
+    """Quorum as the local node sees it through the API; ``quorate`` None = unknown,
+    with ``reason`` saying why, and ``api_failed`` when an API call failed."""
 
-    node: str
-    quorate: bool
+    node: str | None
+    quorate: bool | None
+    reason: str | None = None
+    api_failed: bool = False
+
+    @classmethod
+    def no_api(cls) -> Quorum:
+        return cls(None, None, "no API configured")
+
+    @classmethod
+    def failed(cls) -> Quorum:
+        return cls(None, None, "cluster API failed", api_failed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Fencing:
+    """How the manager fences each node: ``devices`` maps a node to the fence devices
+    ``fence.cfg`` connects it to, in the order they are tried; a node without one is
+    fenced only by an administrator's ``pvha fence-ack``. ``invalid``: fence.cfg exists
+    but does not parse (``pvha watch`` refuses to start with it). A later node agent
+    (watchdog) adds its own field here and a part in :meth:`method`."""
+
+    devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    invalid: bool = False
+
+    def method(self, node: str) -> str:
+        """``fence device ipmi``, ``fence devices ipmi then pdu``, ``fence-ack only``."""
+        if self.invalid:
+            return "fence.cfg invalid"
+        devices = self.devices.get(node) or ()
+        if not devices:
+            return "fence-ack only"
+        plural = "s" if len(devices) > 1 else ""
+        return f"fence device{plural} {' then '.join(devices)}"
+
+    def summary(self, nodes: Sequence[str]) -> str:
+        """The methods by node: ``fence device ipmi for every node``, or ``fence device
+        ipmi for node1 node2; fence-ack only for node3``. Without ``nodes`` (no manager
+        status yet) the nodes fence.cfg names are listed; with none, ``fence-ack only``."""
+        known = bool(nodes)  # else only fence.cfg's nodes: other nodes may exist
+        nodes = sorted(nodes) or sorted(self.devices)
+        if not nodes:
+            return self.method("")
+        groups: dict[str, list[str]] = {}
+        for node in nodes:
+            groups.setdefault(self.method(node), []).append(node)
+        if len(groups) == 1 and known:
+            return f"{next(iter(groups))} for every node"
+        return "; ".join(f"{method} for {' '.join(ns)}" for method, ns in groups.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Manager:
+    """What ``manager_status`` says about the pvha manager that wrote it."""
+
+    node: str | None
+    timestamp: float | None
+    running: bool
+    state: str  # "active", "detected time drift!", "stopped", "stale", "none"
+    stale_after: float
+    master_since: float | None = None
+    stopped_at: float | None = None
+    round_interval: float | None = None
+    degraded: tuple[str, ...] = ()
+
+    @property
+    def last_seen(self) -> float | None:
+        return self.stopped_at if self.stopped_at is not None else self.timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The status entries and the exit status of ``pvha status``."""
+
+    entries: list[Entry]
+    exit_code: int
 
 
 def perl_localtime(timestamp: float) -> str:
@@ -66,63 +168,138 @@ def perl_localtime(timestamp: float) -> str:
     return time.asctime(time.localtime(timestamp))
 
 
-def timestamp_status(now: float, timestamp: float) -> str:
+def timestamp_status(now: float, timestamp: float, stale_after: float = STALE_AFTER) -> str:
     diff = now - timestamp
-    if diff > STALE_AFTER:
+    if diff > stale_after:
         return "old timestamp - dead?"
     if diff < -DRIFT_BEFORE:
         return "detected time drift!"
     return "active"
 
 
-def status_entries(
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def manager_of(manager_status: Mapping[str, Any] | None, now: float) -> Manager:
+    """The pvha manager as ``manager_status`` describes it (keys read defensively: old
+    files lack ``manager_status["pvha"]``)."""
+    ms = manager_status or {}
+    memory = ms.get(MEMORY_KEY)
+    memory = memory if isinstance(memory, Mapping) else {}
+    interval = _number(memory.get("round_interval"))
+    stale_after = max(float(STALE_AFTER), 3 * interval) if interval and interval > 0 else 30.0
+    node = ms.get("master_node")
+    node = str(node) if node is not None else None
+    timestamp = _number(ms.get("timestamp"))
+    stopped_at = _number(memory.get("stopped_at"))
+    degraded = memory.get("degraded")
+    faults = tuple(str(d) for d in degraded) if isinstance(degraded, list) else ()
+    if node is None or timestamp is None:
+        state = "none"
+    elif stopped_at is not None:
+        state = "stopped"
+    else:
+        state = timestamp_status(now, timestamp, stale_after)
+        state = "stale" if state == "old timestamp - dead?" else state
+    return Manager(
+        node=node,
+        timestamp=timestamp,
+        running=state in ("active", "detected time drift!"),
+        state=state,
+        stale_after=stale_after,
+        master_since=_number(memory.get("master_since")),
+        stopped_at=stopped_at,
+        round_interval=interval,
+        degraded=faults,
+    )
+
+
+def status_report(
     manager_status: Mapping[str, Any] | None,
     lrm_status: Mapping[str, Mapping[str, Any] | None],
     config: HAConfig,
     *,
     now: float,
     quorum: Quorum | None = None,
+    fencing: Fencing | None = None,
+    faults: Sequence[ConfigFault] = (),
     crs_mode: str = "basic",
     guest_nodes: Mapping[str, str] | None = None,
     fmt_time: Callable[[float], str] = perl_localtime,
-) -> list[Entry]:
-    """The status entries (see module contract)."""
+) -> Report:
+    """The status entries and exit status (see module contract). ``quorum`` None is
+    unknown quorum (not checked); ``fencing`` None is no fence device at all."""
     ms = manager_status or {}
-    master_fresh = _master_fresh(ms, now)
-    quorate = quorum.quorate if quorum is not None else master_fresh
-    entries: list[Entry] = []
-    if quorum is not None:
-        text = "OK" if quorum.quorate else f"No quorum on node '{quorum.node}'!"
-        entries.append(
-            {
-                "id": "quorum",
-                "type": "quorum",
-                "node": quorum.node,
-                "status": text,
-                "quorate": int(quorum.quorate),
-            }
-        )
-    elif master_fresh:
-        entries.append({"id": "quorum", "type": "quorum", "status": "OK", "quorate": 1})
-    master = _master_entry(ms, config, now, quorate, crs_mode, fmt_time)
-    if master is not None:
-        entries.append(master)
-        entries.append(_fencing_entry(ms, master["node"], master_fresh))
+    quorum = quorum or Quorum(None, None, "not checked")
+    fencing = fencing or Fencing()
+    manager = manager_of(ms, now)
+    # PVE's "idle": a quorate cluster with nothing to protect (no master flushes then)
+    idle = quorum.quorate is True and manager.state == "stale" and not config.resources
     service_status: Mapping[str, Any] = ms.get("service_status") or {}
-    for node in sorted(ms.get("node_status") or {}):
-        entries.append(_lrm_entry(node, lrm_status.get(node), service_status, now, fmt_time))
+    if not isinstance(service_status, Mapping):
+        service_status = {}
+    node_status = ms.get("node_status")
+    nodes = sorted(node_status) if isinstance(node_status, Mapping) else []
+    entries: list[Entry] = [_quorum_entry(quorum)]
+    entries.append(_master_entry(ms, manager, idle, crs_mode, fmt_time))
+    entries.append(_fencing_entry(ms, manager, fencing, nodes))
+    entries.extend(_degraded_entries(faults, manager))
+    executor = "running" if manager.running else ("idle" if idle else "not running")
+    for node in nodes:
+        lrm = lrm_status.get(node)
+        entries.append(
+            _lrm_entry(node, lrm, service_status, now, manager, executor, fencing, fmt_time)
+        )
     disarm_ignore = _disarm(ms).get("mode") == "ignore"
+    invalid = {f.key: str(f) for f in faults if f.file == RESOURCES_CFG and f.key is not None}
+    invalid = {sid: text for sid, text in invalid.items() if sid not in config.resources}
     for sid in sorted(service_status):
-        entries.append(_service_entry(sid, service_status[sid], config, guest_nodes, disarm_ignore))
+        entries.append(_service_entry(sid, service_status[sid], config, guest_nodes,
+                                      disarm_ignore, invalid.get(sid)))
     for sid in sorted(config.resources):
         if sid not in service_status:
             entries.append(_service_entry(sid, None, config, guest_nodes, disarm_ignore))
-    return entries
+    for sid in sorted(invalid):
+        if sid not in service_status:
+            entries.append(_service_entry(sid, None, config, guest_nodes, disarm_ignore,
+                                          invalid[sid]))
+    return Report(entries, _exit_code(quorum, manager, idle, fencing))
+
+
+def status_entries(
+    manager_status: Mapping[str, Any] | None,
+    lrm_status: Mapping[str, Mapping[str, Any] | None],
+    config: HAConfig,
+    **kw: Any,
+) -> list[Entry]:
+    """The entries of :func:`status_report`."""
+    return status_report(manager_status, lrm_status, config, **kw).entries
+
+
+def _exit_code(quorum: Quorum, manager: Manager, idle: bool, fencing: Fencing) -> int:
+    if fencing.invalid:
+        return EXIT_UNREADABLE
+    if quorum.api_failed:
+        return EXIT_API_FAILED
+    if quorum.quorate is None:
+        return EXIT_QUORUM_UNKNOWN
+    if not quorum.quorate:
+        return EXIT_NO_QUORUM
+    if not manager.running and not idle:
+        return EXIT_NO_MANAGER
+    return EXIT_OK
+
+
+_TEXT_TYPE = {"degraded": "HA degraded:"}
 
 
 def format_status_text(entries: Sequence[Entry]) -> str:
-    """``ha-manager status`` text: one ``<type> <status>`` line per entry."""
-    return "".join(f"{e['type']} {e['status']}\n" for e in entries)
+    """``ha-manager status`` text: one ``<type> <status>`` line per entry (``degraded``
+    entries read ``HA degraded: <fault>``)."""
+    return "".join(f"{_TEXT_TYPE.get(e['type'], e['type'])} {e['status']}\n" for e in entries)
 
 
 def _disarm(ms: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -130,58 +307,98 @@ def _disarm(ms: Mapping[str, Any]) -> Mapping[str, Any]:
     return disarm if isinstance(disarm, Mapping) else {}
 
 
-def _master_fresh(ms: Mapping[str, Any], now: float) -> bool:
-    if ms.get("master_node") is None or ms.get("timestamp") is None:
-        return False
-    return timestamp_status(now, float(ms["timestamp"])) == "active"
+def _quorum_entry(quorum: Quorum) -> Entry:
+    entry: Entry = {"id": "quorum", "type": "quorum", "node": quorum.node}
+    if quorum.quorate is None:
+        entry.update(status=f"unknown ({quorum.reason or 'not checked'})", quorate=None,
+                     reason=quorum.reason)
+    elif quorum.quorate:
+        entry.update(status="OK", quorate=1)
+    else:
+        entry.update(status=f"No quorum on node '{quorum.node}'!", quorate=0)
+    return entry
 
 
 def _master_entry(
     ms: Mapping[str, Any],
-    config: HAConfig,
-    now: float,
-    quorate: bool,
+    manager: Manager,
+    idle: bool,
     crs_mode: str,
     fmt_time: Callable[[float], str],
-) -> Entry | None:
-    master, timestamp = ms.get("master_node"), ms.get("timestamp")
-    if master is None or timestamp is None:
-        return None
-    state = timestamp_status(now, float(timestamp))
-    if quorate and state != "active" and not config.resources:
-        state = "idle"
+) -> Entry:
+    entry: Entry = {
+        "id": "master",
+        "type": "master",
+        "node": manager.node,
+        "timestamp": ms.get("timestamp"),
+        "running": int(manager.running),
+        "manager_state": "idle" if idle else manager.state,
+        "master_since": manager.master_since,
+        "stopped_at": manager.stopped_at,
+        "round_interval": manager.round_interval,
+    }
+    if manager.state == "none" or manager.timestamp is None:
+        entry["status"] = "--- (no pvha manager running, no manager status found)"
+        return entry
+    if manager.running:
+        head = f"{manager.state}, {fmt_time(manager.timestamp)}"
+    elif idle:
+        head = f"idle, {fmt_time(manager.timestamp)}"
+    else:
+        head = f"no pvha manager running since {fmt_time(manager.last_seen or manager.timestamp)}"
     extra = ""
     disarm = _disarm(ms)
     if disarm:
         extra += f" - {disarm.get('state')}, resource mode: {disarm.get('mode')}"
     if crs_mode and crs_mode != "basic":
         extra += f" - {crs_mode} load CRS"
-    status = f"{master} ({state}, {fmt_time(float(timestamp))}){extra}"
-    return {
-        "id": "master",
-        "type": "master",
-        "node": master,
-        "status": status,
-        "timestamp": timestamp,
-    }
+    if manager.running and manager.master_since is not None:
+        extra += f" - master since {fmt_time(manager.master_since)}"
+    entry["status"] = f"{manager.node} ({head}){extra}"
+    return entry
 
 
-def _fencing_entry(ms: Mapping[str, Any], node: str, master_active: bool) -> Entry:
-    """``armed`` while the master is active (it holds its watchdog), ``standby`` otherwise."""
+def _fencing_entry(
+    ms: Mapping[str, Any], manager: Manager, fencing: Fencing, nodes: Sequence[str]
+) -> Entry:
+    """``armed`` while a manager runs (it fences failed nodes), ``standby`` otherwise;
+    PVE's disarm wording while disarmed. The parenthesis names the fencing methods."""
     disarm = _disarm(ms)
-    entry: Entry = {"id": "fencing", "type": "fencing", "node": node}
+    summary = fencing.summary(nodes)
+    entry: Entry = {
+        "id": "fencing",
+        "type": "fencing",
+        "node": manager.node,
+        "fencing": {n: fencing.method(n) for n in sorted(nodes) or sorted(fencing.devices)},
+    }
     if disarm:
         state, mode = disarm.get("state"), disarm.get("mode")
-        watchdog = "released" if state == "disarmed" else "active"
+        how = "no fencing while disarmed" if state == "disarmed" else summary
         entry.update(
-            status=f"{state}, resource mode: {mode} (CRM watchdog {watchdog})",
+            status=f"{state}, resource mode: {mode} ({how})",
             **{"armed-state": state, "resource_mode": mode},
         )
-    elif master_active:
-        entry.update(status="armed (CRM watchdog active)", **{"armed-state": "armed"})
+    elif manager.running:
+        entry.update(status=f"armed ({summary})", **{"armed-state": "armed"})
     else:
-        entry.update(status="standby (CRM watchdog standby)", **{"armed-state": "standby"})
+        entry.update(status=f"standby ({summary})", **{"armed-state": "standby"})
     return entry
+
+
+def _degraded_entries(faults: Sequence[ConfigFault], manager: Manager) -> list[Entry]:
+    """One entry per fault of the config as read now, then the running manager's own
+    faults not already listed (it may run with a config read earlier)."""
+    found: list[Entry] = []
+    for fault in faults:
+        found.append({"status": str(fault), "source": "config", "file": fault.file,
+                      "line": fault.line, "key": fault.key, "message": fault.message})
+    if manager.running:
+        shown = {e["status"] for e in found}
+        for text in manager.degraded:
+            if text not in shown:
+                shown.add(text)
+                found.append({"status": text, "source": "manager"})
+    return [{"id": f"degraded:{i}", "type": "degraded", **e} for i, e in enumerate(found, 1)]
 
 
 def _lrm_entry(
@@ -189,37 +406,58 @@ def _lrm_entry(
     lrm: Mapping[str, Any] | None,
     service_status: Mapping[str, Any],
     now: float,
+    manager: Manager,
+    executor: str,
+    fencing: Fencing,
     fmt_time: Callable[[float], str],
 ) -> Entry:
-    entry: Entry = {"id": f"lrm:{node}", "type": "lrm", "node": node}
-    if not lrm or not lrm.get("timestamp"):
-        entry["status"] = f"{node} (unable to read lrm status)"
+    method = fencing.method(node)
+    entry: Entry = {"id": f"lrm:{node}", "type": "lrm", "node": node, "fencing": method,
+                    "executor": executor}
+    timestamp = _number(lrm.get("timestamp")) if isinstance(lrm, Mapping) else None
+    if not isinstance(lrm, Mapping) or not timestamp:
+        entry["status"] = (
+            f"{node} (unable to read lrm status)"
+            if executor == "running"
+            else f"{node} (executor {executor})"
+        )
         return entry
-    timestamp = float(lrm["timestamp"])
-    state_text = timestamp_status(now, timestamp)
+    mode = lrm.get("mode")
+    if mode == "disarm":
+        method = "fencing disarmed"
+    if executor != "running":
+        state_text = f"executor {executor}"
+    else:
+        state_text = _lrm_state_text(node, lrm, service_status, now, manager.stale_after)
+    entry.update(
+        status=f"{node} ({state_text}, {method}, {fmt_time(timestamp)})",
+        timestamp=lrm["timestamp"],
+    )
+    return entry
+
+
+def _lrm_state_text(
+    node: str,
+    lrm: Mapping[str, Any],
+    service_status: Mapping[str, Any],
+    now: float,
+    stale_after: float,
+) -> str:
+    """PVE's lrm status word, with the manager's staleness limit (its executors write
+    once per round)."""
+    state_text = timestamp_status(now, float(lrm["timestamp"]), stale_after)
     fresh = state_text == "active"
     mode = lrm.get("mode") or ("active" if fresh else None)
     lrm_state = lrm.get("state") or "unknown"
     if fresh:
         if mode != "active":
-            state_text = f"{mode} mode"
-        elif lrm_state == "wait_for_agent_lock" and not _active_count(service_status, node):
-            state_text = "idle"
-        else:
-            state_text = lrm_state
-    elif mode in ("maintenance", "disarm"):
-        state_text = f"{mode} mode"
-    if mode == "disarm":
-        watchdog = "watchdog released"
-    elif fresh and lrm_state in ("active", "maintenance"):
-        watchdog = "watchdog active"
-    else:
-        watchdog = "watchdog standby"
-    entry.update(
-        status=f"{node} ({state_text}, {watchdog}, {fmt_time(timestamp)})",
-        timestamp=lrm["timestamp"],
-    )
-    return entry
+            return f"{mode} mode"
+        if lrm_state == "wait_for_agent_lock" and not _active_count(service_status, node):
+            return "idle"
+        return str(lrm_state)
+    if mode in ("maintenance", "disarm"):
+        return f"{mode} mode"
+    return state_text
 
 
 def _active_count(service_status: Mapping[str, Any], node: str) -> int:
@@ -262,13 +500,20 @@ def _service_entry(
     config: HAConfig,
     guest_nodes: Mapping[str, str] | None,
     disarm_ignore: bool,
+    config_fault: str | None = None,
 ) -> Entry:
+    """``config_fault``: the resource's section was skipped as invalid; it shows as
+    ``config invalid`` (not ``deleting``: the administrator did not remove it)."""
+    sd = sd if isinstance(sd, Mapping) else None
     res = config.resources.get(sid)
     config_node = guest_nodes.get(sid) if guest_nodes is not None else (res.node if res else None)
     node = sd.get("node") if sd else config_node
-    state = (
-        "ignore" if disarm_ignore else verbose_state(sd, res, config_node, guest_nodes is not None)
-    )
+    if config_fault is not None:
+        state = CONFIG_INVALID
+    elif disarm_ignore:
+        state = "ignore"
+    else:
+        state = verbose_state(sd, res, config_node, guest_nodes is not None)
     entry: Entry = {
         "id": f"service:{sid}",
         "type": "service",
@@ -279,6 +524,8 @@ def _service_entry(
     }
     if sd:
         entry["crm_state"] = sd.get("state")
+    if config_fault is not None:
+        entry["config_fault"] = config_fault
     if res is not None:
         entry.update(
             request_state=res.state,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from pvha.cli import checked
 from pvha.cli.common import ConfigDirOpt, NodeArg, SidArg, store_for
 from pvha.config import ops
 
@@ -31,7 +32,7 @@ def migrate(
     ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
 ) -> None:
     """Request an online migration of a resource to NODE."""
-    ops.queue_motion(store_for(ctx, config_dir), "migrate", ops.resolve_sid(sid), node)
+    checked.move(store_for(ctx, config_dir), "migrate", sid, node)
 
 
 @crm_app.command("relocate")
@@ -39,7 +40,7 @@ def relocate(
     ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
 ) -> None:
     """Request a relocation (stop, move, start) of a resource to NODE."""
-    ops.queue_motion(store_for(ctx, config_dir), "relocate", ops.resolve_sid(sid), node)
+    checked.move(store_for(ctx, config_dir), "relocate", sid, node)
 
 
 @crm_app.command("stop")
@@ -52,7 +53,9 @@ def stop(
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Request a stop of a resource (it stays HA managed)."""
-    ops.queue_stop(store_for(ctx, config_dir), ops.resolve_sid(sid), timeout)
+    store = store_for(ctx, config_dir)
+    resolved = ops.resolve_sid(sid, configured=store.load().resources.entries)
+    ops.queue_stop(store, resolved, timeout)
 
 
 @maintenance_app.command("enable")

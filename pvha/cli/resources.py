@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pvha.cli import render
+from pvha.cli import checked, render
 from pvha.cli.common import (
     Bool,
     CommentOpt,
@@ -128,23 +128,28 @@ def add(
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
-    """Add a resource to HA management (refused if PVE's own HA manages the guest)."""
+    """Add a resource to HA management.
+
+    With an API configured, the guest must exist in the cluster with that type, must
+    not be a template, and must not be managed by PVE's own HA; a bare VMID gets its
+    type from the cluster.
+    """
     store = store_for(ctx, config_dir)
     options = _options(state, group, max_restart, max_relocate, comment, failback)
-    resolved = ops.resolve_sid(sid, value(type_))
-    _refuse_pve_ha(resolved)
+    bare = sid.isascii() and sid.isdigit() and type_ is None
+    resolved, note = _check_guest(sid if bare else ops.resolve_sid(sid, value(type_)))
     ops.add_resource(store, resolved, options)
-
-
-def _refuse_pve_ha(sid: str) -> None:
-    """Design §5: never manage a guest PVE's HA manages. Asked only when an API is
-    configured (``PVHA_HOSTS``/settings file); offline, ``pvha watch`` skips such a guest."""
-    from pvha.settings import load_settings
-    from pvha.shell.live import check_not_pve_ha
-
-    note = check_not_pve_ha(load_settings(), sid)
     if note:
-        render.warn(f"warning: {note}")
+        render.warn(note)
+
+
+def _check_guest(sid: str) -> tuple[str, str | None]:
+    """Design §5 and PVE's checks of ``add``, asked only when an API is configured
+    (``PVHA_HOSTS``/settings file); offline, ``pvha watch`` skips a missing guest."""
+    from pvha.settings import load_settings
+    from pvha.shell.live import check_add
+
+    return check_add(load_settings(), sid)
 
 
 def set_(
@@ -160,10 +165,11 @@ def set_(
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
-    """Change options of an HA resource."""
+    """Change options of an HA resource (one in error state takes only --state disabled)."""
     store = store_for(ctx, config_dir)
     options = _options(state, group, max_restart, max_relocate, comment, failback)
-    ops.set_resource(store, ops.resolve_sid(sid, value(type_)), options, delete)
+    resolved = ops.resolve_sid(sid, value(type_), store.load().resources.entries)
+    ops.set_resource(store, resolved, options, delete)
 
 
 def remove(
@@ -175,21 +181,23 @@ def remove(
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Remove a resource from HA management."""
-    ops.remove_resource(store_for(ctx, config_dir), ops.resolve_sid(sid), purge == Bool.yes)
+    store = store_for(ctx, config_dir)
+    resolved = ops.resolve_sid(sid, configured=store.load().resources.entries)
+    ops.remove_resource(store, resolved, purge == Bool.yes)
 
 
 def migrate(
     ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
 ) -> None:
     """Request an online migration of a resource to NODE (alias of crm-command migrate)."""
-    ops.queue_motion(store_for(ctx, config_dir), "migrate", ops.resolve_sid(sid), node)
+    checked.move(store_for(ctx, config_dir), "migrate", sid, node)
 
 
 def relocate(
     ctx: typer.Context, sid: SidArg, node: NodeArg, config_dir: ConfigDirOpt = None
 ) -> None:
     """Request a relocation (stop, move, start) of a resource to NODE (alias of crm-command relocate)."""
-    ops.queue_motion(store_for(ctx, config_dir), "relocate", ops.resolve_sid(sid), node)
+    checked.move(store_for(ctx, config_dir), "relocate", sid, node)
 
 
 def register(app: typer.Typer) -> None:

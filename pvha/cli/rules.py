@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pvha.cli import render
+from pvha.cli import checked, render
 from pvha.cli.common import (
     Bool,
     CommentOpt,
@@ -129,9 +129,11 @@ def add(
     disable: DisableOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
-    """Create an HA rule."""
+    """Create an HA rule (refused if the HA manager would ignore it because of a conflict)."""
     options = _options(type_, resources, nodes, strict, affinity, comment, disable)
-    ops.add_rule(store_for(ctx, config_dir), type_.value, rule, options)
+    store = store_for(ctx, config_dir)
+    cluster = checked.cluster_for(store, f"rule '{rule}'")
+    checked.notes(ops.add_rule(store, type_.value, rule, options, cluster))
 
 
 @rules_app.command("set")
@@ -148,9 +150,11 @@ def set_(
     delete: DeleteOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
-    """Change an HA rule."""
+    """Change an HA rule (refused if the HA manager would ignore it because of a conflict)."""
     options = _options(type_, resources, nodes, strict, affinity, comment, disable)
-    ops.set_rule(store_for(ctx, config_dir), type_.value, rule, options, delete)
+    store = store_for(ctx, config_dir)
+    cluster = checked.cluster_for(store, f"rule '{rule}'")
+    checked.notes(ops.set_rule(store, type_.value, rule, options, delete, cluster))
 
 
 @rules_app.command("remove")

@@ -1,13 +1,20 @@
-"""``status``: the configuration plus the last manager status found in the config dir,
+"""``status``: the configuration (read leniently: a bad section is listed, not fatal), the
+last manager status found in the config dir, the fencing ``fence.cfg`` puts in force,
 and, when an API is configured (``PVHA_HOSTS`` or the settings file), quorum and guest
-locations as the cluster reports them now (3 API calls). ``--watch`` refreshes."""
+locations as the cluster reports them now (3 API calls). ``--watch`` refreshes.
+
+The exit status is a health check (:data:`pvha.status.EXIT_OK` and the others, listed
+in the command's help)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -16,11 +23,13 @@ from pvha import status as ha_status
 from pvha.cli import render
 from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, store_for
 from pvha.cli.render import Column
+from pvha.config.faults import ConfigFault
 from pvha.config.store import LRM_STATUS_DIR, MANAGER_STATUS, Store
-from pvha.errors import ApiError, PvhaError, StoreError
+from pvha.errors import ApiError, StoreError
 from pvha.fsutil import parse_json_object
 
 STATUS_COLUMNS = [Column("type", "TYPE"), Column("status", "STATUS")]
+API_LOGGER = "pvha.api"  # pvha.adapters.pve_client's logger (not imported: it loads requests)
 
 
 def read_json(store: Store, name: str) -> dict[str, Any] | None:
@@ -38,53 +47,136 @@ def _lrm_status(store: Store, nodes: list[str]) -> dict[str, dict[str, Any] | No
     return result
 
 
-def collect(store: Store, settings_file: str | None = None) -> tuple[list[Any], dict[str, Any],
-                                                                     dict[str, Any]]:
-    """Status entries, manager status and lrm status: files, plus the live cluster view
-    when an API is configured (an unreachable API is reported and the files shown)."""
-    from pvha.settings import load_settings
-    from pvha.shell.live import live_view
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """Everything ``pvha status`` shows, and its exit status."""
 
-    config = store.load().ha_config()
-    manager_status = read_json(store, MANAGER_STATUS) or {}
-    lrm = _lrm_status(store, sorted(manager_status.get("node_status") or {}))
-    quorum = guest_nodes = None
+    entries: list[Any]
+    manager_status: dict[str, Any]
+    lrm: dict[str, dict[str, Any] | None]
+    quorum: ha_status.Quorum
+    exit_code: int
+
+
+def read_fencing(store: Store) -> tuple[ha_status.Fencing, list[ConfigFault]]:
+    """The fence devices ``fence.cfg`` connects each node to (none without the file).
+    An invalid file gives one fault per bad line; an unreadable one raises ConfigError."""
+    from pvha.shell.power import FENCE_CFG
+
+    path = store.dir / FENCE_CFG
+    if not path.exists():
+        return ha_status.Fencing(), []
+    from pvha.fence.config import FenceConfigError, load_fence_config
+
     try:
-        view = live_view(load_settings(path=settings_file))
-    except ApiError as err:
-        render.warn(f"warning: cluster API not reachable, showing files only: {err}")
-        view = None
-    if view is not None:
-        quorum = ha_status.Quorum(view.local_node, view.quorate)
-        guest_nodes = {sid: g.node for sid, g in view.guests.items()}
-    entries = ha_status.status_entries(manager_status, lrm, config, now=time.time(),
-                                       quorum=quorum, guest_nodes=guest_nodes)
-    entries = list(entries) + fence_entries(store, manager_status, time.time())
-    return entries, manager_status, lrm
+        config = load_fence_config(path)
+    except FenceConfigError as err:
+        faults = [ConfigFault(FENCE_CFG, line, None, message) for line, message in err.issues]
+        return ha_status.Fencing(invalid=True), faults
+    devices = {n: tuple(level.device for level in config.levels(n)) for n in config.nodes()}
+    return ha_status.Fencing(devices), []
 
 
-def fence_entries(store: Store, manager_status: dict[str, Any], now: float) -> list[Any]:
+def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, str] | None]:
+    """Quorum and guest locations through the API; unknown without a configured API.
+    An API failure is told on stderr in one line and gives an unknown quorum."""
+    from pvha.settings import load_settings
+    from pvha.shell import live
+
+    settings = load_settings(path=settings_file)
+    with _api_warnings() as warnings:
+        try:
+            view = live.live_view(settings)
+        except ApiError as err:
+            reasons = [*warnings, *(ln.strip() for ln in str(err).splitlines() if ln.strip())]
+            reason = "; ".join(dict.fromkeys(reasons))  # each host's reason once, in order
+            render.error(f"cluster API failed, quorum unknown (showing the status files): "
+                         f"{reason}")
+            return ha_status.Quorum.failed(), None
+    for warning in warnings:  # a host failed, another answered: still worth knowing
+        render.warn(f"warning: API host failed, another one answered: {warning}")
+    if view is None:
+        return ha_status.Quorum.no_api(), None
+    guests = {sid: g.node for sid, g in view.guests.items()}
+    return ha_status.Quorum(view.local_node, view.quorate), guests
+
+
+class _Reasons(logging.Handler):
+    """Collects the adapter's per-host failover warnings (``API host X unusable (why);
+    trying the next one``) as ``why``, so a failure is told in one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        why = args[-1] if isinstance(args, tuple) and len(args) >= 2 else record.getMessage()
+        self.reasons.append(" ".join(str(why).split()))
+
+
+@contextlib.contextmanager
+def _api_warnings() -> Iterator[list[str]]:
+    logger = logging.getLogger(API_LOGGER)
+    handler = _Reasons()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.reasons
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def collect(store: Store, settings_file: str | None = None) -> Collected:
+    """Status entries, manager status, lrm status, quorum and exit status: the files,
+    plus the live cluster view when an API is configured. StoreError if the config dir
+    does not exist or a file cannot be read."""
+    store.require_dir()
+    snapshot, faults = store.load_lenient()
+    manager_status = read_json(store, MANAGER_STATUS) or {}
+    node_status = manager_status.get("node_status")
+    lrm = _lrm_status(store, sorted(node_status) if isinstance(node_status, dict) else [])
+    fencing, fence_faults = read_fencing(store)
+    quorum, guest_nodes = live_quorum(settings_file)
+    now = time.time()
+    report = ha_status.status_report(
+        manager_status, lrm, snapshot.ha_config(), now=now, quorum=quorum, fencing=fencing,
+        faults=[*faults, *fence_faults], guest_nodes=guest_nodes,
+    )
+    entries = report.entries + fence_entries(store, manager_status, now, fencing)
+    return Collected(entries, manager_status, lrm, quorum, report.exit_code)
+
+
+def fence_entries(
+    store: Store,
+    manager_status: dict[str, Any],
+    now: float,
+    fencing: ha_status.Fencing | None = None,
+) -> list[Any]:
     """One ``fence <node>: <what it waits for>`` entry per node that is being fenced or
     was fenced by a device and has not come back (none otherwise, so the text stays
     ``ha-manager status``'s when nothing is fenced)."""
-    from pvha.shell.loop import describe_fence
-    from pvha.shell.power import FENCE_CFG, read_fence_state
+    from pvha.shell.power import read_fence_state
 
     state = read_fence_state(store.dir)
     node_status = manager_status.get("node_status") or {}
-    devices: set[str] = set()
-    if (store.dir / FENCE_CFG).exists():
-        from pvha.fence.config import load_fence_config
+    nodes = [
+        node
+        for node in sorted(set(state) | {n for n, s in node_status.items() if s == "fence"})
+        # skip a job the manager no longer needs
+        if node_status.get(node) == "fence" or (state.get(node) or {}).get("state") == "fenced"
+    ]
+    if not nodes:
+        return []
+    from pvha.shell.loop import describe_fence  # the watch loop's wording, loaded only here
 
-        try:
-            devices = set(load_fence_config(store.dir / FENCE_CFG).nodes())
-        except PvhaError as err:
-            render.warn(f"warning: {err}")
+    if fencing is None:
+        fencing = read_fencing(store)[0]
     out: list[Any] = []
-    for node in sorted(set(state) | {n for n, s in node_status.items() if s == "fence"}):
-        if node_status.get(node) != "fence" and (state.get(node) or {}).get("state") != "fenced":
-            continue  # a job the manager no longer needs
-        what = describe_fence(node, state, node in devices, now)
+    for node in nodes:
+        what = describe_fence(node, state, bool(fencing.devices.get(node)), now)
         out.append({"id": f"fence:{node}", "type": "fence", "node": node,
                     "status": f"{node}: {what}"})
     return out
@@ -105,17 +197,34 @@ def status(
     config_dir: ConfigDirOpt = None,
     settings_file: SettingsOpt = None,
 ) -> None:
-    """Show HA status as `ha-manager status` does (live cluster view when an API is set)."""
+    """Show HA status as `ha-manager status` does, as pvha runs it (exit status: health).
+
+    Quorum comes only from the API; the master line names the pvha manager and since
+    when (or since when none runs); the fencing and lrm lines name the fencing in force
+    per node (fence device from fence.cfg, or fence-ack only); one "HA degraded" line
+    per config section skipped as invalid.
+
+    \b
+    Exit status, a health check (when several apply, the first listed):
+      1: a config or status file cannot be read, or fence.cfg is invalid;
+      6: the API is configured but failed (unreachable, authentication, TLS);
+      5: no API configured, so quorum is unknown;
+      4: no quorum on the node the API answered from;
+      3: no pvha manager running (stopped, or its last round too old);
+      0: HA operating (also with "HA degraded" lines).
+    """
     store = store_for(ctx, config_dir)
     if watch:
         _watch(store, settings_file, output_format.value, max(0.2, interval))
         return
-    entries, manager_status, lrm = collect(store, settings_file)
+    got = collect(store, settings_file)
 
     def text(rows: Sequence[render.Row]) -> str:
         out = ha_status.format_status_text(rows)
         if verbose:
-            full = {"manager_status": manager_status, "lrm_status": lrm}
+            full: dict[str, Any] = {"manager_status": got.manager_status, "lrm_status": got.lrm}
+            if got.quorum.quorate is not None:
+                full["quorum"] = {"node": got.quorum.node, "quorate": int(got.quorum.quorate)}
             out += (
                 "full cluster state:\n"
                 + json.dumps(full, indent=3, sort_keys=True, separators=(",", " : "))
@@ -123,7 +232,9 @@ def status(
             )
         return out
 
-    render.render(entries, STATUS_COLUMNS, output_format.value, text=text)
+    render.render(got.entries, STATUS_COLUMNS, output_format.value, text=text)
+    if got.exit_code:
+        raise typer.Exit(got.exit_code)
 
 
 def _watch(store: Store, settings_file: str | None, fmt: str, interval: float) -> None:
@@ -133,7 +244,7 @@ def _watch(store: Store, settings_file: str | None, fmt: str, interval: float) -
     from rich.text import Text
 
     def frame() -> Text:
-        entries = collect(store, settings_file)[0]
+        entries = collect(store, settings_file).entries
         stamp = time.strftime("%H:%M:%S")
         return Text(f"pvha status, every {interval:g} s (Ctrl-C to stop), {stamp}\n\n"
                     + ha_status.format_status_text(entries))
@@ -145,7 +256,7 @@ def _watch(store: Store, settings_file: str | None, fmt: str, interval: float) -
                     sys.stdout.write(frame().plain + "\n")
                     sys.stdout.flush()
                 else:
-                    render.render(collect(store, settings_file)[0], STATUS_COLUMNS, fmt)
+                    render.render(collect(store, settings_file).entries, STATUS_COLUMNS, fmt)
                 time.sleep(interval)
         with Live(frame(), console=Console(), auto_refresh=False) as live:
             while True:

@@ -3,7 +3,12 @@
 Every edit runs in one :meth:`Store.transaction`: it checks its input and every
 cross-reference (unknown resource, group or rule; duplicate ids; unmanaged resources
 in rules) *before* anything is written, and raises :class:`~pvha.errors.UsageError`
-(exit 2) otherwise, so a refused command leaves every file byte-identical.
+(exit 2) otherwise, so a refused command leaves every file byte-identical. It also
+refuses what the HA manager would refuse or drop (:mod:`pvha.config.checks`): a rule
+the engine's feasibility check drops, a resource or group change that makes it drop a
+rule, a change to a resource in ``error`` other than ``state disabled``, and a crm
+command the manager would reject. Functions taking a ``cluster`` use what it knows of
+the cluster (the caller reads the API); without one, only the local manager status.
 
 Options arrive as raw strings keyed by PVE's property names (``max_restart``); ``None``
 means "not given". Values are checked with the same checkers the file parser uses.
@@ -16,16 +21,19 @@ engine converts groups in memory as PVE does.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from pvha.config import schema
+from pvha.config import checks, schema
+from pvha.config.checks import Cluster
 from pvha.config.groups import GROUP_TYPE, GROUPS
 from pvha.config.resources import RESOURCES
-from pvha.config.rules import NODE_AFFINITY, RESOURCE_AFFINITY, RULES
+from pvha.config.rules import NODE_AFFINITY, RULES
 from pvha.config.schema import Entry, Kind
-from pvha.config.store import Snapshot, Store, Transaction
+from pvha.config.store import MANAGER_STATUS, Snapshot, Store, Transaction
 from pvha.errors import UsageError
+from pvha.fsutil import parse_json_object
 
 Options = Mapping[str, str | None]
 _VMID_ONLY = re.compile(r"^[0-9]+$")
@@ -34,13 +42,19 @@ _VMID_ONLY = re.compile(r"^[0-9]+$")
 # --- input checks -------------------------------------------------------------------------
 
 
-def resolve_sid(sid: str, type_: str | None = None) -> str:
-    """``vm:100`` as given, or ``100`` with ``--type vm``; UsageError otherwise."""
+def resolve_sid(sid: str, type_: str | None = None, configured: Collection[str] = ()) -> str:
+    """``vm:100`` as given, ``100`` with ``--type vm``, or a bare ``100`` when exactly one
+    of ``vm:100``/``ct:100`` is among the ``configured`` sids (VMIDs are unique in a
+    cluster, so that is the guest PVE would find); UsageError otherwise."""
     if _VMID_ONLY.match(sid):
         if type_ is None:
-            raise UsageError(
-                f"unable to detect SID from VMID '{sid}' - use <type>:<vmid> (vm:{sid}) or --type"
-            )
+            found = [s for s in (f"vm:{sid}", f"ct:{sid}") if s in configured]
+            if len(found) != 1:
+                raise UsageError(
+                    f"unable to detect SID from VMID '{sid}' - no HA resource vm:{sid} or"
+                    f" ct:{sid} is configured; give the type (vm:{sid} or ct:{sid})"
+                )
+            return found[0]
         sid = f"{type_}:{sid}"
     elif type_ is not None and not sid.startswith(f"{type_}:"):
         raise UsageError(f"types does not match: '{sid}' is not of type '{type_}'")
@@ -104,6 +118,16 @@ def _require(kind: Kind, type_: str, values: Mapping[str, object]) -> None:
 # --- resources ----------------------------------------------------------------------------
 
 
+def manager_status(store: Store) -> dict[str, Any]:
+    """The last ``manager_status`` in the store's directory (``{}`` if none)."""
+    return parse_json_object(store.read_text(MANAGER_STATUS), store.path(MANAGER_STATUS)) or {}
+
+
+def local_cluster(store: Store) -> Cluster:
+    """What the store's directory alone tells of the cluster (no API)."""
+    return Cluster(manager_status(store))
+
+
 def _check_group_ref(snap: Snapshot, values: Mapping[str, object]) -> None:
     group = values.get("group")
     if group is not None and group not in snap.groups.entries:
@@ -126,18 +150,29 @@ def add_resource(store: Store, sid: str, options: Options) -> None:
         values = _values(RESOURCES, type_, options)
         _check_group_ref(snap, values)
         txn.update("resources", snap.resources.file.append(RESOURCES.render(type_, name, values)))
+        checks.check_no_new_drops(txn.before, txn.after)
 
 
-def set_resource(store: Store, sid: str, options: Options, delete: str | None = None) -> None:
+def set_resource(
+    store: Store,
+    sid: str,
+    options: Options,
+    delete: str | None = None,
+    cluster: Cluster | None = None,
+) -> None:
+    """Change ``sid``; refused for a service in ``error`` unless ``state`` is set to
+    ``disabled`` (PVE), the state taken from ``cluster`` or the local manager status."""
     type_, name = sid.split(":", 1)
     with store.transaction() as txn:
         snap = txn.after
         entry = _resource(snap, sid)
+        checks.check_not_in_error(cluster or local_cluster(store), sid, options.get("state"))
         values = _merge(RESOURCES, type_, entry.values, options, delete)
         _check_group_ref(snap, values)
         txn.update(
             "resources", snap.resources.file.replace(sid, RESOURCES.render(type_, name, values))
         )
+        checks.check_no_new_drops(txn.before, txn.after)
 
 
 def remove_resource(store: Store, sid: str, purge: bool = True) -> list[str]:
@@ -181,6 +216,7 @@ def add_group(store: Store, group: str, options: Options) -> None:
         values = _values(GROUPS, GROUP_TYPE, options)
         _require(GROUPS, GROUP_TYPE, values)
         txn.update("groups", snap.groups.file.append(GROUPS.render(GROUP_TYPE, group, values)))
+        checks.check_no_new_drops(txn.before, txn.after)
 
 
 def set_group(store: Store, group: str, options: Options, delete: str | None = None) -> None:
@@ -193,6 +229,7 @@ def set_group(store: Store, group: str, options: Options, delete: str | None = N
         txn.update(
             "groups", snap.groups.file.replace(group, GROUPS.render(GROUP_TYPE, group, values))
         )
+        checks.check_no_new_drops(txn.before, txn.after)
 
 
 def remove_group(store: Store, group: str) -> None:
@@ -209,20 +246,33 @@ def remove_group(store: Store, group: str) -> None:
 # --- rules --------------------------------------------------------------------------------
 
 
-def add_rule(store: Store, type_: str, rule: str, options: Options) -> None:
+def add_rule(
+    store: Store, type_: str, rule: str, options: Options, cluster: Cluster | None = None
+) -> list[str]:
+    """Create ``rule``; refused if the HA manager would drop it. Returns notes on what
+    could not be checked (node names or count, when ``cluster`` knows no nodes)."""
     check_id(rule)
+    cluster = cluster or local_cluster(store)
     with store.transaction() as txn:
         snap = txn.after
         if rule in snap.rules.entries:
             raise UsageError(f"HA rule '{rule}' already defined")
         values = _values(RULES, type_, options)
-        _check_rule(snap, type_, rule, values)
+        notes = _check_rule(snap, type_, values, cluster)
         txn.update("rules", snap.rules.file.append(RULES.render(type_, rule, values)))
+        return notes + checks.check_rule(txn.before, txn.after, rule, cluster)
 
 
 def set_rule(
-    store: Store, type_: str, rule: str, options: Options, delete: str | None = None
-) -> None:
+    store: Store,
+    type_: str,
+    rule: str,
+    options: Options,
+    delete: str | None = None,
+    cluster: Cluster | None = None,
+) -> list[str]:
+    """Change ``rule``, with :func:`add_rule`'s checks. Returns notes."""
+    cluster = cluster or local_cluster(store)
     with store.transaction() as txn:
         snap = txn.after
         entry = _rule(snap, rule)
@@ -231,8 +281,9 @@ def set_rule(
         values = _merge(RULES, type_, entry.values, options, delete)
         if "disable" in values and not values["disable"]:
             del values["disable"]  # PVE: the key's presence alone disables a rule
-        _check_rule(snap, type_, rule, values)
+        notes = _check_rule(snap, type_, values, cluster)
         txn.update("rules", snap.rules.file.replace(rule, RULES.render(type_, rule, values)))
+        return notes + checks.check_rule(txn.before, txn.after, rule, cluster)
 
 
 def remove_rule(store: Store, rule: str) -> None:
@@ -248,8 +299,11 @@ def _rule(snap: Snapshot, rule: str) -> Entry:
     return entry
 
 
-def _check_rule(snap: Snapshot, type_: str, rule: str, values: Mapping[str, object]) -> None:
-    """PVE's create/update checks: required keys, managed resources, the simple feasibility rules."""
+def _check_rule(
+    snap: Snapshot, type_: str, values: Mapping[str, object], cluster: Cluster
+) -> list[str]:
+    """PVE's create/update checks before feasibility: required keys, managed resources,
+    existing nodes. Returns notes."""
     if "resources" not in values:
         raise UsageError("no resources were specified")
     if type_ == NODE_AFFINITY and "nodes" not in values:
@@ -259,22 +313,10 @@ def _check_rule(snap: Snapshot, type_: str, rule: str, values: Mapping[str, obje
     unmanaged = [sid for sid in resources if sid not in snap.resources.entries]
     if unmanaged:
         raise UsageError(f"cannot use unmanaged resource(s) {', '.join(unmanaged)}.")
-    if values.get("disable"):
-        return
-    if type_ == RESOURCE_AFFINITY and len(resources) < 2:
-        raise UsageError(
-            f"Rule '{rule}' is invalid: rule is ineffective as there are less than two resources"
-        )
-    if type_ == NODE_AFFINITY:
-        for other_id, other in snap.rules.entries.items():
-            if other_id == rule or other.type != NODE_AFFINITY or "disable" in other.values:
-                continue
-            shared = sorted(set(resources) & set(other.values["resources"]))  # type: ignore[call-overload]
-            if shared:
-                raise UsageError(
-                    f"Rule '{rule}' is invalid: resource '{shared[0]}' is already used"
-                    f" in another node affinity rule ('{other_id}')"
-                )
+    if type_ != NODE_AFFINITY:
+        return []
+    nodes: tuple[tuple[str, int], ...] = values["nodes"]  # type: ignore[assignment]
+    return checks.check_rule_nodes([n for n, _ in nodes], cluster)
 
 
 # --- crm commands -------------------------------------------------------------------------
@@ -282,25 +324,35 @@ def _check_rule(snap: Snapshot, type_: str, rule: str, values: Mapping[str, obje
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """A queued crm command line, for the CLI to report."""
+    """A crm command line, for the CLI to report: ``queued`` is False when nothing was
+    written (nothing to do); ``also`` = resources the manager moves along; ``notes`` =
+    what could not be checked."""
 
     line: str
+    queued: bool = True
+    also: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
-def queue_motion(store: Store, command: str, sid: str, node: str) -> Queued:
-    """``migrate``/``relocate`` SID NODE: the resource must be configured and not ignored."""
+def queue_motion(
+    store: Store, command: str, sid: str, node: str, cluster: Cluster | None = None
+) -> Queued:
+    """``migrate``/``relocate`` SID NODE, queued only if the manager would carry it out
+    (:func:`pvha.config.checks.plan_motion`; UsageError otherwise)."""
     check_node(node)
-    entry = store.load().resources.entries.get(sid)
-    if entry is None or entry.values.get("state") == "ignored":
-        raise UsageError(f"resource '{sid}' is not HA managed")
-    return _queue(store, f"{command} {sid} {node}")
+    plan = checks.plan_motion(store.load(), cluster or local_cluster(store), command, sid, node)
+    line = f"{command} {sid} {node}"
+    if not plan.queue:
+        return Queued(line, queued=False, notes=plan.notes)
+    _queue(store, line)
+    return Queued(line, also=plan.also, notes=plan.notes)
 
 
 def queue_stop(store: Store, sid: str, timeout: str) -> Queued:
+    """``stop SID TIMEOUT``: HA managed and not in ``error`` (PVE)."""
     if not _VMID_ONLY.match(timeout):
         raise UsageError(f"invalid timeout '{timeout}' (expected an integer >= 0)")
-    if sid not in store.load().resources.entries:
-        raise UsageError(f"resource '{sid}' is not HA managed")
+    checks.check_managed(store.load(), local_cluster(store), sid)
     return _queue(store, f"stop {sid} {int(timeout)}")
 
 

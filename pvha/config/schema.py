@@ -5,7 +5,8 @@ value, or raises ``ValueError(reason)``; the reason texts follow PVE's where PVE
 A :class:`Kind` describes one file (resources.cfg, groups.cfg, rules.cfg): its section
 types, their keys, and how each value is written back. :func:`validate_file` turns a
 parsed :class:`~pvha.config.sectioncfg.SectionFile` into typed :class:`Entry` objects or
-raises :class:`~pvha.errors.ConfigError` with file, line and reason.
+raises :class:`~pvha.errors.ConfigError` with file, line and reason;
+:func:`validate_lenient` skips each invalid section and reports it as a fault instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from pvha.config.faults import ConfigFault, skipped_message
 from pvha.config.sectioncfg import Section, SectionFile, render_section
 from pvha.core.model import NodePriorities
 from pvha.errors import ConfigError
@@ -248,3 +250,23 @@ def validate_section(kind: Kind, section: Section, path: str) -> Entry:
 def validate_file(kind: Kind, parsed: SectionFile) -> dict[str, Entry]:
     """All entries of a parsed file, in file order; ConfigError on the first bad one."""
     return {s.key: validate_section(kind, s, parsed.path) for s in parsed.sections}
+
+
+def validate_lenient(
+    kind: Kind, parsed: SectionFile
+) -> tuple[SectionFile, dict[str, Entry], list[ConfigFault]]:
+    """Entries of the valid sections; each invalid one is skipped with one fault (named
+    after ``kind.file``) and demoted to raw text in the returned file, so the file's
+    sections and the entries stay the same set."""
+    entries: dict[str, Entry] = {}
+    faults: list[ConfigFault] = []
+    for section in parsed.sections:
+        try:
+            entries[section.key] = validate_section(kind, section, parsed.path)
+        except ConfigError as err:
+            line = err.line or section.line
+            span = (section.line, section.line)
+            message = skipped_message([section.key], err.reason, span)
+            faults.append(ConfigFault(kind.file, line, section.key, message))
+    bad = [f.key for f in faults if f.key is not None]
+    return (parsed.as_raw(bad) if bad else parsed), entries, faults

@@ -20,18 +20,25 @@ Syntax (pve-common ``SectionConfig.pm``):
   value is a boolean flag (``\\tdisable``);
 * a blank line ends the section.
 
-PVE only warns about malformed lines and skips them; pvha refuses such a file with a
-:class:`~pvha.errors.ConfigError` naming file, line and reason, because silently
-dropping half of an HA configuration is worse than stopping. Typed validation of keys
-and values lives in :mod:`pvha.config.schema`; this module knows only the syntax.
+PVE only warns about malformed lines and skips them. :func:`parse` (the CLI's edits)
+refuses such a file with a :class:`~pvha.errors.ConfigError` naming file, line and
+reason, so a bad edit never reaches disk. :func:`parse_lenient` (the HA loop and
+``pvha status``) skips each bad *block* -- a run of non-blank lines, i.e. one section --
+whole, keeps its bytes as raw text, and reports one
+:class:`~pvha.config.faults.ConfigFault` for it: a section is never loaded with some of
+its lines dropped, because a resource missing its ``state`` line would be started.
+Typed validation of keys and values lives in :mod:`pvha.config.schema`; this module
+knows only the syntax.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 
+from pvha.config.faults import ConfigFault, skipped_message
 from pvha.errors import ConfigError
 
 # Perl's \s and \S on ASCII text; Python's would also match Unicode spaces.
@@ -130,6 +137,15 @@ class SectionFile:
             chunks.append(chunk)
         return self._reparse(chunks)
 
+    def as_raw(self, keys: Iterable[str]) -> SectionFile:
+        """The same text with sections ``keys`` demoted to raw chunks (a lenient load
+        drops sections that fail validation this way; render() is unchanged)."""
+        drop = set(keys)
+        chunks = tuple(
+            c.text if isinstance(c, Section) and c.key in drop else c for c in self.chunks
+        )
+        return SectionFile(self.path, chunks, self.section_key)
+
     def _reparse(self, chunks: Iterable[str | Section]) -> SectionFile:
         text = "".join(c if isinstance(c, str) else c.text for c in chunks)
         return parse(text, self.path, self.section_key)
@@ -190,9 +206,80 @@ def parse(text: str, path: str = "<config>", section_key: SectionKey = name_key)
     the previous section); a key twice in one section; a section id twice in the file.
     """
     chunks: list[str | Section] = []
+    _parse_lines(_lines(text), path, section_key, {}, chunks)
+    return SectionFile(path, tuple(chunks), section_key)
+
+
+def parse_lenient(
+    text: str, path: str = "<config>", section_key: SectionKey = name_key, file: str = ""
+) -> tuple[SectionFile, list[ConfigFault]]:
+    """Parse ``text`` skipping every block that :func:`parse` would refuse.
+
+    A block is a run of non-blank lines (a blank line ends a section, so a block is one
+    section with its comments). A bad block stays in the file as raw lines (``render()``
+    still returns ``text``) and gives one fault named after ``file`` (default: ``path``)
+    at the offending line. A block whose id was already seen, in a good or a bad block,
+    is skipped as a duplicate: the first definition wins. For a text that parses,
+    the result equals ``parse(text, ...)`` and no fault is reported.
+    """
+    chunks: list[str | Section] = []
     seen: dict[str, int] = {}
-    current: _Open | None = None
+    faults: list[ConfigFault] = []
+    for block in _blocks(text):
+        out: list[str | Section] = []
+        trial: ChainMap[str, int] = ChainMap({}, seen)
+        try:
+            _parse_lines(block, path, section_key, trial, out)
+        except ConfigError as err:
+            keys = _header_keys(block, section_key)
+            for key, line in keys:
+                seen.setdefault(key, line)
+            lines = (block[0][0], block[-1][0])
+            message = skipped_message([k for k, _ in keys], err.reason, lines)
+            first_key = keys[0][0] if keys else None
+            faults.append(ConfigFault(file or path, err.line or lines[0], first_key, message))
+            chunks.extend(raw for _, raw in block)
+            continue
+        seen.update(trial.maps[0])
+        chunks.extend(out)
+    return SectionFile(path, tuple(chunks), section_key), faults
+
+
+def _blocks(text: str) -> Iterator[list[tuple[int, str]]]:
+    """Runs of non-blank lines; each blank line is a block of its own."""
+    block: list[tuple[int, str]] = []
     for lineno, raw in _lines(text):
+        if _BLANK.match(raw.removesuffix("\n")):
+            if block:
+                yield block
+                block = []
+            yield [(lineno, raw)]
+        else:
+            block.append((lineno, raw))
+    if block:
+        yield block
+
+
+def _header_keys(block: list[tuple[int, str]], section_key: SectionKey) -> list[tuple[str, int]]:
+    """(id, line) of every parsable section header in ``block``."""
+    found = []
+    for lineno, raw in block:
+        header = _HEADER.match(raw.removesuffix("\n"))
+        if header is not None and not _COMMENT.match(raw):
+            found.append((section_key(header.group(1).lower(), header.group(2)), lineno))
+    return found
+
+
+def _parse_lines(
+    lines: Iterable[tuple[int, str]],
+    path: str,
+    section_key: SectionKey,
+    seen: MutableMapping[str, int],
+    chunks: list[str | Section],
+) -> None:
+    """The syntax of :func:`parse` over numbered lines, appending to ``chunks``."""
+    current: _Open | None = None
+    for lineno, raw in lines:
         body = raw.removesuffix("\n")
         if _COMMENT.match(body):
             (current.pending if current else chunks).append(raw)
@@ -228,7 +315,6 @@ def parse(text: str, path: str = "<config>", section_key: SectionKey = name_key)
         current.add(Prop(key, value, lineno), raw)
     if current:
         chunks.extend(current.close())
-    return SectionFile(path, tuple(chunks), section_key)
 
 
 def _open_section(
@@ -237,7 +323,7 @@ def _open_section(
     lineno: int,
     path: str,
     section_key: SectionKey,
-    seen: dict[str, int],
+    seen: MutableMapping[str, int],
 ) -> _Open:
     type_, name = header.group(1).lower(), header.group(2)
     key = section_key(type_, name)

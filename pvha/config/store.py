@@ -4,6 +4,12 @@ Contract
 --------
 * Readers (:meth:`Store.load`) take no lock: every write is a rename of a complete
   file, so a reader sees the old or the new file, never a torn one.
+* :meth:`Store.load` is strict (the CLI's edits: a bad file is refused whole).
+  :meth:`Store.load_lenient` (``pvha watch``, ``pvha status``) skips each section that
+  does not parse or validate and returns one :class:`~pvha.config.faults.ConfigFault`
+  per skipped section, as PVE's parser warns and goes on; a file that cannot be read
+  at all still raises StoreError. Its snapshot is for reading only: an edit of it is
+  re-parsed strictly and refused while a skipped section remains.
 * Writers run inside :meth:`Store.transaction`, which holds an exclusive ``flock`` on
   ``<dir>/.pvha.lock`` from before reading until after the last rename, so two
   concurrent commands serialise and neither loses the other's update (PVE takes its
@@ -28,11 +34,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pvha.config import schema
+from pvha.config.faults import ConfigFault
 from pvha.config.groups import GROUPS, to_group
 from pvha.config.resources import RESOURCES, to_resource
 from pvha.config.rules import RULES, to_rule
 from pvha.config.schema import Entry, Kind
-from pvha.config.sectioncfg import SectionFile, parse
+from pvha.config.sectioncfg import SectionFile, parse, parse_lenient
 from pvha.core.model import HAConfig
 from pvha.errors import StoreError
 from pvha.fsutil import atomic_write, flock_wait, reason
@@ -136,6 +143,48 @@ class Store:
     def load(self) -> Snapshot:
         """Read and validate all files; missing files are empty. ConfigError / StoreError."""
         return Snapshot(**{name: self._load(kind) for name, kind in KINDS.items()})
+
+    def load_lenient(self) -> tuple[Snapshot, list[ConfigFault]]:
+        """Read all files, skipping every section that fails to parse or validate (bad
+        header, bad property line, unknown key, bad value, duplicate id...); the rest of
+        each file is loaded. Returns the snapshot and one fault per skipped section, in
+        file order (resources.cfg, groups.cfg, rules.cfg), then line order. StoreError if
+        a file cannot be read at all."""
+        return self.parse_lenient({kind.file: self.read_text(kind.file)
+                                   for kind in KINDS.values()})
+
+    def parse_lenient(self, texts: Mapping[str, str | None]) -> tuple[Snapshot,
+                                                                     list[ConfigFault]]:
+        """:meth:`load_lenient` on texts already read (file name -> text, None or
+        missing = no such file), so a caller that read the files once parses that."""
+        parts: dict[str, Loaded] = {}
+        faults: list[ConfigFault] = []
+        for name, kind in KINDS.items():
+            parts[name], found = self._parse_lenient(kind, texts.get(kind.file) or "")
+            faults.extend(found)
+        return Snapshot(**parts), faults
+
+    def exists(self) -> bool:
+        """True if the config directory exists (StoreError if it is not a directory)."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StoreError(f"config dir {self.dir} is not a directory")
+        return self.dir.is_dir()
+
+    def require_dir(self) -> None:
+        """StoreError unless the config directory exists: a read-only command on a
+        directory that is not there is a wrong ``--config-dir`` or a node where nothing
+        was configured yet, and must not look like an empty, healthy configuration."""
+        if not self.exists():
+            raise StoreError(
+                f"config dir {self.dir} does not exist (nothing configured yet? "
+                "pvha add creates it; see --config-dir)"
+            )
+
+    def _parse_lenient(self, kind: Kind, text: str) -> tuple[Loaded, list[ConfigFault]]:
+        parsed, faults = parse_lenient(text, str(self.path(kind.file)), kind.section_key,
+                                       kind.file)
+        parsed, entries, invalid = schema.validate_lenient(kind, parsed)
+        return Loaded(kind, parsed, entries), sorted(faults + invalid, key=lambda f: f.line)
 
     def _load(self, kind: Kind) -> Loaded:
         path = self.path(kind.file)

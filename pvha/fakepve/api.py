@@ -205,7 +205,8 @@ class Api:
             e["status"] = "unknown"
         else:
             up = s.status == "running"
-            e.update(status=s.status, name=conf.name, template=0, maxcpu=conf.cpus,
+            e.update(status=s.status, name=conf.name,
+                     template=1 if conf.values.get("template") == "1" else 0, maxcpu=conf.cpus,
                      maxmem=conf.maxmem, maxdisk=GUEST_MAXDISK, disk=0,
                      uptime=int(s.time - s.started_at) if up else 0, cpu=0.01 if up else 0,
                      mem=conf.maxmem // 2 if up else 0, memhost=conf.maxmem // 2 if up else 0,

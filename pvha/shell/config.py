@@ -16,6 +16,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from pvha.config.faults import ConfigFault
 from pvha.config.store import Store
 from pvha.core.model import HAConfig
 from pvha.core.ports import CfsError
@@ -54,9 +55,11 @@ class ConfigSource:
         if key == self._key and self._cfg is not None:
             return self._cfg
         try:
-            cfg, faults = self._load()
+            snapshot, faults = Store(self.cfs.config_dir).parse_lenient(
+                dict(zip(CONFIG_FILES, key, strict=True)))
         except PvhaError as err:
             return self._unreadable(str(err))
+        cfg = snapshot.ha_config()
         previous = self._cfg
         if previous is not None:
             cfg = _keep_last_good(cfg, previous, faults)
@@ -64,19 +67,11 @@ class ConfigSource:
         self._set_degraded([str(f) for f in faults])
         return cfg
 
-    def _load(self) -> tuple[HAConfig, list[Any]]:
-        store = Store(self.cfs.config_dir)
-        lenient = getattr(store, "load_lenient", None)
-        if lenient is None:
-            return store.load().ha_config(), []
-        snapshot, faults = lenient()
-        return snapshot.ha_config(), list(faults)
-
     def _unreadable(self, why: str) -> HAConfig:
         if self._cfg is None:
             raise CfsError(f"cannot read HA configuration: {why}")
-        self._set_degraded([f"cannot read the HA configuration ({why}); "
-                            "keeping the last one read"])
+        self._set_degraded([(f"cannot read the HA configuration ({why}); "
+                            "keeping the last one read")])
         return self._cfg
 
     def _set_degraded(self, faults: list[str]) -> None:
@@ -114,9 +109,9 @@ class ConfigSource:
         return out
 
 
-def _keep_last_good(cfg: HAConfig, previous: HAConfig, faults: list[Any]) -> HAConfig:
+def _keep_last_good(cfg: HAConfig, previous: HAConfig, faults: list[ConfigFault]) -> HAConfig:
     """Put back the previous version of every resource whose section is now bad."""
-    bad = {getattr(f, "key", None) for f in faults if getattr(f, "file", "") == "resources.cfg"}
+    bad = {f.key for f in faults if f.file == "resources.cfg"}
     keep = {sid: previous.resources[sid] for sid in bad
             if sid in previous.resources and sid not in cfg.resources}
     if not keep:

@@ -3,9 +3,11 @@
 Theory of operation. The round's view (``/cluster/resources``) lags behind actions by up
 to a pvestatd cycle, so :class:`Guests` corrects it with what this process itself just
 did: a config it moved (a recovery's rename, a finished migration) and a guest whose
-running state it confirmed on the owning node. Each correction lasts until a view agrees
-or :data:`OVERLAY_TTL` passes. After an action whose outcome is not known yet, the guest
-is marked unsure and the next question about it goes to its node (one proxied GET).
+running state it confirmed on the owning node. A config move is believed until a view
+agrees or :data:`OVERLAY_TTL` passes; a running state until the next view that can tell
+(a view that disagrees may lag, or the guest crashed since: then its node is asked).
+After an action whose outcome is not known yet, the guest is marked unsure and the next
+question about it goes to its node (one proxied GET).
 
 :class:`GuestOps` is the resource port of one node's executor (the core's
 :class:`pvha.core.executor.Resources`): it posts guest actions through the API and returns
@@ -72,8 +74,12 @@ class Guests:
                 del self.node_overlay[sid]
         for sid, (running, since) in list(self.run_overlay.items()):
             g = view.guests.get(sid)
-            agrees = g is not None and not g.status_stale and guest_alive(g.status) == running
-            if agrees or now - since > OVERLAY_TTL:
+            seen = None if g is None or g.status_stale else guest_alive(g.status)
+            if seen is not None and seen != running:
+                # the view lags behind our action, or the guest changed since (a crash):
+                # only its node can tell which, so ask it instead of trusting either
+                self.unsure.add(sid)
+            if seen is not None or now - since > OVERLAY_TTL:
                 del self.run_overlay[sid]
 
     def node_of(self, sid: str) -> str | None:

@@ -1,5 +1,6 @@
 """Reads for the administrator's commands against a live cluster (``pvha status``,
-``pvha add``, ``pvha fence-ack``): at most the 3 snapshot calls, never a write.
+``pvha add``, ``pvha migrate``/``relocate``, ``pvha rules add|set``, ``pvha fence-ack``):
+at most the 3 snapshot calls, never a write.
 
 ``api_from_env(settings)`` builds the API adapter only when an API was configured
 (``hosts`` from a flag, ``PVHA_HOSTS`` or the settings file); without one the commands
@@ -8,9 +9,14 @@ keep working on the local files alone, and say so where it matters.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pvha.adapters.pve_api import PveApi
+from pvha.config import checks
+from pvha.config.checks import ApiFacts, Cluster, GuestFact
 from pvha.errors import ApiError, UsageError
 from pvha.settings import Settings
 from pvha.shell.snapshot import RoundView, take_view
@@ -30,22 +36,107 @@ def live_view(settings: Settings) -> RoundView | None:
     return None if api is None else take_view(api)
 
 
-def check_not_pve_ha(settings: Settings, sid: str) -> str | None:
-    """Refuse (UsageError) a guest that PVE's own HA manages. Returns a note when the
-    check could not be made (no API configured, or the API did not answer): then pvha
-    accepts the resource, and ``pvha watch`` still skips it while PVE's HA manages it."""
+API_LOGGER = "pvha.api"  # pvha.adapters.pve_client's failover warnings
+
+
+class _Reasons(logging.Handler):
+    """Keeps the adapter's per-host failover warnings (``API host X unusable (why);
+    trying the next one``) as ``why`` instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        why = args[-1] if isinstance(args, tuple) and len(args) >= 2 else record.getMessage()
+        self.reasons.append(" ".join(str(why).split()))
+
+
+@contextlib.contextmanager
+def _failover_reasons() -> Iterator[list[str]]:
+    logger = logging.getLogger(API_LOGGER)
+    handler = _Reasons()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        view = live_view(settings)
+        yield handler.reasons
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def quiet_view(settings: Settings) -> RoundView | None:
+    """:func:`live_view` for a command that tells a failure in one line: the hosts'
+    failover warnings are not printed; when every host failed, the ApiError names each
+    host's reason once. A failover that ended in an answer is not told."""
+    with _failover_reasons() as reasons:
+        try:
+            return live_view(settings)
+        except ApiError as err:
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+            raise ApiError("; ".join(dict.fromkeys([*reasons, *lines]))) from None
+
+
+def api_facts(view: RoundView) -> ApiFacts:
+    """What the CLI's checks need of a view; guests include templates."""
+    guests = {
+        g.vmid: GuestFact(g.vmid, "vm" if g.kind == "qemu" else "ct", g.node, g.template)
+        for g in view.snapshot.resources.guests
+    }
+    return ApiFacts(view.local_node, view.quorate, view.members, view.online, guests)
+
+
+def cluster_facts(settings: Settings, manager_status: Mapping[str, Any], purpose: str) -> Cluster:
+    """The manager status plus, when an API is configured, one live view. A configured
+    API that does not answer is an ApiError naming ``purpose`` (what could not be
+    checked), so the command stops before it writes anything."""
+    try:
+        view = quiet_view(settings)
     except ApiError as err:
-        return f"could not ask PVE whether its own HA manages {sid} ({err})"
+        raise ApiError(f"cannot check {purpose}: cluster API not reachable ({err})") from None
+    return Cluster(manager_status, None if view is None else api_facts(view))
+
+
+def check_add(settings: Settings, sid: str) -> tuple[str, str | None]:
+    """Before ``add`` of ``sid`` (a checked ``<type>:<vmid>``, or a bare VMID whose type
+    the cluster's guest list gives, as PVE finds it): the sid to add, and a note when
+    the checks could not be made.
+
+    Refuses (UsageError) a guest that does not exist in the cluster, is of the other
+    type, is a template, or is managed by PVE's own HA; a bare VMID without a configured
+    API (its type cannot be found). With a full sid and no API, or an API that does not
+    answer, the resource is accepted with a note (``pvha watch`` still skips a guest
+    PVE's HA manages); a bare VMID then is an ApiError. One view, at most 3 GETs.
+    """
+    bare = sid.isascii() and sid.isdigit()
+    try:
+        view = quiet_view(settings)
+    except ApiError as err:
+        if bare:
+            raise ApiError(f"cannot find the type of VMID {sid}: cluster API not reachable "
+                           f"({err}); give vm:{sid} or ct:{sid}") from None
+        return sid, f"warning: could not check {sid} through the API ({err})"
     if view is None:
-        return None
+        if bare:
+            raise UsageError(f"unable to detect SID from VMID '{sid}' without a PVE API (none"
+                             f" configured): give vm:{sid} or ct:{sid}, or --type")
+        return sid, None
+    facts = api_facts(view)
+    if bare:
+        sid = checks.sid_of_vmid(facts, sid)
+    checks.check_guest(facts, sid)
+    _refuse_pve_ha(view, sid)
+    return sid, None
+
+
+def _refuse_pve_ha(view: RoundView, sid: str) -> None:
     if sid in view.pve_ha:
         raise UsageError(
             f"{sid} is managed by PVE's own HA (ha-manager); remove it there first "
             "(two HA managers on one guest is a split brain)"
         )
-    return None
 
 
 def check_fence_ack(settings: Settings, node: str) -> tuple[list[str], Any]:

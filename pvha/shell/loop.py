@@ -311,6 +311,7 @@ class Watcher:
         finally:
             notify("STOPPING=1")
             self.release(final=not once)
+            self.executors.close()
             if self.power is not None:
                 self.power.close()
         return 0 if self.ok or not once else 1

@@ -10,12 +10,12 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 from pve_fake import (
-    version,
     PASSWORD,
     TOKEN_SECRET,
     FakePve,
     FakeTime,
     api_settings,
+    version,
 )
 
 from pvha.adapters.pve_api import PveApi

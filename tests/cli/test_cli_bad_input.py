@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 SETUP = [
     ["add", "vm:100", "--max_restart", "2"],
+    ["add", "ct:102"],
     ["groupadd", "g1", "--nodes", "node1:2,node2"],
     ["set", "vm:100", "--group", "g1"],
-    ["rules", "add", "node-affinity", "r1", "--resources", "vm:100", "--nodes", "node2"],
+    # vm:100 is in g1 (a node-affinity rule to the engine), so r1 names another resource
+    ["rules", "add", "node-affinity", "r1", "--resources", "ct:102", "--nodes", "node2"],
     ["migrate", "vm:100", "node2"],
 ]
 

@@ -130,7 +130,10 @@ def test_rules_refuse_overlapping_node_affinity(run, snapshot) -> None:  # type:
     before = snapshot()
     result = run("rules", "add", "node-affinity", "r2", "--resources", "vm:100", "--nodes", "n2")
     assert result.exit_code == 2, result.output
-    assert "already used in another node affinity rule ('r1')" in result.stderr
+    assert result.stderr == (
+        "pvha: error: Rule 'r2' is invalid: resource 'vm:100' is already used in another"
+        " node affinity rule (conflicts with rule 'r1')\n"
+    )
     assert snapshot() == before
 
 

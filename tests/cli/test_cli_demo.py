@@ -19,4 +19,8 @@ def test_demo_runs_commands_and_exits_zero(capsys: pytest.CaptureFixture[str]) -
         "--- rules.cfg ---\nnode-affinity: r1\n\tnodes node2\n\tresources vm:100\n\tstrict 1\n"
         in out
     )
-    assert err == "pvha: error: resource ID 'vm:100' already defined\n"
+    errors = [line for line in err.splitlines() if line.startswith("pvha: error:")]
+    assert errors[0].startswith("pvha: error: the HA manager would drop rule 'apart'"), err
+    assert errors[1:] == ["pvha: error: resource ID 'vm:100' already defined"], err
+    notes = [line for line in err.splitlines() if not line.startswith("pvha: error:")]
+    assert notes and all(line.startswith("note: ") for line in notes), err

@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from pvha.cli.app import app
-from pvha.config import parse_groups_text, parse_resources_text, parse_rules_text
-from pvha.core.model import Group, NodeAffinityRule, Resource
+from pvha.config import parse_groups_text, parse_resources_text
+from pvha.core.model import Group, Resource
 
 
 def test_shown_by_sequence_via_env_var(tmp_path: Path) -> None:
@@ -19,23 +19,17 @@ def test_shown_by_sequence_via_env_var(tmp_path: Path) -> None:
         ["add", "vm:100", "--max_restart", "2"],
         ["groupadd", "g1", "--nodes", "node1:2,node2", "--nofailback", "1"],
         ["set", "vm:100", "--group", "g1"],
-        [
-            "rules",
-            "add",
-            "node-affinity",
-            "r1",
-            "--resources",
-            "vm:100",
-            "--nodes",
-            "node2",
-            "--strict",
-            "1",
-        ],
     ]
     for args in steps:
         result = runner.invoke(app, args, env=env)
         assert result.exit_code == 0, (args, result.output)
         assert result.output == "", result.output
+    # a rule for a resource its group already places is one the manager would drop
+    rule = ["rules", "add", "node-affinity", "r1", "--resources", "vm:100", "--nodes", "node2",
+            "--strict", "1"]
+    result = runner.invoke(app, rule, env=env)
+    assert result.exit_code == 2, result.output
+    assert "conflicts with group 'g1'" in result.output
 
     result = runner.invoke(app, ["config", "--output-format", "json"], env=env)
     assert result.exit_code == 0, result.output
@@ -46,17 +40,12 @@ def test_shown_by_sequence_via_env_var(tmp_path: Path) -> None:
     d = tmp_path / "D"
     assert (d / "resources.cfg").read_text() == "vm: 100\n\tgroup g1\n\tmax_restart 2\n\n"
     assert (d / "groups.cfg").read_text() == "group: g1\n\tnodes node1:2,node2\n\tnofailback 1\n\n"
-    assert (
-        d / "rules.cfg"
-    ).read_text() == "node-affinity: r1\n\tnodes node2\n\tresources vm:100\n\tstrict 1\n\n"
+    assert not (d / "rules.cfg").exists()
     assert parse_resources_text((d / "resources.cfg").read_text()) == {
         "vm:100": Resource("vm:100", group="g1", max_restart=2)
     }
     assert parse_groups_text((d / "groups.cfg").read_text()) == {
         "g1": Group("g1", (("node1", 2), ("node2", 0)), nofailback=True)
-    }
-    assert parse_rules_text((d / "rules.cfg").read_text()) == {
-        "r1": NodeAffinityRule("r1", ("vm:100",), (("node2", 0),), strict=True, order=1)
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 
 from fakepve_helpers import ctl
@@ -11,8 +12,18 @@ from pvha.adapters.cfs import ClusterFs
 from pvha.adapters.pve_api import PveApi
 from pvha.config.resources import parse_resources_text
 from pvha.fakepve.server import FakePve
-from pvha.ports import GuestRef
+from pvha.ports import GuestRef, TaskStatus
 from pvha.settings import load_settings
+
+
+def done(api: PveApi, upid: str, limit: float = 20.0) -> TaskStatus:
+    """The task's final status: the test polls, as the watch loop does across rounds."""
+    deadline = time.monotonic() + limit
+    while True:
+        st = api.task_status(upid)
+        if not st.running or time.monotonic() > deadline:
+            return st
+        time.sleep(0.05)
 
 
 def env_of(path: Path) -> dict[str, str]:
@@ -43,7 +54,7 @@ def test_env_file_points_pvha_at_the_fake(fake: FakePve) -> None:
 
 def test_adapter_snapshot_start_migrate(fake: FakePve) -> None:
     settings = load_settings(env=env_of(fake.state / "env"))
-    api = PveApi.from_settings(settings.api, poll_interval=(0.05, 0.2))
+    api = PveApi.from_settings(settings.api)
     snap = api.snapshot()
     assert snap.status.quorate and [n.name for n in snap.status.nodes] == fake.names
     assert {g.vmid: (g.node, g.status) for g in snap.resources.guests} == {
@@ -51,18 +62,21 @@ def test_adapter_snapshot_start_migrate(fake: FakePve) -> None:
         103: ("node1", "running")}
     assert snap.pve_ha_resources == ()
     ref = GuestRef("qemu", 100, "node1")
-    assert api.stop(ref).ok
+    upid = api.post_stop(ref)
+    assert api.task_status(upid).running  # posted, not waited for
+    assert done(api, upid).ok
     assert api.guest_status(ref).status == "stopped"
-    assert api.start(ref).ok
-    assert api.migrate(ref, "node2", online=True).ok
+    assert done(api, api.post_start(ref)).ok
+    assert done(api, api.post_migrate(ref, "node2", online=True)).ok
     assert api.guest_status(GuestRef("qemu", 100, "node2")).status == "running"
-    assert api.migrate(GuestRef("lxc", 102, "node3"), "node1", online=True).ok  # restart mode
+    lxc = GuestRef("lxc", 102, "node3")
+    assert done(api, api.post_migrate(lxc, "node1", online=True)).ok  # restart mode
     assert api.node_status("node3").memory_total > 0
 
 
 def test_adapter_sees_dead_node_and_recovers_by_steal(fake: FakePve) -> None:
     settings = load_settings(env=env_of(fake.state / "env"))
-    api = PveApi.from_settings(settings.api, poll_interval=(0.05, 0.2))
+    api = PveApi.from_settings(settings.api)
     ctl(fake, "power node1 off")  # the first API host: the client fails over
     snap = api.snapshot()
     assert snap.api_host != fake.hosts[0]
@@ -70,5 +84,5 @@ def test_adapter_sees_dead_node_and_recovers_by_steal(fake: FakePve) -> None:
     assert g[100].status == "running" and g[100].status_stale  # stale, node offline
     cfs = ClusterFs(settings.cfs.root)
     assert cfs.steal_guest_config("qemu", 100, "node1", "node2")
-    assert api.start(GuestRef("qemu", 100, "node2")).ok
+    assert done(api, api.post_start(GuestRef("qemu", 100, "node2"))).ok
     assert fake.cluster.truth()["guests"]["100"]["running_on"] == ["node2"]

@@ -165,7 +165,7 @@ class FakeApi:
         self._tick()
         node = upid.split(":")[1]
         self._reach(node, f"GET {node}/tasks", "task_status")
-        end, _effect, status = self.tasks[upid]
+        _end, _effect, status = self.tasks[upid]
         return TaskStatus(upid, node, upid.split(":")[5], status is None, status)
 
     def post_start(self, ref: GuestRef) -> str:

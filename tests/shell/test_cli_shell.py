@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from typer.testing import CliRunner
 from pvha.cli.app import app
 from pvha.shell import live
 from pvha.shell.snapshot import view_of
-from tests.shell.fakes import FakeApi, make_cluster
+from pvha.shell.loop import Watcher
+from tests.shell.fakes import FakeApi, make_cluster, new_cfs
 
 
 @pytest.fixture
@@ -59,12 +61,19 @@ def test_fence_ack_refuses_an_online_node_and_records_an_offline_one(api: FakeAp
     assert run("fence-ack", "node9").exit_code == 2
 
 
-def test_status_shows_the_live_quorum(api: FakeApi) -> None:
+def test_status_shows_the_live_quorum_and_exits_as_a_health_check(api: FakeApi) -> None:
     res = run("status", "--output-format", "json")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # quorate, but no manager has run yet
     entries = json.loads(res.output)
     assert entries[0] == {"id": "quorum", "type": "quorum", "node": "node1", "status": "OK",
                           "quorate": 1}
+    assert run("add", "vm:100").exit_code == 0
+    api.clock.now = time.time()  # status compares the manager's timestamp with real time
+    Watcher(api, new_cfs(api), api.clock).safe_round()
+    res = run("status")
+    assert res.exit_code == 0, res.output
+    assert "master node1 (active, " in res.output
     api.quorate_override = False
     res = run("status")
     assert res.output.startswith("quorum No quorum on node 'node1'!\n"), res.output
+    assert res.exit_code == 4, res.output

@@ -282,7 +282,7 @@ def test_a_live_vm_in_any_qemu_state_counts_as_running(cluster, qemu: str) -> No
 
 
 def test_once_exits_non_zero_when_the_api_fails(cluster, caplog) -> None:  # type: ignore[no-untyped-def]
-    api, cfs = cluster
+    api, _cfs = cluster
     api.fail_snapshot = [ApiTransientError("node1: cannot connect", request_sent=False)]
     with caplog.at_level(logging.INFO):
         assert watcher(api, new_cfs(api)).run(once=True) == 1
@@ -319,3 +319,44 @@ def test_manager_status_says_who_manages_since_when_and_a_clean_stop(cluster) ->
     ms = json.loads((cfs.config_dir / "manager_status").read_text())
     assert "stopped_at" not in ms["pvha"]
     assert api.clock.time() - ms["pvha"]["master_since"] == 3 * STEP
+
+
+# --- 5. config faults degrade, never stop ----------------------------------------------
+
+
+def test_a_bad_section_is_skipped_and_the_rest_managed(cluster, caplog) -> None:  # type: ignore[no-untyped-def]
+    api, cfs = cluster
+    w = watcher(api, cfs)
+    rounds(w, 2)
+    path = cfs.config_dir / "resources.cfg"
+    good = path.read_text()
+    # vm:101's section gets a typo; vm:102 a bad value; a new vm:103 is fine
+    bad = good.replace("vm: 101\n", "vm: 101\n\tstate stoped\n").replace(
+        "vm: 102\n", "vm: 102\n\tmax_restart many\n") + "vm: 103\n\tstate started\n\n"
+    api.add_guest(103, "node1")
+    path.write_text(bad)
+    api.running.discard(100)  # vm:100 crashed: it must still be restarted
+    with caplog.at_level(logging.WARNING):
+        said = rounds(w, 3)
+    assert "HA degraded: resources.cfg:" in said[-1], said[-1]
+    assert api.running >= {100, 101, 102, 103}
+    # the bad sections keep their last good settings: nothing was stopped or dropped
+    assert states(cfs) == {f"vm:{v}": "started" for v in (100, 101, 102, 103)}
+    ms = json.loads((cfs.config_dir / "manager_status").read_text())
+    assert len(ms["pvha"]["degraded"]) == 2 and all(
+        d.startswith("resources.cfg:") for d in ms["pvha"]["degraded"])
+    assert sum("HA config: resources.cfg:" in r.getMessage() for r in caplog.records) == 2
+    path.write_text(good + "vm: 103\n\tstate started\n\n")
+    said = rounds(w, 1)
+    assert "degraded" not in said[-1]
+    ms = json.loads((cfs.config_dir / "manager_status").read_text())
+    assert ms["pvha"]["degraded"] == []
+
+
+def test_a_watcher_starting_on_a_bad_section_manages_the_rest(cluster) -> None:  # type: ignore[no-untyped-def]
+    api, cfs = cluster
+    path = cfs.config_dir / "resources.cfg"
+    path.write_text(path.read_text().replace("vm: 101\n", "vm: 101\n\tbogus 1\n"))
+    said = rounds(watcher(api, cfs), 3)
+    assert api.running == {100, 102}
+    assert "HA degraded: resources.cfg:" in said[-1]
