@@ -44,7 +44,6 @@ from pvha.fence.config import FenceConfig, FenceLevel, FenceTarget
 from pvha.fence.device import PowerDevice, PowerState
 from pvha.fence.redfish import AGENT_NAME as REDFISH_AGENT
 from pvha.fence.redfish import RedfishDevice
-from pvha.ports import FenceResult as PortResult
 
 log = logging.getLogger("pvha.fence")
 
@@ -93,11 +92,6 @@ class FenceResult:
     detail: str
     attempts: int
     failures: tuple[str, ...] = field(default=())
-
-    def to_port(self) -> PortResult:
-        """The :class:`pvha.ports.FenceResult` the HA loop's Fencer port returns."""
-        method = f"device:{self.device}" if self.ok and self.device else "device"
-        return PortResult(self.node, self.ok, method, self.detail)
 
 
 def default_device_factory(runner: AgentRunner | None = None) -> DeviceFactory:

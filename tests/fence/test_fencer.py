@@ -10,7 +10,6 @@ from pvha.errors import FenceDeviceError, FenceTimeoutError
 from pvha.fence.config import FenceTarget, parse_fence_config
 from pvha.fence.device import PowerState
 from pvha.fence.fencer import STILL_ANSWERS, FencePolicy, Fencer
-from pvha.ports import FenceResult as PortResult
 
 CFG = parse_fence_config(
     "device ipmi fence_ipmilan ip=127.0.0.1 password=hunter2\n"
@@ -104,8 +103,6 @@ def test_first_level_verified_off() -> None:
     assert (result.ok, result.level, result.device, result.attempts) == (True, 1, "ipmi", 1)
     assert ipmi.calls == ["off ipmi:1"] + ["status ipmi:1"] * 3
     assert clock.sleeps == [1, 1]
-    port = result.to_port()
-    assert isinstance(port, PortResult) and port.fenced and port.method == "device:ipmi"
 
 
 def test_retry_with_backoff_then_success() -> None:
