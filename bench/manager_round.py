@@ -38,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pvha.core.manager import Manager
-from pvha.sim.memory import MemoryEnv
+from tests.memory_env import MemoryEnv
 
 FAILED_NODE = "node7"
 

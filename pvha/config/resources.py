@@ -38,17 +38,7 @@ RESOURCES = Kind(
 
 def to_resource(entry: Entry) -> Resource:
     """Typed resource with PVE's defaults applied; ``enabled`` becomes ``started``."""
-    values = entry.values
-    state = str(values.get("state", "started"))
-    return Resource(
-        sid=entry.key,
-        state="started" if state == "enabled" else state,
-        group=values.get("group"),  # type: ignore[arg-type]
-        failback=bool(values.get("failback", True)),
-        max_restart=int(values.get("max_restart", 1)),  # type: ignore[call-overload]
-        max_relocate=int(values.get("max_relocate", 1)),  # type: ignore[call-overload]
-        comment=values.get("comment"),  # type: ignore[arg-type]
-    )
+    return Resource.from_config(entry.key, entry.values)
 
 
 def parse_resources_text(text: str, path: str = "<resources>") -> dict[str, Resource]:

@@ -20,7 +20,6 @@ from pvha.core.model import (
 
 NODE_AFFINITY = "node-affinity"
 RESOURCE_AFFINITY = "resource-affinity"
-RULE_TYPES = (NODE_AFFINITY, RESOURCE_AFFINITY)
 
 
 def _check_name(type_: str, name: str) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pvha.core import rebalance
 from pvha.core.commands import queue_resource_motion
-
-if TYPE_CHECKING:
-    from pvha.core.manager import Manager
+from pvha.core.round_state import RoundState
 
 
 def _settings(crs: dict[str, Any]) -> dict[str, Any]:
@@ -20,15 +18,15 @@ def _settings(crs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _loads(m: Manager, mode: str, node_stats: Any) -> dict[str, rebalance.NodeLoad] | None:
-    online = m.ns.list_online_nodes()
+def _loads(rs: RoundState, mode: str, node_stats: Any) -> dict[str, rebalance.NodeLoad] | None:
+    online = rs.ns.list_online_nodes()
     if mode == "static":
-        node_loads = getattr(m.usage, "node_loads", None)
+        node_loads = getattr(rs.usage, "node_loads", None)
         if node_loads is None:
             return None
         return {
             n: rebalance.NodeLoad(cpu=c, maxcpu=mc, mem=me, maxmem=mm)
-            for n, (c, mc, me, mm) in zip(m.usage.nodes, node_loads(), strict=True)
+            for n, (c, mc, me, mm) in zip(rs.usage.nodes, node_loads(), strict=True)
         }
     return {
         n: rebalance.NodeLoad(
@@ -42,31 +40,32 @@ def _loads(m: Manager, mode: str, node_stats: Any) -> dict[str, rebalance.NodeLo
     }
 
 
-def auto_rebalance_step(m: Manager) -> None:
-    """Evaluate once; queue at most one move like a user command."""
-    crs = m.crs.get("auto_rebalance") or {}
-    mode = m.crs.get("scheduler", "basic")
+def auto_rebalance_step(rs: RoundState, hold: int) -> int:
+    """Evaluate once with the hold counter of the previous rounds; queue at most one
+    move like a user command. Returns the new hold counter."""
+    crs = rs.crs.get("auto_rebalance") or {}
+    mode = rs.crs.get("scheduler", "basic")
     if not int(crs.get("ha-auto-rebalance", 0) or 0) or mode not in ("static", "dynamic"):
-        return
-    if rebalance.motion_pending(m.ss):
-        return
-    node_stats, service_stats = m.env.get_usage_stats(mode, m.ss)
-    loads = _loads(m, mode, node_stats)
+        return hold
+    if rebalance.motion_pending(rs.ss):
+        return hold
+    node_stats, service_stats = rs.env.get_usage_stats(mode, rs.ss)
+    loads = _loads(rs, mode, node_stats)
     if loads is None:
-        return
+        return hold
     plan = rebalance.plan_auto_rebalance(
-        counter=m.auto_rebalance_hold,
+        counter=hold,
         loads=loads,
-        ss=m.ss,
-        compiled=m.compiled,
+        ss=rs.ss,
+        compiled=rs.compiled,
         stats=service_stats,
         mode=mode,
         **_settings(crs),
     )
-    m.auto_rebalance_hold = plan.counter
     for line in plan.log:
-        m.env.log("info", line)
+        rs.log("info", line)
     if plan.move is not None:
         move = plan.move
         task = rebalance.task_for(move.sid)
-        queue_resource_motion(m, move.command, task, move.sid, move.target)
+        queue_resource_motion(rs, move.command, task, move.sid, move.target)
+    return plan.counter

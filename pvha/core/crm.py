@@ -6,24 +6,25 @@ round with the round's instant ``now``; it returns False when the daemon wants t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from pvha.core.daemon import count_fenced_services, error_text, guarded_work
 from pvha.core.manager import Manager
 from pvha.core.node_status import FENCE_DELAY
 from pvha.core.ports import CfsError, HaEnv
 from pvha.core.transitions import CRM, CrmEvent, next_state
 
+# the daemon helpers stay importable from here for lrm.py/lrm_work.py until they import
+# pvha.core.daemon
+__all__ = ["MAX_ACTIVE_IDLE_ROUNDS", "Crm"]
+
 MAX_ACTIVE_IDLE_ROUNDS = 90
 
 
-def count_fenced_services(ss: dict[str, Any] | None, node: str) -> int:
-    return sum(
-        1 for sd in (ss or {}).values() if sd.get("node") == node and sd.get("state") == "fence"
-    )
-
-
 class Crm:
+    """The CRM role of one node (startup, wait_for_quorum, slave, master,
+    lost_manager_lock); a master runs a :class:`~pvha.core.manager.Manager` each round."""
+
     def __init__(
         self, env: HaEnv, now: int, fence_delay: int = FENCE_DELAY, resume: bool = False
     ) -> None:
@@ -59,6 +60,7 @@ class Crm:
             self.manager = None
 
     def shutdown_request(self) -> None:
+        """The daemon is asked to stop: a master releases its lock at the next round."""
         if not self.shutdown_request_flag:
             self.env.log("info", "server received shutdown request")
         self.shutdown_request_flag = True
@@ -72,6 +74,8 @@ class Crm:
             return None
 
     def is_cluster_and_ha_healthy(self) -> dict[str, Any] | None:
+        """The manager status if this node may take part (quorate, consistent cluster
+        state, none of its services waiting in fence), else None."""
         if not self.env.quorate() or not self.cluster_state_update:
             return None
         ms = self._read_ms()
@@ -82,6 +86,8 @@ class Crm:
         return ms
 
     def can_get_active(self, allow_no_service: bool = False) -> bool:
+        """Whether this node should try for the manager lock: healthy, and services
+        configured (or leftover work, or ``allow_no_service``)."""
         ms = self.is_cluster_and_ha_healthy()
         if ms is None:
             return False
@@ -117,6 +123,8 @@ class Crm:
         return bool(ms.get("disarm"))
 
     def allowed_to_get_idle(self) -> bool:
+        """Whether a master may count an idle round: healthy, not disarmed, no service
+        configured and none in the service status."""
         ms = self.is_cluster_and_ha_healthy()
         if ms is None:
             return False
@@ -131,6 +139,8 @@ class Crm:
 
     # ------------------------------------------------------------------ locks
     def get_protected_ha_manager_lock(self) -> bool:
+        """Acquire or renew the manager lock (a few tries), and keep the watchdog armed
+        while holding it unless the stack is disarmed; True if held."""
         for _attempt in range(6):
             if self.env.get_ha_manager_lock():
                 if self.wd is not None:
@@ -170,6 +180,7 @@ class Crm:
 
     # ------------------------------------------------------------------ round
     def do_one_iteration(self, now: int) -> bool:
+        """One daemon round at ``now``; False when the daemon should exit."""
         self.now = now
         self.cluster_state_update = self.env.cluster_state_update()
         return guarded_work(self.env, self.work)
@@ -209,6 +220,7 @@ class Crm:
                     self.active_idle_rounds = 0
 
     def work(self) -> bool:
+        """Role transitions, then the role's work; False when the daemon should exit."""
         self._state_changes()
         state = self.state
         if state == "wait_for_quorum":
@@ -245,21 +257,3 @@ class Crm:
         except Exception as err:  # noqa: BLE001 - the HA loop logs and carries on, as PVE
             self.env.log("err", f"got unexpected error - {error_text(err)}")
         return True
-
-
-def guarded_work(env: HaEnv, work: Callable[[], bool]) -> bool:
-    """Run one daemon round's ``work``; an exception is logged and the daemon goes on.
-
-    PVE's simulator would abort the whole run here (e.g. a cfs error in the
-    role-transition part); a daemon that keeps running is the safer choice.
-    """
-    try:
-        return work()
-    except Exception as err:  # noqa: BLE001 - the loop logs and goes on
-        env.log("err", f"got unexpected error - {error_text(err)}")
-        return True
-
-
-def error_text(err: BaseException) -> str:
-    """An error as PVE logs it: its message without the trailing newline."""
-    return str(err).rstrip("\n")

@@ -39,7 +39,7 @@ TASK_TIMEOUT = 600
 Job = dict[str, Any]
 
 
-class RetryLater(Exception):  # noqa: N818 - it is an outcome, not an error
+class RetryLater(Exception):
     """Raised by a resource port: cannot tell or cannot act now; the message says why."""
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pvha.core.config_view import to_resource
-from pvha.core.rules import groups_to_rules
-
-if TYPE_CHECKING:
-    from pvha.core.manager import Manager
+from pvha.core.model import Resource
+from pvha.core.round_state import RoundState
+from pvha.core.rules import groups_to_rules, next_rule_order
 
 FIRST_ROUND = 3
 RETRY_ROUNDS = 6
@@ -57,23 +55,23 @@ def version_cmp(a: str, b: str) -> int:
     return 0
 
 
-def _check_nodes(m: Manager) -> None:
-    env = m.env
-    for node in m.ns.list_nodes():
-        state = m.ns.get_node_state(node)
-        env.log("notice", f"ha groups migration: node '{node}' is in state '{state}'")
+def _check_nodes(rs: RoundState) -> None:
+    env = rs.env
+    for node in rs.ns.list_nodes():
+        state = rs.ns.get_node_state(node)
+        rs.log("notice", f"ha groups migration: node '{node}' is in state '{state}'")
         if state != "online":
             raise _Abort(f"node '{node}' is not online")
         lrm = env.read_lrm_status(node)
         lstate, mode = lrm.get("state", "unknown"), lrm.get("mode", "unknown")
-        env.log(
+        rs.log(
             "notice", f"ha groups migration: lrm '{node}' is in state '{lstate}' and mode '{mode}'"
         )
         if lstate == "wait_for_agent_lock":
             if any(
                 sd.get("node") == node
                 and sd.get("state") not in ("stopped", "freeze", "error", "request_start")
-                for sd in m.ss.values()
+                for sd in rs.ss.values()
             ):
                 raise _Abort(f"lrm '{node}' is not in state 'active'")
         elif lstate != "active":
@@ -81,20 +79,19 @@ def _check_nodes(m: Manager) -> None:
         if mode != "active":
             raise _Abort(f"lrm '{node}' is not in mode 'active'")
         version = env.get_node_version(node)
-        env.log("notice", f"ha groups migration: node '{node}' has version '{version}'")
+        rs.log("notice", f"ha groups migration: node '{node}' has version '{version}'")
         if version_cmp(version, MIN_VERSION) < 0:
             raise _Abort(f"node '{node}' needs at least pve-manager version '{MIN_VERSION}'")
 
 
-def _migrate(m: Manager, groups: dict[str, Any]) -> None:
-    env = m.env
+def _migrate(rs: RoundState, groups: dict[str, Any]) -> None:
+    env = rs.env
     sc = env.read_service_config()
-    resources = {sid: to_resource(sid, cd) for sid, cd in sc.items()}
+    resources = {sid: Resource.from_config(sid, cd) for sid, cd in sc.items()}
     rules = dict(env.read_rules_config())
-    first = max((r.order for r in rules.values()), default=0) + 1
-    rules.update(groups_to_rules(groups, resources, first))
+    rules.update(groups_to_rules(groups, resources, next_rule_order(rules)))
     env.write_rules_config(rules)
-    env.log("notice", "ha groups migration: migration to rules config successful")
+    rs.log("notice", "ha groups migration: migration to rules config successful")
     for sid in sorted(sc):
         gid = sc[sid].get("group")
         if gid is None:
@@ -104,31 +101,32 @@ def _migrate(m: Manager, groups: dict[str, Any]) -> None:
         if group is not None and group.nofailback:
             changes["failback"] = 0
         env.update_service_config(sid, changes)
-    env.log("notice", "ha groups migration: migration to resources config successful")
+    rs.log("notice", "ha groups migration: migration to resources config successful")
     env.delete_group_config()
-    env.log("notice", "ha groups migration: group config deletion successful")
+    rs.log("notice", "ha groups migration: group config deletion successful")
 
 
-def try_group_migration(m: Manager) -> None:
-    """Called once per manage round; acts on the 3rd round, then every 6 rounds."""
-    groups = dict(m.env.read_group_config())
+def try_group_migration(rs: RoundState, rounds_left: int) -> int:
+    """Called once per manage round with the rounds left before the next attempt (start:
+    FIRST_ROUND); returns the new count. Acts on the 3rd round, then every 6 rounds,
+    while groups.cfg has groups."""
+    groups = dict(rs.env.read_group_config())
     if not groups:
-        return
-    m.group_migration_round -= 1
-    if m.group_migration_round > 0:
-        return
-    m.group_migration_round = RETRY_ROUNDS
-    env = m.env
-    env.log("notice", "start ha group migration...")
+        return rounds_left
+    rounds_left -= 1
+    if rounds_left > 0:
+        return rounds_left
+    rs.log("notice", "start ha group migration...")
     try:
-        _check_nodes(m)
-        _migrate(m, groups)
+        _check_nodes(rs)
+        _migrate(rs, groups)
     except _Abort as err:
-        env.log("err", f"abort ha groups migration: {err}")
-        env.log("err", "ha groups migration failed")
-        env.log(
+        rs.log("err", f"abort ha groups migration: {err}")
+        rs.log("err", "ha groups migration failed")
+        rs.log(
             "notice",
             f"retry ha groups migration in {RETRY_ROUNDS} rounds (~ {RETRY_ROUNDS * 10} seconds)",
         )
-        return
-    env.log("notice", "ha groups migration successful")
+        return RETRY_ROUNDS
+    rs.log("notice", "ha groups migration successful")
+    return RETRY_ROUNDS

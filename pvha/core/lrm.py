@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pvha.core.crm import error_text as _msg
-from pvha.core.crm import guarded_work
+from pvha.core.daemon import error_text as _msg
+from pvha.core.daemon import guarded_work
 from pvha.core.executor import RETRY_BUDGET, TASK_TIMEOUT, in_flight, new_job, step
 from pvha.core.lrm_work import do_work, state_changes
 from pvha.core.ports import CfsError, HaEnv
@@ -54,7 +54,10 @@ class Lrm:
         self.mode = "active"
         self.cluster_state_update = False
         self.active_idle_rounds = 0
-        self.service_status: dict[str, dict[str, Any]] = {}
+        self._ss: dict[str, dict[str, Any]] = {}
+        self._mine: list[str] = []  # sids whose node is this node, sorted
+        self._active = 0
+        self._fenced = 0
         self.node_status = "unknown"
         self.wd: str | None = None
         self.wrote_status_at_startup = False
@@ -224,23 +227,47 @@ class Lrm:
         return True
 
     # ------------------------------------------------------------------ counting
-    def active_service_count(self) -> int:
+    @property
+    def service_status(self) -> dict[str, dict[str, Any]]:
+        """The manager's service status as last read (not mutated by the LRM)."""
+        return self._ss
+
+    @service_status.setter
+    def service_status(self, ss: dict[str, dict[str, Any]]) -> None:
+        # one scan per status instead of one per question: every executor of a watcher
+        # asks these several times a round, over every service of the cluster (the
+        # status is read twice a round; the manager's status object is never mutated)
+        if ss is self._ss:
+            return
         me = self.env.nodename()
-        count = 0
-        for sd in self.service_status.values():
-            if not sd.get("node"):
+        mine: list[str] = []
+        active = fenced = 0
+        for sid, sd in ss.items():
+            node = sd.get("node")
+            if not node:
                 continue
-            if sd["node"] != me and sd.get("target") != me:
+            if node == me:
+                mine.append(sid)
+                if sd.get("state") == "fence":
+                    fenced += 1
+            elif sd.get("target") != me:
                 continue
             state = sd.get("state")
-            if state is None or state in _NOT_ACTIVE:
-                continue
-            count += 1
-        return count
+            if state is not None and state not in _NOT_ACTIVE:
+                active += 1
+        mine.sort()
+        self._ss, self._mine, self._active, self._fenced = ss, mine, active, fenced
+
+    def active_service_count(self) -> int:
+        """Services with this node as node or target in a state that occupies it."""
+        return self._active
+
+    def fenced_service_count(self) -> int:
+        """Services on this node waiting in ``fence`` (a fence request for this node)."""
+        return self._fenced
 
     def has_configured_service_on_local_node(self) -> bool:
-        me = self.env.nodename()
-        return any(sd.get("node") == me for sd in self.service_status.values())
+        return bool(self._mine)
 
     def get_protected_ha_agent_lock(self) -> bool:
         for _attempt in range(6):
@@ -302,14 +329,13 @@ class Lrm:
 
     def manage_resources(self) -> int:
         """Queue the commands of the services on this node, then run the workers."""
-        me = self.env.nodename()
         ss = self.service_status
         for sid in list(self.restart_tries):
             if sid not in ss:
                 del self.restart_tries[sid]
-        for sid in sorted(ss):
+        for sid in self._mine:
             sd = ss[sid]
-            if not sd.get("node") or not sd.get("uid") or sd["node"] != me:
+            if not sd.get("uid"):
                 continue
             state = sd.get("state")
             if state is None or state in ("recovery", "freeze", "request_start"):
@@ -327,6 +353,7 @@ class Lrm:
         workers = self.workers
         for sid in sorted(s for s, w in workers.items() if in_flight(w["job"])):
             self._advance(sid, sc.get(sid))
+        busy = sum(1 for w in workers.values() if in_flight(w["job"]))
         pending = sorted(
             (sid for sid, w in workers.items() if not in_flight(w["job"])),
             key=lambda s: (-workers[s]["start_tries"], s),
@@ -334,15 +361,14 @@ class Lrm:
         for sid in pending:
             w = workers[sid]
             w["start_tries"] += 1
-            if self.max_workers and self._in_flight() >= self.max_workers:
+            if self.max_workers and busy >= self.max_workers:
                 continue
             self._advance(sid, sc.get(sid))
+            if sid in workers and in_flight(w["job"]):
+                busy += 1
         if pending:
             self._prune_results()
         return len(self.workers)
-
-    def _in_flight(self) -> int:
-        return sum(1 for w in self.workers.values() if in_flight(w["job"]))
 
     def _advance(self, sid: str, cd: dict[str, Any] | None) -> None:
         w = self.workers[sid]
@@ -373,8 +399,10 @@ class Lrm:
     def _prune_results(self) -> None:
         # PVE prunes after every finished command; the service status does not change
         # while workers run, so pruning once per batch keeps the same results in O(n).
-        valid = {sd["uid"] for sd in self.service_status.values() if sd.get("uid")}
-        self.results = {u: r for u, r in self.results.items() if u in valid}
+        # uids are unique to one service: a result is valid while its service has its uid
+        ss = self.service_status
+        self.results = {u: r for u, r in self.results.items()
+                        if (ss.get(str(r.get("sid"))) or {}).get("uid") == u}
 
     def stop_command_finished(self, sid: str, exit_code: int) -> None:
         if self.workers.pop(sid, None) is None:

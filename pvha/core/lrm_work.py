@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pvha.core.crm import count_fenced_services
 from pvha.core.transitions import LrmEvent
 
 if TYPE_CHECKING:
@@ -15,9 +14,7 @@ MAX_ACTIVE_IDLE_ROUNDS = 60
 
 def state_changes(lrm: Lrm) -> None:
     env = lrm.env
-    fence_request = (
-        count_fenced_services(lrm.service_status, env.nodename()) or lrm.node_status == "fence"
-    )
+    fence_request = lrm.fenced_service_count() or lrm.node_status == "fence"
     state = lrm.state
     if state == "wait_for_agent_lock":
         if lrm.mode == "disarm":

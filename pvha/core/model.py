@@ -9,10 +9,10 @@ stays in the config layer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-# Requested (config) states. ``enabled`` is normalised to ``started`` when parsed.
-REQUESTED_STATES = ("started", "stopped", "disabled", "ignored")
 RESOURCE_TYPES = ("vm", "ct")
 # ``fa`` is the simulator-only "failing" resource type (VirtFail).
 SIM_RESOURCE_TYPES = ("vm", "ct", "fa")
@@ -38,12 +38,30 @@ class Resource:
     comment: str | None = None
     node: str | None = None
 
+    @classmethod
+    def from_config(cls, sid: str, values: Mapping[str, Any]) -> Resource:
+        """A resources.cfg entry (parsed values, or the engine's PVE-shaped ``cd`` whose
+        numbers may be strings) with PVE's defaults; ``enabled`` becomes ``started``."""
+        state = str(values.get("state", "started"))
+        return cls(
+            sid=sid,
+            state="started" if state == "enabled" else state,
+            group=values.get("group"),
+            failback=bool(int(values.get("failback", 1))),
+            max_restart=int(values.get("max_restart", 1)),
+            max_relocate=int(values.get("max_relocate", 1)),
+            comment=values.get("comment"),
+            node=values.get("node"),
+        )
+
     @property
     def type(self) -> str:
+        """The resource type: ``vm``, ``ct`` (``fa`` in the simulator)."""
         return self.sid.split(":", 1)[0]
 
     @property
     def name(self) -> str:
+        """The id within the type (the VMID)."""
         return self.sid.split(":", 1)[1]
 
 

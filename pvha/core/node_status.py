@@ -31,15 +31,20 @@ class NodeStatus:
 
     # --- queries
     def get_node_state(self, node: str) -> str:
+        """The state of ``node``; ``unknown`` for a node not in the table."""
         return self.status.get(node) or "unknown"
 
     def node_is_online(self, node: str | None) -> bool:
-        return node is not None and self.get_node_state(node) == "online"
+        """True if ``node`` is ``online`` (an FSM hot path: one lookup, no call)."""
+        return node is not None and self.status.get(node) == "online"
 
     def node_is_operational(self, node: str) -> bool:
+        """True if ``node`` is online or in maintenance (it answers)."""
         return self.node_is_online(node) or self.get_node_state(node) == "maintenance"
 
     def node_is_offline_delayed(self, node: str, delay: int | None = None) -> bool:
+        """True if ``node`` has not been online for ``delay`` seconds (default: the fence
+        delay). A node never seen online starts its delay now."""
         if delay is None:
             delay = self.fence_delay
         if self.get_node_state(node) == "online":
@@ -52,9 +57,11 @@ class NodeStatus:
         return (self.now - last) >= delay
 
     def list_nodes(self) -> list[str]:
+        """Every node of the table, sorted."""
         return sorted(self.status)
 
     def list_online_nodes(self) -> list[str]:
+        """The ``online`` nodes, sorted."""
         return [n for n in sorted(self.status) if self.status[n] == "online"]
 
     # --- changes
@@ -73,7 +80,7 @@ class NodeStatus:
         for node in sorted(node_info):
             if not node_info[node].get("online"):
                 continue
-            mode = lrm_modes.get(node, "unkown")
+            mode = lrm_modes.get(node, "unknown")
             self.last_online[node] = self.now
             state = self.get_node_state(node)
             if state == "online":
@@ -91,7 +98,7 @@ class NodeStatus:
             state = self.get_node_state(node)
             if state == "online":
                 self._fire(node, NodeEvent.LOST)
-            elif state == "maintenance" and lrm_modes.get(node, "unkown") != "maintenance":
+            elif state == "maintenance" and lrm_modes.get(node, "unknown") != "maintenance":
                 # a powered-off node whose last lrm_status says maintenance stays so
                 self._fire(node, NodeEvent.LOST)
             elif state == "unknown" and d is None:

@@ -34,47 +34,89 @@ class CfsError(Exception):
 
 
 class LogPort(Protocol):
-    def log(self, level: str, msg: str) -> None: ...
+    """Where the daemon's log lines go."""
+
+    def log(self, level: str, msg: str) -> None:
+        """One log line; ``level`` is PVE's: info, notice, warning (warn), err."""
+        ...
 
 
 class ClusterPort(Protocol):
-    def nodename(self) -> str: ...
+    """Cluster membership as seen from this node."""
 
-    def quorate(self) -> bool: ...
+    def nodename(self) -> str:
+        """This daemon's node name."""
+        ...
+
+    def quorate(self) -> bool:
+        """Whether this node is part of the quorate partition."""
+        ...
 
     def get_node_info(self) -> tuple[dict[str, dict[str, Any]], bool]:
         """(node -> {"online": 0|1}, quorate)."""
         ...
 
-    def cluster_state_update(self) -> bool: ...
+    def cluster_state_update(self) -> bool:
+        """Refresh the cluster state; False while it is inconsistent (a cfs restart):
+        the CRM then skips its round."""
+        ...
 
 
 class LockPort(Protocol):
-    def get_ha_manager_lock(self) -> bool: ...
+    """The cluster locks (120 s lifetime unless renewed; none without quorum)."""
 
-    def release_ha_manager_lock(self) -> bool: ...
+    def get_ha_manager_lock(self) -> bool:
+        """Acquire or renew the manager lock; True if this node holds it now."""
+        ...
 
-    def get_ha_agent_lock(self, node: str | None = None) -> bool: ...
+    def release_ha_manager_lock(self) -> bool:
+        """Delete the manager lock if this node holds it; True on success."""
+        ...
 
-    def release_ha_agent_lock(self) -> bool: ...
+    def get_ha_agent_lock(self, node: str | None = None) -> bool:
+        """Acquire or renew the agent lock of ``node`` (default: this node); the master
+        taking a dead node's lock is the proof that the node is fenced."""
+        ...
+
+    def release_ha_agent_lock(self) -> bool:
+        """Delete this node's agent lock if held; True on success."""
+        ...
 
 
 class WatchdogPort(Protocol):
-    def watchdog_open(self) -> str: ...
+    """The node's watchdog: a node whose daemon stops updating it is reset."""
 
-    def watchdog_update(self, wfh: str) -> None: ...
+    def watchdog_open(self) -> str:
+        """Arm the watchdog; returns the handle for update and close."""
+        ...
 
-    def watchdog_close(self, wfh: str) -> None: ...
+    def watchdog_update(self, wfh: str) -> None:
+        """Keep the watchdog from firing (once per round)."""
+        ...
+
+    def watchdog_close(self, wfh: str) -> None:
+        """Disarm the watchdog gracefully (the daemon stops protecting the node)."""
+        ...
 
 
 class StatusPort(Protocol):
-    def read_manager_status(self) -> dict[str, Any]: ...
+    """The status files of the cluster filesystem (raise CfsError when it is down)."""
 
-    def write_manager_status(self, ms: Mapping[str, Any]) -> None: ...
+    def read_manager_status(self) -> dict[str, Any]:
+        """manager_status as last written ({} if none)."""
+        ...
 
-    def read_lrm_status(self, node: str | None = None) -> dict[str, Any]: ...
+    def write_manager_status(self, ms: Mapping[str, Any]) -> None:
+        """Replace manager_status atomically (the master only)."""
+        ...
 
-    def write_lrm_status(self, status: Mapping[str, Any]) -> None: ...
+    def read_lrm_status(self, node: str | None = None) -> dict[str, Any]:
+        """The lrm_status of ``node`` (default: this node; {} if none)."""
+        ...
+
+    def write_lrm_status(self, status: Mapping[str, Any]) -> None:
+        """Replace this node's lrm_status atomically."""
+        ...
 
     def read_crm_commands(self) -> str:
         """Read and truncate the queue atomically."""
@@ -86,21 +128,32 @@ class StatusPort(Protocol):
 
 
 class ConfigPort(Protocol):
+    """The HA configuration files and datacenter settings (CfsError when unreadable)."""
+
     def read_service_config(self) -> dict[str, dict[str, Any]]:
         """sid -> PVE-shaped dict with defaults filled (state, node, max_restart, ...)."""
         ...
 
-    def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None: ...
+    def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
+        """Change keys of the resources.cfg entry of ``sid`` (a None value removes the
+        key), under the ``ha`` domain lock."""
+        ...
 
-    def read_group_config(self) -> Mapping[str, Any]: ...
+    def read_group_config(self) -> Mapping[str, Any]:
+        """groups.cfg: group id -> :class:`~pvha.core.model.Group`."""
+        ...
 
-    def read_rules_config(self) -> Mapping[str, Any]: ...
+    def read_rules_config(self) -> Mapping[str, Any]:
+        """rules.cfg: rule id -> :class:`~pvha.core.model.Rule`."""
+        ...
 
     def write_rules_config(self, rules: Mapping[str, Any]) -> None:
         """Persist rules (group migration); under the ``ha`` domain lock."""
         ...
 
-    def delete_group_config(self) -> None: ...
+    def delete_group_config(self) -> None:
+        """Remove groups.cfg (after a group migration), under the ``ha`` domain lock."""
+        ...
 
     def get_datacenter_settings(self) -> Mapping[str, Any]:
         """PVE-shaped: ``{"ha": {"shutdown_policy": ...}, "crs": {"ha": ..., ...}}``."""
@@ -116,21 +169,53 @@ class ConfigPort(Protocol):
 
 
 class ResourcePort(Protocol):
-    """Guest operations (PVE's resource plugins) as seen from one node."""
+    """Guest operations (PVE's resource plugins) as seen from one node's LRM, and the
+    recovery's two config edits (the CRM's).
 
-    def check_running(self, sid: str) -> bool: ...
+    The guest actions never wait for their guest task (:mod:`pvha.core.executor`): an
+    action returns a task handle when it left a task running, None (or, for
+    ``migrate``, a bool) when it is done; the LRM asks :meth:`task_running` in later
+    rounds and then goes on. Any of these may raise
+    :class:`pvha.core.executor.RetryLater` (cannot tell or act now; the job stays where
+    it is). The simulator's actions are done at once; ``pvha watch``'s post API tasks."""
 
-    def start(self, sid: str) -> None: ...
+    def check_running(self, sid: str) -> bool:
+        """Whether the guest ``sid``'s process runs (a paused or suspended VM runs)."""
+        ...
 
-    def shutdown(self, sid: str, timeout: Any = None) -> None: ...
+    def start(self, sid: str) -> str | None:
+        """Start the guest ``sid`` on this node; the caller reads the outcome back with
+        :meth:`check_running` once the returned task (if any) has ended."""
+        ...
 
-    def migrate(self, sid: str, target: str, online: bool) -> bool: ...
+    def shutdown(self, sid: str, timeout: Any = None) -> str | None:
+        """Stop the guest ``sid`` (``timeout`` seconds for a clean shutdown, 0 = hard stop);
+        a task handle to wait for, or None."""
+        ...
 
-    def steal_service(self, sid: str, current_node: str, new_node: str) -> None: ...
+    def migrate(self, sid: str, target: str, online: bool, after: str | None = None) -> str | bool:
+        """Move ``sid`` to ``target`` (``online``: live; else a running guest is stopped
+        first). A task handle to wait for, then call again with ``after`` = that handle to
+        go on; or a bool when done: True = its config is on ``target``."""
+        ...
 
-    def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None: ...
+    def task_running(self, handle: str) -> bool:
+        """Whether the task behind a handle returned above still runs."""
+        ...
 
-    def resource_type_known(self, rtype: str) -> bool: ...
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+        """Move the guest config of ``sid`` from the fenced ``current_node`` to
+        ``new_node`` (recovery; one atomic rename)."""
+        ...
+
+    def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:
+        """Remove the first of ``locks`` that the guest config of ``sid`` holds; the
+        removed lock's name, or None."""
+        ...
+
+    def resource_type_known(self, rtype: str) -> bool:
+        """Whether a resource plugin exists for ``rtype`` (``vm``, ``ct``...)."""
+        ...
 
 
 class HaEnv(
@@ -142,4 +227,7 @@ class HaEnv(
         """(shutdown, reboot) requested for this node."""
         ...
 
-    def send_notification(self, prefix: str, msg: str, node: str) -> None: ...
+    def send_notification(self, prefix: str, msg: str, node: str) -> None:
+        """Notify the administrator (PVE: a mail) about ``node``; ``prefix`` is
+        ``FENCE`` or ``SUCCEED``."""
+        ...

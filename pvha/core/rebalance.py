@@ -28,9 +28,9 @@ from typing import Any
 from pvha.core.placement import get_node_affinity, get_resource_affinity
 from pvha.core.rules import CompiledRules
 from pvha.core.scheduler import ServiceStats, add_cpu, topsis_scores
+from pvha.core.states import MOVING_STATES
 
 __all__ = [
-    "MOVING_STATES",
     "Bundle",
     "MotionPlan",
     "Move",
@@ -45,8 +45,6 @@ __all__ = [
     "stationary_bundles",
 ]
 
-MOVING_STATES = frozenset({"migrate", "relocate", "request_start_balance"})
-
 
 @dataclass(frozen=True, slots=True)
 class NodeLoad:
@@ -59,6 +57,7 @@ class NodeLoad:
 
     @property
     def load(self) -> float:
+        """(cpu share + memory share) / 2, the figure the imbalance is computed over."""
         return (self.cpu / self.maxcpu + self.mem / self.maxmem) / 2.0
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "compile_rules",
     "effective_failback",
     "groups_to_rules",
+    "next_rule_order",
 ]
 
 # Reason texts, exactly as PVE logs them (after "because ").
@@ -495,7 +496,7 @@ def compile_rules(
     """
     all_rules: dict[str, Rule] = dict(rules)
     if groups:
-        all_rules.update(groups_to_rules(groups, resources, _next_ordinal_max(rules)))
+        all_rules.update(groups_to_rules(groups, resources, next_rule_order(rules)))
     dropped = check_feasibility(all_rules, nodes)
     kept = {rid: r for rid, r in all_rules.items() if rid not in dropped}
     effective = transform(kept)
@@ -508,5 +509,7 @@ def compile_rules(
     )
 
 
-def _next_ordinal_max(rules: Mapping[str, Rule]) -> int:
+def next_rule_order(rules: Mapping[str, Rule]) -> int:
+    """The ``order`` after the highest one of ``rules`` (1 for none): where rules made
+    from groups go."""
     return max((r.order for r in rules.values()), default=0) + 1

@@ -32,6 +32,8 @@ from functools import reduce
 from itertools import accumulate
 from typing import Any
 
+from pvha.core.states import MOVING_STATES, OCCUPYING_STATES
+
 __all__ = [
     "BasicUsage",
     "DynamicUsage",
@@ -49,13 +51,6 @@ __all__ = [
 LogLine = tuple[str, str]
 """(level, message) — level is PVE's: ``info``, ``notice``, ``warning``, ``err``."""
 
-# States whose service sits on (and uses) ``node``; ``migrate``/``relocate`` keep using
-# the source until done. ``request_start_balance`` has not started anywhere yet.
-NODE_OCCUPYING = frozenset(
-    {"started", "request_stop", "fence", "freeze", "error", "recovery", "migrate", "relocate"}
-)
-TARGET_OCCUPYING = frozenset({"migrate", "relocate", "request_start_balance"})
-
 
 def used_service_nodes(
     state: str, node: str | None, target: str | None
@@ -65,8 +60,8 @@ def used_service_nodes(
     ``stopped`` and ``request_start`` occupy nothing; a moving service occupies both
     its source and its target (PVE ``get_used_service_nodes``).
     """
-    current = node if state in NODE_OCCUPYING else None
-    tgt = target if state in TARGET_OCCUPYING else None
+    current = node if state in OCCUPYING_STATES else None
+    tgt = target if state in MOVING_STATES else None
     return current, tgt
 
 
@@ -116,9 +111,6 @@ class Usage:
         """The online nodes of this model, sorted."""
         return self._nodes
 
-    def contains_node(self, node: str | None) -> bool:
-        return node is not None and node in self._counts
-
     def count(self, node: str) -> int:
         """Services (HA + non-HA) occupying ``node``."""
         return self._counts.get(node, 0)
@@ -141,8 +133,8 @@ class Usage:
         if sid in self._placed:
             self.remove_service_usage(sid)
         counts = self._counts
-        current = node if state in NODE_OCCUPYING and node in counts else None
-        tgt = target if state in TARGET_OCCUPYING and target in counts else None
+        current = node if state in OCCUPYING_STATES and node in counts else None
+        tgt = target if state in MOVING_STATES and target in counts else None
         if current is not None:
             placed: tuple[str, ...] = (
                 (current,) if tgt is None or tgt == current else (current, tgt)

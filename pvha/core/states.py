@@ -1,68 +1,13 @@
-"""State vocabularies of the HA engine (PVE 5.2.0 names, which appear verbatim in logs).
+"""Vocabularies shared by the engine's modules: resource agent exit codes, service state sets.
 
-All enums are ``str`` enums so that their value is exactly the wire/log spelling and
-they compare equal to the strings stored in ``manager_status``/``lrm_status``.
+The states themselves, and every legal transition, are the tables of
+:mod:`pvha.core.transitions`; states are plain strings there, spelled as PVE logs them
+and stores them in ``manager_status``/``lrm_status``.
 """
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
-
-
-class NodeState(str, Enum):
-    """CRM view of a node (semantics §2)."""
-
-    ONLINE = "online"
-    MAINTENANCE = "maintenance"
-    UNKNOWN = "unknown"
-    FENCE = "fence"
-    GONE = "gone"
-
-
-class ServiceState(str, Enum):
-    """CRM service state (semantics §3.1). ``ignored``/``disabled`` are config-only."""
-
-    REQUEST_START = "request_start"
-    REQUEST_START_BALANCE = "request_start_balance"
-    STARTED = "started"
-    REQUEST_STOP = "request_stop"
-    STOPPED = "stopped"
-    MIGRATE = "migrate"
-    RELOCATE = "relocate"
-    FENCE = "fence"
-    RECOVERY = "recovery"
-    FREEZE = "freeze"
-    ERROR = "error"
-
-
-class CrmState(str, Enum):
-    """CRM daemon role (semantics §1.9); ``startup`` only exists before the first change."""
-
-    STARTUP = "startup"
-    WAIT_FOR_QUORUM = "wait_for_quorum"
-    MASTER = "master"
-    LOST_MANAGER_LOCK = "lost_manager_lock"
-    SLAVE = "slave"
-
-
-class LrmState(str, Enum):
-    """LRM daemon role (semantics §1.10)."""
-
-    STARTUP = "startup"
-    WAIT_FOR_AGENT_LOCK = "wait_for_agent_lock"
-    ACTIVE = "active"
-    MAINTENANCE = "maintenance"
-    LOST_AGENT_LOCK = "lost_agent_lock"
-
-
-class LrmMode(str, Enum):
-    """The ``mode`` field of lrm_status."""
-
-    ACTIVE = "active"
-    RESTART = "restart"
-    SHUTDOWN = "shutdown"
-    MAINTENANCE = "maintenance"
-    DISARM = "disarm"
+from enum import IntEnum
 
 
 class ExitCode(IntEnum):
@@ -79,8 +24,11 @@ class ExitCode(IntEnum):
     IGNORED = 8
 
 
-# Service states that "occupy" their node for placement/usage (semantics §4.5 step 2).
+# Service states that "occupy" their node for placement and usage (semantics §4.5 step
+# 2); migrate/relocate keep using the source until done, request_start_balance has not
+# started anywhere yet.
 OCCUPYING_STATES = frozenset(
     {"started", "request_stop", "fence", "freeze", "error", "recovery", "migrate", "relocate"}
 )
+# Service states that move to, and so also occupy, their ``target`` node.
 MOVING_STATES = frozenset({"migrate", "relocate", "request_start_balance"})

@@ -9,10 +9,13 @@ Four machines make up the HA stack (semantics §1.9, §1.10, §2, §3):
 * the **CRM role** of each node's cluster resource manager daemon (``CRM``),
 * the **LRM role** of each node's local resource manager daemon (``LRM``).
 
-Each table maps ``state -> {event -> next_state}``. Deciding *which* event happens is
-the job of the handlers (``manager.py``, ``node_status.py``, ``crm.py``, ``lrm.py``);
-those never assign a state directly but call :func:`next_state`, which either returns
-the successor or raises :class:`pvha.errors.IllegalTransition` and changes nothing.
+Each table maps ``state -> {event -> next_state}``; states are plain strings, spelled
+as PVE logs them. Deciding *which* event happens is the job of the handlers
+(``service_fsm.py``, ``node_status.py``, ``crm.py``, ``lrm.py``); those never assign a
+state directly but go through the one setter of their machine
+(``RoundState.change_service_state``, ``NodeStatus._fire``, ``Crm.fire``, ``Lrm.fire``),
+which calls :func:`next_state`: it either returns the successor or raises
+:class:`pvha.errors.IllegalTransition` and changes nothing.
 Tests walk every state x event pair so the tables stay total and honest.
 """
 
@@ -49,6 +52,8 @@ class SvcEvent(str, Enum):
 
 
 class NodeEvent(str, Enum):
+    """Why the master's view of a node changes (semantics §2)."""
+
     SEEN_ONLINE = "seen_online"
     LRM_MAINTENANCE = "lrm_maintenance"
     LRM_ACTIVE = "lrm_active"
@@ -59,6 +64,8 @@ class NodeEvent(str, Enum):
 
 
 class CrmEvent(str, Enum):
+    """Why a node's CRM role changes (semantics §1.9)."""
+
     BOOT = "boot"
     LOCK_ACQUIRED = "lock_acquired"
     LOCK_BUSY = "lock_busy"
@@ -69,6 +76,8 @@ class CrmEvent(str, Enum):
 
 
 class LrmEvent(str, Enum):
+    """Why a node's LRM role changes (semantics §1.10)."""
+
     BOOT = "boot"
     LOCK_ACQUIRED = "lock_acquired"
     LOCK_LOST = "lock_lost"
@@ -183,18 +192,12 @@ LRM: Mapping[str, Mapping[str, str]] = {
     },
 }
 
-TABLES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
-    "service": SERVICE,
-    "node": NODE,
-    "crm": CRM,
-    "lrm": LRM,
-}
-
 
 def next_state(table: Mapping[str, Mapping[str, str]], state: str, event: str) -> str:
-    """Return the successor of ``state`` on ``event``; raise IllegalTransition otherwise."""
-    row = table.get(str(state.value if isinstance(state, Enum) else state))
-    key = event.value if isinstance(event, Enum) else event
-    if row is None or key not in row:
+    """Return the successor of ``state`` on ``event`` (an event enum or its value);
+    raise IllegalTransition otherwise."""
+    row = table.get(state)
+    if row is None or event not in row:
+        key = event.value if isinstance(event, Enum) else event
         raise IllegalTransition(f"illegal event '{key}' in state '{state}'")
-    return row[key]
+    return row[event]

@@ -7,7 +7,7 @@ as after a power cut), "on" boots it, and a status read returns the node's power
 A node that hangs (``network NODE off``) keeps its power on: only its BMC can prove
 it off.
 
-* ``ipmi``: pyghmi BMCs in this process (:func:`pvha.fence.emulators.make_bmc`), one
+* ``ipmi``: pyghmi BMCs in this process (:func:`pvha.fakepve.bmc_emulators.make_bmc`), one
   UDP port each on ``127.0.0.1``, served by one pyghmi event-loop thread. Driven by
   ``fence_ipmilan`` (``lanplus``).
 * ``redfish``: a minimal Redfish service in this process, over HTTPS on ``127.0.0.1``
@@ -85,11 +85,11 @@ class BmcFarm:
 
     def start(self) -> BmcFarm:
         if self.kind == "ipmi":
-            _reserve_wakeup_socket()
+            from pvha.fakepve.bmc_emulators import reserve_wakeup_socket, serve_bmcs
+
+            reserve_wakeup_socket()
             for node in sorted(self.cluster.nodes):
                 self._open_ipmi(node, 0)
-            from pvha.fence.emulators import serve_bmcs
-
             thread = threading.Thread(target=serve_bmcs, args=(self._stop, 0.2),
                                       name="fakepve-bmc-ipmi", daemon=True)
             thread.start()
@@ -99,7 +99,7 @@ class BmcFarm:
         return self
 
     def _open_ipmi(self, node: str, port: int) -> None:
-        from pvha.fence.emulators import PowerHooks, make_bmc
+        from pvha.fakepve.bmc_emulators import PowerHooks, make_bmc
 
         hooks = PowerHooks(lambda: self.power_of(node), lambda: self.set_power(node, True),
                            lambda: self.set_power(node, False))
@@ -150,7 +150,7 @@ class BmcFarm:
             return
         self._stop.set()
         if self._ipmi:
-            from pvha.fence.emulators import close_bmc
+            from pvha.fakepve.bmc_emulators import close_bmc
 
             for server in self._ipmi.values():
                 close_bmc(server)
@@ -192,19 +192,6 @@ class BmcFarm:
         tmp.write_text(self.fence_cfg_text(), encoding="utf-8")
         tmp.replace(path)
         return path
-
-
-def _reserve_wakeup_socket() -> None:
-    """pyghmi wakes its IO thread through ``iosockets[0]``; make that a client socket of
-    its own before any BMC exists, so closing BMCs (a stopped farm, tests starting many
-    simulators in one process) never removes it."""
-    from pyghmi.ipmi.private import session  # type: ignore[import-untyped]
-
-    from pvha.fence.emulators import _patch_pyghmi
-
-    _patch_pyghmi()
-    if not session.iosockets:
-        session.Session._assignsocket()
 
 
 def _drop_ipmi_sessions(port: int) -> None:

@@ -194,8 +194,11 @@ class SimEnv:
     def shutdown(self, sid: str, timeout: Any = None) -> None:
         plugin_for(sid).shutdown(self, sid, timeout)
 
-    def migrate(self, sid: str, target: str, online: bool) -> bool:
+    def migrate(self, sid: str, target: str, online: bool, after: str | None = None) -> bool:
         return plugin_for(sid).migrate(self, sid, target, online)
+
+    def task_running(self, handle: str) -> bool:
+        return False  # every action here is done at once: no task is ever handed out
 
     def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
         self.hw.change_service_location(sid, current_node, new_node)

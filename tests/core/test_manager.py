@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from memory_env import MemoryEnv as FakeEnv
 
 from pvha.core.manager import Manager
 from pvha.core.node_status import NodeStatus
 from pvha.core.transitions import SvcEvent
 from pvha.errors import IllegalTransition
-from pvha.sim.memory import MemoryEnv as FakeEnv
 
 
 def _env() -> FakeEnv:
@@ -65,7 +65,7 @@ def test_illegal_service_event_raises_and_changes_nothing() -> None:
     m.manage(20)
     before = dict(m.ss["vm:101"])
     with pytest.raises(IllegalTransition):
-        m.change_service_state("vm:101", SvcEvent.FENCED)
+        m.rs.change_service_state("vm:101", SvcEvent.FENCED)
     assert m.ss["vm:101"] == before
 
 
@@ -91,3 +91,17 @@ def test_crm_commands_are_consumed_once() -> None:
     assert "unable to parse crm command: bogus" in msgs
     assert env.manager_status["service_status"]["vm:101"]["state"] == "migrate"
     assert env.commands == ""
+
+
+def test_setter_message_replaces_the_generic_line_and_stays_table_checked() -> None:
+    env = _env()
+    m = Manager(env, 20)
+    m.manage(20)
+    env.lines.clear()
+    uid = m.ss["vm:101"]["uid"]
+    m.rs.change_service_state("vm:101", SvcEvent.DISARM_FREEZE, message="disarm: freezing it")
+    assert env.lines == [("info", "disarm: freezing it")]
+    assert m.ss["vm:101"]["state"] == "freeze" and m.ss["vm:101"]["uid"] != uid
+    with pytest.raises(IllegalTransition):
+        m.rs.change_service_state("vm:101", SvcEvent.DISARM_FREEZE, message="not logged")
+    assert env.lines == [("info", "disarm: freezing it")]

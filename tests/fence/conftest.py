@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fence_parts import require, require_agent, require_module
 
-from pvha.fence.emulators import IpmiEmulatorProcess, RedfishEmulatorProcess
+from pvha.fakepve.bmc_emulators import IpmiEmulatorProcess, RedfishEmulatorProcess
 
 
 @pytest.fixture()

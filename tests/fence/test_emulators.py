@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from fence_parts import require, require_agent, require_module
 
+from pvha.fakepve.bmc_emulators import MemoryPower, PowerHooks, close_bmc, make_bmc, serve_bmcs
 from pvha.fence.agent import FenceAgentDevice
 from pvha.fence.config import parse_fence_config
 from pvha.fence.device import PowerState
-from pvha.fence.emulators import MemoryPower, PowerHooks, close_bmc, make_bmc, serve_bmcs
 
 
 @pytest.fixture()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from pvha.fakepve.bmc_emulators import IpmiEmulatorProcess
 from pvha.fence.agent import FenceAgentDevice
 from pvha.fence.config import parse_fence_config
 from pvha.fence.device import PowerState
-from pvha.fence.emulators import IpmiEmulatorProcess
 from pvha.fence.fencer import STILL_ANSWERS, FencePolicy, Fencer
 
 # Bounded real time: a dead BMC costs attempts x call_timeout (fence_ipmilan alone would
@@ -125,4 +125,3 @@ def test_all_levels_fail_no_recovery(ipmi_bmcs: IpmiEmulatorProcess, silent_udp_
     result = Fencer(config, policy=DEAD_POLICY).fence("node1")
     assert not result.ok and result.level is None and result.device is None
     assert [f.split(":")[0] for f in result.failures] == ["level 1 (bad_pw)", "level 2 (dead)"]
-    assert not result.to_port().fenced

@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
+from pvha.fakepve.bmc_emulators import RedfishEmulatorProcess
 from pvha.fence.config import FenceConfig, parse_fence_config
 from pvha.fence.device import PowerState
-from pvha.fence.emulators import RedfishEmulatorProcess
 from pvha.fence.fencer import FencePolicy, Fencer
 from pvha.fence.redfish import RedfishDevice
 

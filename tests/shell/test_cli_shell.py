@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from pvha.cli.app import app
 from pvha.shell import live
-from pvha.shell.snapshot import view_of
 from pvha.shell.loop import Watcher
+from pvha.shell.snapshot import view_of
 from tests.shell.fakes import FakeApi, make_cluster, new_cfs
 
 

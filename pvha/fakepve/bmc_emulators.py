@@ -1,12 +1,13 @@
-"""BMC emulators on loopback for tests and the simulator: IPMI (pyghmi) and Redfish
+"""BMC emulators on loopback for tests and the fake cluster: IPMI (pyghmi) and Redfish
 (sushy-emulator's fake driver). Both are optional dependencies (the ``test`` extra);
-they are imported only when an emulator starts.
+they are imported only when an emulator starts. Test-side parts of the fake PVE: the
+product's fence code (:mod:`pvha.fence`) never imports them.
 
 IPMI. :func:`make_bmc` builds an in-process pyghmi BMC on ``127.0.0.1`` (port 0 = a free
 one) whose power state lives behind :class:`PowerHooks`, so a simulator can wire a BMC's
 "off" to its own node power. :func:`serve_bmcs` runs pyghmi's event loop until a stop
 event is set. :class:`IpmiEmulatorProcess` runs N such BMCs in a child process
-(``python -m pvha.fence.emulators ipmi``): tests can kill it, or freeze it (SIGSTOP) to
+(``python -m pvha.fakepve.bmc_emulators ipmi``): tests can kill it, or freeze it (SIGSTOP) to
 get a BMC that stops answering. The password goes to the child on stdin, not argv.
 
 pyghmi's BMC answers "cipher suite 3" even to a client that asked for another one;
@@ -73,7 +74,9 @@ class MemoryPower:
 _patched = False
 
 
-def _patch_pyghmi() -> None:
+def patch_pyghmi() -> None:
+    """Make pyghmi's BMC refuse any auth algorithm but RAKP-HMAC-SHA1 (see the module
+    docstring); idempotent."""
     global _patched
     if _patched:
         return
@@ -91,6 +94,17 @@ def _patch_pyghmi() -> None:
     _patched = True
 
 
+def reserve_wakeup_socket() -> None:
+    """pyghmi wakes its IO thread through ``iosockets[0]``; make that a client socket of
+    its own before any BMC exists, so closing BMCs (a stopped farm, tests starting many
+    BMCs in one process) never removes it. Idempotent; :func:`make_bmc` calls it."""
+    patch_pyghmi()
+    from pyghmi.ipmi.private import session
+
+    if not session.iosockets:
+        session.Session._assignsocket()
+
+
 def make_bmc(
     user: str,
     password: str,
@@ -103,7 +117,7 @@ def make_bmc(
     """An in-process pyghmi BMC bound to ``address:port`` (0 = free port; read the bound
     port from ``bmc.port``). Power actions go to ``hooks`` (a MemoryPower if None);
     ``on_event(event, port)`` is told about each power action."""
-    _patch_pyghmi()
+    reserve_wakeup_socket()
     from pyghmi.ipmi import bmc
 
     power = hooks or MemoryPower().hooks()
@@ -214,7 +228,7 @@ class IpmiEmulatorProcess:
             [
                 sys.executable,
                 "-m",
-                "pvha.fence.emulators",
+                "pvha.fakepve.bmc_emulators",
                 "ipmi",
                 "--count",
                 str(count),
@@ -319,7 +333,7 @@ class RedfishEmulatorProcess:
         env["PVHA_FAKE_POWER_DELAY"] = "" if power_delay is None else str(power_delay)
         self._log = (workdir / "emulator.log").open("w")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pvha.fence.emulators", "redfish", "--config", str(config)],
+            [sys.executable, "-m", "pvha.fakepve.bmc_emulators", "redfish", "--config", str(config)],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -405,11 +419,11 @@ class RedfishEmulatorProcess:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pvha.fence.emulators ipmi --count N --user U`` (password on stdin) or
-    ``python -m pvha.fence.emulators redfish --config FILE``."""
+    """``python -m pvha.fakepve.bmc_emulators ipmi --count N --user U`` (password on stdin) or
+    ``python -m pvha.fakepve.bmc_emulators redfish --config FILE``."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m pvha.fence.emulators")
+    parser = argparse.ArgumentParser(prog="python -m pvha.fakepve.bmc_emulators")
     sub = parser.add_subparsers(dest="kind", required=True)
     ipmi = sub.add_parser("ipmi")
     ipmi.add_argument("--count", type=int, default=1)

@@ -1,5 +1,8 @@
 """An in-memory environment for one master CRM: the core driven without the simulator.
 
+Test-side code (the manager tests and ``bench/manager_round.py`` import it): tests as
+``from memory_env import MemoryEnv``, the bench as ``tests.memory_env``.
+
 ``MemoryEnv`` implements the parts of :class:`pvha.core.ports.HaEnv` that a manage()
 round uses, over plain dicts the caller sets up and inspects: node membership
 (``online``), resources (``services``), LRM statuses (``lrm``), the crm command queue
@@ -22,6 +25,8 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 class MemoryEnv:
+    """The port of one master CRM over plain dicts (see the module docstring)."""
+
     def __init__(
         self,
         nodes: Sequence[str] = ("node1", "node2", "node3"),
@@ -155,8 +160,11 @@ class MemoryEnv:
     def shutdown(self, sid: str, timeout: Any = None) -> None:
         self.running.discard(sid)
 
-    def migrate(self, sid: str, target: str, online: bool) -> bool:
+    def migrate(self, sid: str, target: str, online: bool, after: str | None = None) -> bool:
         return True
+
+    def task_running(self, handle: str) -> bool:
+        return False  # every action here is done at once: no task is ever handed out
 
     def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
         self.stolen.append((sid, current_node, new_node))
