@@ -22,7 +22,7 @@ is fine; a missing file that was asked for is an error). Layout::
     [watch]                                # pvha watch timings (PVE's defaults)
     round_interval = 10                    # seconds between manager rounds
     fence_delay = 60                       # seconds offline before a node is fenced
-                                           # (default 60, or 5 with a fence.cfg)
+                                           # (default 60, or 0 with a fence.cfg)
     fence_timeout = 20                     # bound of each fence device call
     max_workers = 4                        # guest tasks in flight per node (PVE's default)
     lock_lifetime = 120                    # plain-directory cfs only; pmxcfs fixes 120
@@ -127,7 +127,7 @@ class WatchSettings:
     every process sharing one directory must use the same value."""
 
     round_interval: float = 10.0
-    fence_delay: int | None = None  # None: PVE's 60 s, or 5 s when a fence device exists
+    fence_delay: int | None = None  # None: PVE's 60 s, or 0 s when a fence device exists
     fence_timeout: float = 20.0  # bound of each fence device call and its read-back
     max_workers: int = 4  # guest tasks in flight per node
     lock_lifetime: float = 120.0

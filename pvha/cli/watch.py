@@ -37,7 +37,7 @@ def watch(
     fence_delay: Annotated[
         int | None,
         typer.Option("--fence-delay", metavar="SECONDS",
-                     help="Seconds offline before a node is fenced (default 60; 5 when "
+                     help="Seconds offline before a node is fenced (default 60; 0 when "
                           "the config dir has a fence.cfg).",
                      show_default=False),
     ] = None,

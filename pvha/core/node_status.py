@@ -44,7 +44,9 @@ class NodeStatus:
 
     def node_is_offline_delayed(self, node: str, delay: int | None = None) -> bool:
         """True if ``node`` has not been online for ``delay`` seconds (default: the fence
-        delay). A node never seen online starts its delay now."""
+        delay). A node never seen online starts its delay now; a node seen online in this
+        round (a member in ``maintenance``) is never offline, whatever the delay: with a
+        delay of 0, PVE's ``now - last >= delay`` would fence it."""
         if delay is None:
             delay = self.fence_delay
         if self.get_node_state(node) == "online":
@@ -54,7 +56,7 @@ class NodeStatus:
             # unknown (e.g. new master): start the delay now
             self.last_online[node] = self.now
             return False
-        return (self.now - last) >= delay
+        return self.now > last and (self.now - last) >= delay
 
     def list_nodes(self) -> list[str]:
         """Every node of the table, sorted."""

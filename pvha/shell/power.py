@@ -49,11 +49,12 @@ from pvha.shell.history import History
 
 FENCE_CFG = "fence.cfg"
 FENCE_STATE = "fence_state"
-DEVICE_FENCE_DELAY = 5
+DEVICE_FENCE_DELAY = 0
 """Default fence delay (s) when a fence device proves power-off (PVE: 60 s, kept without
-a device). Corosync has already waited out its token timeout before a node counts as
-offline (Pacemaker fences at that point); the 5 s only ride out a membership flap. The
-60 s exist in PVE for the watchdog self-fence, which a verified power-off replaces."""
+a device). Corosync has already waited out its token timeout (and consensus) before a
+node counts as offline; Pacemaker fences at that point, and so does pvha with a device.
+The 60 s exist in PVE for the watchdog self-fence, which a verified power-off replaces.
+A member in maintenance is never offline, whatever the delay (NodeStatus)."""
 RETRY_FIRST = 5.0
 RETRY_MAX = 60.0
 DEVICE_TIMEOUT = 20.0

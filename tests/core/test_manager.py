@@ -105,3 +105,22 @@ def test_setter_message_replaces_the_generic_line_and_stays_table_checked() -> N
     with pytest.raises(IllegalTransition):
         m.rs.change_service_state("vm:101", SvcEvent.DISARM_FREEZE, message="not logged")
     assert env.lines == [("info", "disarm: freezing it")]
+
+
+def test_a_node_in_maintenance_is_never_fenced_even_with_fence_delay_0() -> None:
+    """Regression (fault injection found node3 powered off 2 s after ``node-maintenance
+    enable`` with ``--fence-delay 0``): a member seen online this round is never offline."""
+    env = _env()
+    env.lrm["node3"] = {"mode": "maintenance"}
+    m = Manager(env, 20, fence_delay=0)
+    for now in (20, 21, 30, 40, 100):
+        m.manage(now)
+    assert env.manager_status["node_status"]["node3"] == "maintenance"
+    assert env.lock_attempts == []
+    assert env.manager_status["service_status"]["vm:103"]["state"] != "fence"
+    ns = NodeStatus(env, {"node3": "maintenance"}, now=50, fence_delay=0)
+    ns.update({"node3": {"online": 1}}, {"node3": "maintenance"})
+    assert ns.node_is_offline_delayed("node3") is False
+    ns.now = 51
+    ns.update({}, {"node3": "maintenance"})  # gone from the membership: offline now
+    assert ns.node_is_offline_delayed("node3") is True

@@ -360,3 +360,17 @@ def test_a_watcher_starting_on_a_bad_section_manages_the_rest(cluster) -> None: 
     said = rounds(watcher(api, cfs), 3)
     assert api.running == {100, 102}
     assert "HA degraded: resources.cfg:" in said[-1]
+
+
+def test_safety_rule1_maintenance_with_fence_delay_0_never_fences(cluster) -> None:  # type: ignore[no-untyped-def]
+    api, cfs = cluster
+    w = watcher(api, cfs, fence_delay=0)
+    rounds(w, 2)
+    Store(cfs.config_dir).append_crm_command("enable-node-maintenance node2")
+    said = rounds(w, 6)
+    assert "fencing" not in " ".join(said)
+    ms = json.loads((cfs.config_dir / "manager_status").read_text())
+    assert ms["node_status"]["node2"] == "maintenance"
+    assert api.config_nodes(100) != ["node2"] and api.config_nodes(101) != ["node2"]
+    assert api.running == {100, 101, 102} and api.power["node2"]
+    assert set(states(cfs).values()) == {"started"}
