@@ -111,9 +111,9 @@ def ctl(
     power NODE on|off       network NODE on|off      reboot NODE     shutdown NODE
     partition node1,node2 node3,node4 (split)        partition heal
     guest VMID start|stop   guest VMID lock NAME|unlock
+    guest VMID pause|resume|suspend (a running VM's QEMU state)
     latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
-    bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)
     bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)
     status                  (the cluster's truth as JSON)
     """

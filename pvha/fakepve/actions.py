@@ -89,6 +89,7 @@ def _finish(c: Cluster, task: Task, node: str, kind: str, vmid: int, action: str
             return task.finish(f"{word} is locked ({c.lock_of(conf)})", c.clock())
         task.log(f"starting {word} {vmid} on {node}")
         rt.running.add(node)
+        rt.qmp = None
         rt.started_at = c.clock()
     elif action in ("stop", "shutdown"):
         if running and c.lock_of(conf):

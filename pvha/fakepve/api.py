@@ -263,6 +263,7 @@ class Api:
         up = node in rt.running
         e: dict[str, Any] = {
             "vmid": conf.vmid, "status": "running" if up else "stopped", "name": conf.name,
+            **({"qmpstatus": rt.qmp or "running"} if up and conf.kind == "qemu" else {}),
             "cpus": conf.cpus, "maxmem": conf.maxmem, "maxdisk": GUEST_MAXDISK, "disk": 0,
             "mem": conf.maxmem // 2 if up else 0, "cpu": 0.01 if up else 0,
             "uptime": int(self.c.clock() - rt.started_at) if up else 0, "netin": 0,
@@ -298,7 +299,8 @@ class Api:
         e = self._vmstatus(node, conf)
         e["ha"] = {"managed": 0}
         if kind == "qemu":
-            e.update(qmpstatus=e["status"], diskread=0, diskwrite=0)
+            e.setdefault("qmpstatus", e["status"])
+            e.update(diskread=0, diskwrite=0)
         return ok(e)
 
     # --- actions (proxied) -----------------------------------------------------------------

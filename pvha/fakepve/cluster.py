@@ -104,11 +104,21 @@ class GuestConf:
 
 @dataclass
 class Runtime:
-    """What is true about a guest beyond its config file."""
+    """What is true about a guest beyond its config file. ``qmp`` is a running VM's QEMU
+    state when it is not ``running`` (``paused``, ``suspended``, ``io-error``, ...): PVE
+    reports it as the guest's status in ``/cluster/resources`` (pvestatd's ``qmpstatus ||
+    status``) and as ``qmpstatus`` in ``status/current``."""
 
     running: set[str] = field(default_factory=set)
     started_at: float = 0.0
     lock: str | None = None
+    qmp: str | None = None
+
+    def status(self, node: str) -> str:
+        """The status PVE's resource list shows for the guest on ``node``."""
+        if node not in self.running:
+            return "stopped"
+        return self.qmp or "running"
 
 
 @dataclass(frozen=True)
@@ -301,7 +311,8 @@ class Cluster:
                 if (prev is None or prev.node != conf.node
                         or now - prev.time >= self.timing.rrd_interval):
                     rt = self.rt(vmid)
-                    status = "running" if conf.node in rt.running else "stopped"
+                    status = rt.status(conf.node) if conf.kind == "qemu" else (
+                        "running" if conf.node in rt.running else "stopped")
                     cache[vmid] = Sample(conf.node, status, now, rt.started_at)
 
     def sample(self, viewer: str, conf: GuestConf) -> Sample | None:
@@ -388,6 +399,22 @@ class Cluster:
         wait = self.timing.reboot_seconds if delay is None else delay
         self.scheduler.at(wait, lambda: self.set_power(name, True))
 
+    def guest_qmp(self, vmid: int, state: str | None) -> None:
+        """Out-of-band QEMU state change of a running VM (``pause``, ``resume``,
+        ``suspend`` commands); None = running normally."""
+        with self.lock:
+            self.refresh()
+            conf = self.config(vmid)
+            if conf is None:
+                raise KeyError(f"no guest {vmid}")
+            if conf.kind != "qemu":
+                raise ValueError(f"guest {vmid} is a container: no QEMU state")
+            rt = self.rt(vmid)
+            if not rt.running:
+                raise ValueError(f"VM {vmid} not running")
+            rt.qmp = state
+            self.refresh()
+
     def guest_set(self, vmid: int, running: bool) -> None:
         """Out-of-band truth change (tests): start on the owner node, or stop everywhere."""
         with self.lock:
@@ -402,6 +429,7 @@ class Cluster:
                 if conf.node not in rt.running:
                     rt.running.add(conf.node)
                     rt.started_at = self.clock()
+                    rt.qmp = None
             else:
                 rt.running.clear()
             self.refresh()
@@ -420,7 +448,8 @@ class Cluster:
             for vmid, conf in sorted(self.configs().items()):
                 rt = self.rt(vmid)
                 guests[str(vmid)] = {"kind": conf.kind, "node": conf.node, "name": conf.name,
-                                     "running_on": sorted(rt.running), "lock": rt.lock}
+                                     "running_on": sorted(rt.running), "lock": rt.lock,
+                                     "qmp": rt.qmp}
             split = [v for v, g in guests.items() if len(g["running_on"]) > 1]
             return {"cluster": self.name, "nodes": nodes, "guests": guests,
                     "split_brain": split}

@@ -115,10 +115,15 @@ def _shutdown(fake: FakePve, a: list[str]) -> Any:
 def _guest(fake: FakePve, a: list[str]) -> Any:
     vmid = _count(a[0], "VMID")
     action = a[1]
-    if action not in ("start", "stop", "lock", "unlock") or (len(a) == 3) != (action == "lock"):
-        raise CtlError("expected: guest VMID start|stop|unlock, or guest VMID lock NAME")
+    if action not in ("start", "stop", "lock", "unlock", "pause", "resume", "suspend") or (
+            len(a) == 3) != (action == "lock"):
+        raise CtlError("expected: guest VMID start|stop|pause|resume|suspend|unlock, or "
+                       "guest VMID lock NAME")
     try:
-        if action in ("lock", "unlock"):
+        if action in ("pause", "resume", "suspend"):
+            state = {"pause": "paused", "resume": None, "suspend": "suspended"}[action]
+            fake.cluster.guest_qmp(vmid, state)
+        elif action in ("lock", "unlock"):
             fake.cluster.set_lock(vmid, a[2] if action == "lock" else None)
         else:
             fake.cluster.guest_set(vmid, action == "start")
