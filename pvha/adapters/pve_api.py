@@ -38,6 +38,7 @@ from pvha.ports import (
 from pvha.settings import ApiSettings
 
 T = TypeVar("T")
+_TAG_SEP = re.compile(r"[;, ]")
 log = logging.getLogger(__name__)
 
 _UPID_RE = re.compile(
@@ -279,7 +280,8 @@ def parse_cluster_resources(items: list[Mapping[str, Any]]) -> ClusterResources:
         if i.get("type") not in ("qemu", "lxc"):
             continue
         status = str(i.get("status", "unknown"))
-        tags = tuple(t for t in re.split(r"[;, ]", str(i.get("tags") or "")) if t)
+        raw_tags = i.get("tags")
+        tags = tuple(t for t in _TAG_SEP.split(str(raw_tags)) if t) if raw_tags else ()
         guests.append(Guest(
             vmid=int(i["vmid"]), kind=i["type"], node=str(i["node"]), status=status,
             status_stale=status == "unknown" or i["node"] not in online,
@@ -349,6 +351,8 @@ def _bool(v: Any) -> bool:
 
 
 def _int(v: Any) -> int | None:
+    if type(v) is int:  # the common case, thousands of times a round
+        return v
     try:
         return None if v is None or v == "" else int(v)
     except (TypeError, ValueError):
@@ -356,6 +360,11 @@ def _int(v: Any) -> int | None:
 
 
 def _float(v: Any) -> float | None:
+    kind = type(v)
+    if kind is float:
+        return v  # type: ignore[no-any-return]
+    if kind is int:
+        return float(v)
     try:
         return None if v is None or v == "" else float(v)
     except (TypeError, ValueError):

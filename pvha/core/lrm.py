@@ -26,6 +26,8 @@ from pvha.core.states import ExitCode
 from pvha.core.transitions import LRM, LrmEvent, next_state
 
 MEMORY_KEY = "pvha"
+_INDEX: list[Any] = [None]  # (the last service status indexed, its index): one slot, so
+# executor threads swap it atomically
 _WORKER_KEYS = ("sid", "uid", "state", "params", "start_tries", "job")
 _NOT_ACTIVE = ("stopped", "freeze", "error", "request_start")
 
@@ -234,29 +236,10 @@ class Lrm:
 
     @service_status.setter
     def service_status(self, ss: dict[str, dict[str, Any]]) -> None:
-        # one scan per status instead of one per question: every executor of a watcher
-        # asks these several times a round, over every service of the cluster (the
-        # status is read twice a round; the manager's status object is never mutated)
         if ss is self._ss:
             return
-        me = self.env.nodename()
-        mine: list[str] = []
-        active = fenced = 0
-        for sid, sd in ss.items():
-            node = sd.get("node")
-            if not node:
-                continue
-            if node == me:
-                mine.append(sid)
-                if sd.get("state") == "fence":
-                    fenced += 1
-            elif sd.get("target") != me:
-                continue
-            state = sd.get("state")
-            if state is not None and state not in _NOT_ACTIVE:
-                active += 1
-        mine.sort()
-        self._ss, self._mine, self._active, self._fenced = ss, mine, active, fenced
+        mine, active, fenced = _per_node(ss).get(self.env.nodename(), ((), 0, 0))
+        self._ss, self._mine, self._active, self._fenced = ss, list(mine), active, fenced
 
     def active_service_count(self) -> int:
         """Services with this node as node or target in a state that occupies it."""
@@ -433,3 +416,35 @@ class Lrm:
             self.env.log("warning", f"restart policy: retry number {tries + 1} for service '{sid}'")
             return ExitCode.ETRY_AGAIN
         return exit_code
+
+
+def _per_node(ss: dict[str, dict[str, Any]]) -> dict[str, tuple[list[str], int, int]]:
+    """node -> (its sids sorted, its active service count, its services in ``fence``),
+    from one scan of ``ss``. Every executor of one watcher reads the same status object
+    in a round (it is never mutated), so the last one indexed is kept: one scan a round,
+    not one per node; a status read afresh (the simulator) is indexed again."""
+    last = _INDEX[0]
+    if last is not None and last[0] is ss:
+        return last[1]  # type: ignore[no-any-return]
+    mine: dict[str, list[str]] = {}
+    active: dict[str, int] = {}
+    fenced: dict[str, int] = {}
+    for sid, sd in ss.items():
+        node = sd.get("node")
+        if not node:
+            continue
+        mine.setdefault(node, []).append(sid)
+        state = sd.get("state")
+        if state == "fence":
+            fenced[node] = fenced.get(node, 0) + 1
+        if state is None or state in _NOT_ACTIVE:
+            continue
+        active[node] = active.get(node, 0) + 1
+        target = sd.get("target")
+        if target and target != node:
+            active[target] = active.get(target, 0) + 1
+    nodes = set(mine) | set(active)
+    index = {n: (sorted(mine.get(n, ())), active.get(n, 0), fenced.get(n, 0)) for n in nodes}
+    _INDEX[0] = (ss, index)
+    return index
+

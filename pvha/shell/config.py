@@ -38,6 +38,8 @@ class ConfigSource:
         self.degraded: list[str] = []
         self._warned: set[str] = set()
         self.skipped: dict[str, str] = {}  # sid -> why it is not managed (logged once)
+        self._entries: dict[str, dict[str, Any]] = {}  # service config entries of ...
+        self._entries_of: HAConfig | None = None  # ... this configuration
 
     def config(self) -> HAConfig:
         """The configuration in force. CfsError when no good one was ever read."""
@@ -84,9 +86,15 @@ class ConfigSource:
     def service_config(self, view: RoundView, node_of: Any) -> dict[str, dict[str, Any]]:
         """The core's ``read_service_config``: PVE-shaped dicts with the guest's node
         (``node_of(sid)``). Guests PVE's own HA manages, and resources without a guest,
-        are left out (logged once)."""
+        are left out (logged once). An entry is built again only when its resource or
+        its node changed (the core changes no key but ``node``, and only to where the
+        config really is: the recovery's move)."""
+        cfg = self.config()
+        if cfg is not self._entries_of:
+            self._entries, self._entries_of = {}, cfg
+        entries = self._entries
         out: dict[str, dict[str, Any]] = {}
-        for sid, res in self.config().resources.items():
+        for sid, res in cfg.resources.items():
             why = None
             if sid in view.pve_ha:
                 why = "managed by PVE's own HA (ha-manager); pvha leaves it alone"
@@ -98,14 +106,19 @@ class ConfigSource:
                     log.warning("service '%s' skipped: %s", sid, why)
                     self.skipped[sid] = why
                 continue
-            self.skipped.pop(sid, None)
-            out[sid] = {
-                "type": res.type, "name": res.name, "state": res.state, "node": node,
-                "failback": int(res.failback), "max_restart": res.max_restart,
-                "max_relocate": res.max_relocate,
-            }
-            if res.group is not None:
-                out[sid]["group"] = res.group
+            if sid in self.skipped:
+                del self.skipped[sid]
+            entry = entries.get(sid)
+            if entry is None or entry["node"] != node:
+                entry = {
+                    "type": res.type, "name": res.name, "state": res.state, "node": node,
+                    "failback": int(res.failback), "max_restart": res.max_restart,
+                    "max_relocate": res.max_relocate,
+                }
+                if res.group is not None:
+                    entry["group"] = res.group
+                entries[sid] = entry
+            out[sid] = entry
         return out
 
 

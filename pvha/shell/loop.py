@@ -112,7 +112,7 @@ class Watcher:
         self.auth = Authority(cfs, clock)
         self.history = History(cfs.config_dir)
         self.config = ConfigSource(cfs)
-        self.statuses = StatusFiles(cfs)
+        self.statuses = StatusFiles(cfs, clock)
         self.guests = Guests(self.auth, api)
         self.power = self._power(fencer, fence_timeout)
         self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history)
@@ -310,11 +310,20 @@ class Watcher:
                 self.wait(started)
         finally:
             notify("STOPPING=1")
+            self._flush()
             self.release(final=not once)
             self.executors.close()
             if self.power is not None:
                 self.power.close()
         return 0 if self.ok or not once else 1
+
+    def _flush(self) -> None:
+        """Persist what the executors hold only in memory, while the lock is still ours."""
+        try:
+            if self.auth.may_act():
+                self.statuses.flush()
+        except Exception as err:  # noqa: BLE001 - the next process confirms again
+            log.warning("could not write the executor status files: %s", err)
 
     def release(self, final: bool = True) -> None:
         """Give up the manager lock, so another watcher takes over now. ``final`` (a
