@@ -342,6 +342,11 @@ class ClusterFilesystem(Protocol):
     def release_lock(self, lock_id: str) -> None:
         """Remove the lock if this process holds it, and forget it either way."""
 
+    def holds_lock(self, lock_id: str) -> bool:
+        """Whether this process's last successful take or renewal is under 120 s old. A
+        process whose hold lapsed (it was paused) must drop what it keeps in memory
+        before it acts again: another process may have held the lock meanwhile."""
+
     def read_manager_status(self) -> dict[str, Any] | None:
         """The manager status JSON (semantics §1.3 shape), or None if there is none."""
 
@@ -362,6 +367,9 @@ class ClusterFilesystem(Protocol):
         """Read and empty the crm command queue in one step under the HA domain lock, so
         a command is consumed exactly once. Caller holds the manager lock."""
 
+    def has_commands(self) -> bool:
+        """Peek: is a crm command queued (no lock, nothing consumed)?"""
+
     def read_config(self, name: str) -> str | None:
         """The text of an HA config file (``resources.cfg``, ``groups.cfg``, ``rules.cfg``,
         ``fence.cfg``) from the config dir, or None if it does not exist."""
@@ -374,3 +382,8 @@ class ClusterFilesystem(Protocol):
         (safety rule 3). Only after ``old_node`` is fenced, by the manager-lock holder on a
         quorate node. True = moved now; False = it already was on ``new_node`` (resume
         after a crash). Raises StoreError if it is on neither or on both."""
+
+    def remove_guest_lock(self, kind: GuestKind, vmid: int, node: str,
+                          locks: tuple[str, ...] | list[str]) -> str | None:
+        """Drop a leftover ``lock:`` (one of ``locks``) from the guest's config on the
+        fenced ``node`` before its recovery, atomically; the lock removed, or None."""

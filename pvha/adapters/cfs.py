@@ -343,6 +343,18 @@ class ClusterFs:
             self._ensure_dir(path.parent)
             atomic_write(path, text.encode("utf-8"))
 
+    def edit_config(self, name: str, edit: Callable[[str], str]) -> None:
+        """Read, change (``edit``: old text -> new text, '' for a missing file) and write
+        back an HA config file, all under the HA domain lock, so no other edit can come
+        in between; nothing is written if ``edit`` raises or changes nothing."""
+        path = self.config_dir / _config_name(name)
+        with self.domain_lock():
+            old = self._read_text(path) or ""
+            new = edit(old)
+            if new != old:
+                self._ensure_dir(path.parent)
+                atomic_write(path, new.encode("utf-8"))
+
     # --- the config steal ------------------------------------------------------------------
 
     def guest_config_path(self, kind: GuestKind, vmid: int, node: str) -> Path:

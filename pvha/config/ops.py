@@ -31,6 +31,7 @@ from pvha.config.groups import GROUP_TYPE, GROUPS
 from pvha.config.resources import RESOURCES
 from pvha.config.rules import NODE_AFFINITY, RULES
 from pvha.config.schema import Entry, Kind
+from pvha.config.sectioncfg import parse_lenient
 from pvha.config.store import MANAGER_STATUS, Snapshot, Store, Transaction
 from pvha.errors import UsageError
 from pvha.fsutil import parse_json_object
@@ -173,6 +174,22 @@ def set_resource(
             "resources", snap.resources.file.replace(sid, RESOURCES.render(type_, name, values))
         )
         checks.check_no_new_drops(txn.before, txn.after)
+
+
+def edit_resource_text(text: str, sid: str, options: Options) -> str:
+    """``resources.cfg`` text with ``options`` set on ``sid``, every other byte as it
+    was (bad sections elsewhere included): the manager's own edit, the ``stop``
+    command's ``state stopped``, which needs none of :func:`set_resource`'s checks.
+    UsageError if ``sid`` has no valid section."""
+    type_, name = sid.split(":", 1)
+    parsed, _faults = parse_lenient(text, RESOURCES.file, RESOURCES.section_key,
+                                    RESOURCES.file)
+    parsed, entries, _invalid = schema.validate_lenient(RESOURCES, parsed)
+    entry = entries.get(sid)
+    if entry is None:
+        raise UsageError(f"no such resource '{sid}'")
+    values = _merge(RESOURCES, type_, entry.values, options, None)
+    return parsed.replace(sid, RESOURCES.render(type_, name, values)).render()
 
 
 def remove_resource(store: Store, sid: str, purge: bool = True) -> list[str]:

@@ -9,17 +9,36 @@ of the core, so the same code runs against the simulator (``pvha.sim.env``) and,
 later, a real shell. Time is passed into every round as ``now`` (a daemon round
 happens at one instant); the port does not expose a clock.
 
-Why a port rather than "return actions": a manage() round makes decisions that depend
-on IO results in the middle of the round (the fencing step tries the dead node's agent
-lock once, and on success recovers its services *in the same round*). PVE's logs
-depend on that interleaving, so the port call is the faithful and still pure-core
-way: the core holds no IO handle, only this interface.
+Why a port rather than "return actions" (a decision, taken on purpose against the
+snapshot -> decide -> apply shape first drawn in design.md): a manage() round makes
+decisions that depend on effects in the middle of the round (the fencing step asks for
+the dead node's proof once, and on success recovers its services *in the same round*;
+a recovery moves a config and the next service's placement sees it). PVE's logs depend
+on that interleaving, so the port call is the faithful and still pure-core way: the core
+holds no IO handle, only this interface. What the snapshot model wanted is kept where it
+matters: every *read* of a round is answered from one frozen view (``pvha watch``: the
+three API answers of the round and the status files held in memory; the simulator: its
+hardware state at the round's instant), nothing blocks (guest actions are posted; see
+:class:`ResourcePort`), and the only effects during a round are the ones named below.
 
 Contracts (who holds which lock, what is atomic) follow PVE:
 
-* ``get_ha_manager_lock``/``get_ha_agent_lock`` acquire or renew a cluster lock with a
-  120 s lifetime; they fail without quorum. ``release_*`` delete it if owned.
-* ``read_crm_commands`` reads *and truncates* the command queue atomically.
+* The manager lock: whoever holds it is the one master; it is taken and renewed once per
+  round by the CRM (``get_ha_manager_lock``), lasts 120 s from its last renewal, and
+  cannot be taken or renewed without quorum. Only its holder writes manager_status,
+  consumes crm_commands, moves configs and acts on guests.
+* An agent lock is a node's: its LRM holds it while it may run services (and feeds its
+  watchdog while it holds it). ``get_ha_agent_lock(node)`` for *another* node, asked by
+  the master's fencing step, means "is that node proven fenced?": in PVE the dead
+  node's lock can only be taken once it expired behind the node's watchdog; in
+  ``pvha watch`` it is true only with a fence device's verified power-off or an
+  administrator's fence-ack, never for a node that is online. A True answer allows
+  the recovery of that node's services; it must never be given early.
+* ``read_crm_commands`` reads *and truncates* the command queue atomically, under the
+  ``ha`` domain lock, so a command is consumed exactly once; config writes take the same
+  domain lock.
+* ``write_manager_status``/``write_lrm_status`` replace their file atomically (a crash
+  leaves the old or the new content); ``steal_service`` is one atomic rename.
 * ``read_*``/``write_*`` raise :class:`CfsError` when the cluster filesystem is down.
 """
 
@@ -74,8 +93,9 @@ class LockPort(Protocol):
         ...
 
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
-        """Acquire or renew the agent lock of ``node`` (default: this node); the master
-        taking a dead node's lock is the proof that the node is fenced."""
+        """This node's LRM: acquire or renew its own agent lock. The master, for another
+        ``node``: one non-blocking attempt at the proof that ``node`` is fenced (see the
+        module docstring); True allows recovering its services."""
         ...
 
     def release_ha_agent_lock(self) -> bool:

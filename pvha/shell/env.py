@@ -217,16 +217,17 @@ class ManagerEnv(_Env):
         return bool(self.auth.cfs.has_commands())
 
     def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
-        """The ``stop`` command's ``state: stopped``: the CLI's validated edit."""
-        from pvha.config import ops
-        from pvha.config.store import Store
+        """The ``stop`` command's ``state: stopped``, in resources.cfg under the domain
+        lock (the rest of the file, bad sections included, is kept byte for byte)."""
+        from pvha.config.ops import edit_resource_text
 
         self._guard("changing resources.cfg")
-        options = {k: str(int(v) if isinstance(v, bool) else v)
-                   for k, v in changes.items() if v is not None}
-        delete = ",".join(k for k, v in changes.items() if v is None) or None
+        if any(v is None for v in changes.values()):
+            raise CfsError("pvha watch does not delete resource options")
+        options = {k: str(int(v) if isinstance(v, bool) else v) for k, v in changes.items()}
         try:
-            ops.set_resource(Store(self.auth.cfs.config_dir), sid, options, delete)
+            self.auth.cfs.edit_config("resources.cfg",
+                                      lambda text: edit_resource_text(text, sid, options))
         except PvhaError as err:
             raise CfsError(str(err)) from None
 

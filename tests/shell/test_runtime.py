@@ -374,3 +374,17 @@ def test_safety_rule1_maintenance_with_fence_delay_0_never_fences(cluster) -> No
     assert api.config_nodes(100) != ["node2"] and api.config_nodes(101) != ["node2"]
     assert api.running == {100, 101, 102} and api.power["node2"]
     assert set(states(cfs).values()) == {"started"}
+
+
+def test_a_stop_command_edits_only_its_section_under_the_domain_lock(cluster) -> None:  # type: ignore[no-untyped-def]
+    api, cfs = cluster
+    w = watcher(api, cfs)
+    rounds(w, 2)
+    path = cfs.config_dir / "resources.cfg"
+    text = path.read_text().replace("vm: 102\n", "vm: 102\n\tbogus 1\n")  # bad elsewhere
+    path.write_text(text)
+    Store(cfs.config_dir).append_crm_command("stop vm:100 0")
+    rounds(w, 3)
+    assert path.read_text() == text.replace("vm: 100\n", "vm: 100\n\tstate stopped\n")
+    assert states(cfs)["vm:100"] == "stopped" and 100 not in api.running
+    assert not (cfs.lock_dir / cfs_mod.DOMAIN_LOCK).exists()
