@@ -122,6 +122,17 @@ def _watch(state: Path, log: Path) -> subprocess.Popen[bytes]:
                             start_new_session=True)
 
 
+def _stop(proc: subprocess.Popen[bytes], fake: Any) -> None:
+    """SIGTERM the watcher (SIGKILL if it lingers), then stop the fake cluster."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    fake.stop()
+
+
 def _wait(check: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -155,13 +166,7 @@ def real_run(workdir: Path) -> dict[str, float]:
         _wait(moved, 90, "node2's guests running elsewhere")
         return {"off": off, "running": time.monotonic() - t0}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        fake.stop()
+        _stop(proc, fake)
 
 
 def _manager_status(fake: Any) -> dict[str, Any]:
@@ -200,13 +205,7 @@ def migration_run(workdir: Path) -> float:
               120, "node2 in fence state")
         return time.monotonic() - t0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        fake.stop()
+        _stop(proc, fake)
 
 
 def main() -> int:

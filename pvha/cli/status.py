@@ -8,12 +8,10 @@ in the command's help)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -29,7 +27,6 @@ from pvha.errors import ApiError, StoreError
 from pvha.fsutil import parse_json_object
 
 STATUS_COLUMNS = [Column("type", "TYPE"), Column("status", "STATUS")]
-API_LOGGER = "pvha.api"  # pvha.adapters.pve_client's logger (not imported: it loads requests)
 
 
 def read_json(store: Store, name: str) -> dict[str, Any] | None:
@@ -84,7 +81,7 @@ def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, 
     from pvha.shell import live
 
     settings = load_settings(path=settings_file)
-    with _api_warnings() as warnings:
+    with live.failover_reasons() as warnings:
         try:
             view = live.live_view(settings)
         except ApiError as err:
@@ -101,32 +98,6 @@ def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, 
     return ha_status.Quorum(view.local_node, view.quorate), guests
 
 
-class _Reasons(logging.Handler):
-    """Collects the adapter's per-host failover warnings (``API host X unusable (why);
-    trying the next one``) as ``why``, so a failure is told in one line."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.reasons: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        args = record.args
-        why = args[-1] if isinstance(args, tuple) and len(args) >= 2 else record.getMessage()
-        self.reasons.append(" ".join(str(why).split()))
-
-
-@contextlib.contextmanager
-def _api_warnings() -> Iterator[list[str]]:
-    logger = logging.getLogger(API_LOGGER)
-    handler = _Reasons()
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield handler.reasons
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
 
 
 def collect(store: Store, settings_file: str | None = None) -> Collected:

@@ -54,7 +54,9 @@ class _Reasons(logging.Handler):
 
 
 @contextlib.contextmanager
-def _failover_reasons() -> Iterator[list[str]]:
+def failover_reasons() -> Iterator[list[str]]:
+    """While inside: the API adapter's per-host failover warnings are kept (as their
+    reasons, in the yielded list) instead of printed, so a failure is told in one line."""
     logger = logging.getLogger(API_LOGGER)
     handler = _Reasons()
     propagate = logger.propagate
@@ -71,7 +73,7 @@ def quiet_view(settings: Settings) -> RoundView | None:
     """:func:`live_view` for a command that tells a failure in one line: the hosts'
     failover warnings are not printed; when every host failed, the ApiError names each
     host's reason once. A failover that ended in an answer is not told."""
-    with _failover_reasons() as reasons:
+    with failover_reasons() as reasons:
         try:
             return live_view(settings)
         except ApiError as err:
