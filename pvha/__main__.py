@@ -1,3 +1,3 @@
-from pvha.cli.app import main
+from pvha.cli.main import main
 
 main()

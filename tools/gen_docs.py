@@ -2,9 +2,11 @@
 """Generate shell completions and the man page from pvha's command tree.
 
 Usage: ``python tools/gen_docs.py [OUTDIR]`` (default: the repository root) writes
-``completions/pvha.bash``, ``completions/_pvha`` (zsh), ``completions/pvha.fish`` and
-``man/pvha.1``. The checked-in copies are compared with fresh output by
-``tests/cli/test_cli_docs.py``; rerun this script after changing any command.
+``completions/pvha.bash``, ``completions/_pvha`` (zsh), ``completions/pvha.fish``,
+``man/pvha.1`` and ``pvha/cli/help_text.py`` (the root help the Typer-free fast path
+prints). The checked-in copies are compared with fresh output by
+``tests/cli/test_cli_docs.py``; rerun this script after changing any command, or after
+upgrading Typer or rich (they render the help).
 
 The tree is read from the Typer app (``pvha.cli.app.app``). Values are completed from
 the parameter itself: choices for enum options, directories for DIR, and ids from the
@@ -15,6 +17,8 @@ tables keyed by command path) plus one small engine per shell.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,7 @@ from typer.main import get_command
 
 from pvha import __version__
 from pvha.cli.app import app
+from pvha.cli.fast import COMPLETE_VAR, RICH_ENV
 
 DYNAMIC = {
     "SID": "sids",
@@ -418,6 +423,55 @@ def man_page(root: Node) -> str:
     return "\n".join(out) + "\n"
 
 
+# --- root help for the fast path -------------------------------------------------------------
+
+HELP_WIDTH = 80  # rich's width when no terminal is attached and COLUMNS is not set
+TYPER_MAIN = "from pvha.cli.app import main; main()"  # the Typer app, never the fast path
+
+
+def typer_output(args: list[str]) -> str:
+    """stdout of the Typer app run on ``args`` as :mod:`pvha.cli.fast` serves the help:
+    stdin, stdout and stderr not terminals, HELP_WIDTH columns, UTF-8, no colour settings."""
+    env = {k: v for k, v in os.environ.items() if k not in (*RICH_ENV, COMPLETE_VAR)}
+    env.update(COLUMNS=str(HELP_WIDTH), PYTHONIOENCODING="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-c", TYPER_MAIN, *args],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0 or result.stderr:
+        raise SystemExit(f"pvha {' '.join(args)}: exit {result.returncode}: {result.stderr!r}")
+    return result.stdout.decode("utf-8")
+
+
+def _literal(text: str) -> str:
+    return "(\n" + "".join(f"    {line!r}\n" for line in text.splitlines(keepends=True)) + ")"
+
+
+def help_module() -> str:
+    """``pvha/cli/help_text.py``: what the Typer app prints for ``pvha --help`` (and
+    ``-h``) and for a bare ``pvha``."""
+    asked, bare = typer_output(["--help"]), typer_output([])
+    if typer_output(["-h"]) != asked:
+        raise SystemExit("pvha -h and pvha --help differ: pvha.cli.fast serves one text")
+    no_args = 'HELP.removesuffix("\\n")' if bare == asked.removesuffix("\n") else _literal(bare)
+    return f'''"""Root help as the Typer app prints it with stdout not a terminal, {HELP_WIDTH} columns,
+UTF-8 and no colour: what :mod:`pvha.cli.fast` prints for ``pvha --help``, ``pvha -h``
+(HELP) and a bare ``pvha`` (NO_ARGS), byte for byte.
+
+{HEADER}.
+"""
+
+WIDTH = {HELP_WIDTH}
+HELP = {_literal(asked)}
+NO_ARGS = {no_args}
+'''
+
+
 def generate(outdir: Path) -> list[Path]:
     """Write all generated files under ``outdir``; returns their paths."""
     root = build_tree()
@@ -426,6 +480,7 @@ def generate(outdir: Path) -> list[Path]:
         Path("completions/_pvha"): zsh_script(root),
         Path("completions/pvha.fish"): fish_script(root),
         Path("man/pvha.1"): man_page(root),
+        Path("pvha/cli/help_text.py"): help_module(),
     }
     written = []
     for rel, text in files.items():

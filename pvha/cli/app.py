@@ -1,5 +1,9 @@
 """The ``pvha`` command line: ``ha-manager``'s commands on a local configuration store.
 
+The entry point is :mod:`pvha.cli.main`: it serves the root help, ``config`` and
+``_complete`` without Typer when it can (:mod:`pvha.cli.fast`) and calls :func:`main`
+here otherwise.
+
 Errors are translated once, here: a :class:`~pvha.errors.PvhaError` or a usage error
 (unknown option, bad value) becomes one red line on stderr and exit code 2 for usage
 errors, 1 otherwise; no traceback is shown (set ``PVHA_DEBUG=1`` to see one).
@@ -16,11 +20,10 @@ import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
-from pvha.cli import crm, groups, render, resources, rules, watch
+from pvha.cli import crm, fast, groups, render, resources, rules, watch
 from pvha.cli import status as status_cmd
 from pvha.cli.common import CONFIG_DIR_HELP, store_for
 from pvha.cli.sim import sim_app
-from pvha.config import views
 from pvha.errors import PvhaError
 
 
@@ -105,13 +108,7 @@ def complete(
     ctx: typer.Context, what: str, config_dir: str | None = typer.Option(None, "--config-dir")
 ) -> None:
     """Ids for shell completion (sids, groups, rules, nodes) from the local config only."""
-    try:
-        store = store_for(ctx, config_dir)
-        manager_status = status_cmd.read_json(store, "manager_status")
-        ids = views.known_ids(store.load(), what, manager_status)
-    except PvhaError:
-        return  # completion must stay quiet on a broken or missing config
-    typer.echo("\n".join(ids) if ids else "", nl=bool(ids))
+    typer.echo(fast.complete_output(store_for(ctx, config_dir), what), nl=False)
 
 
 resources.register(app)
@@ -124,5 +121,5 @@ watch.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The Typer app on ``sys.argv`` (what :func:`pvha.cli.main.main` falls back to)."""
     app()

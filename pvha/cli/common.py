@@ -6,14 +6,13 @@ parameter whose metavar is SID, GROUP, RULE or NODE with ids from the local conf
 
 from __future__ import annotations
 
-import os
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from pvha.config.store import ENV_VAR, Store, resolve_config_dir
+from pvha.cli.fast import store_at
+from pvha.config.store import Store
 from pvha.settings import Settings, load_settings
 
 
@@ -93,13 +92,8 @@ SettingsOpt = Annotated[
 def store_for(ctx: typer.Context, config_dir: str | None) -> Store:
     """The store: the command's ``--config-dir``, else the top-level one, else
     $PVHA_CONFIG_DIR, else ``$PVHA_CFS_ROOT/pvha`` (where ``pvha watch`` looks), else the
-    default."""
-    root_dir = ctx.find_root().params.get("config_dir")
-    chosen = config_dir or root_dir
-    cfs_root = os.environ.get("PVHA_CFS_ROOT")
-    if not chosen and not os.environ.get(ENV_VAR) and cfs_root:
-        return Store(Path(cfs_root) / "pvha")
-    return Store(resolve_config_dir(chosen))
+    default (:func:`pvha.cli.fast.store_at`, which the fast path shares)."""
+    return store_at(config_dir, ctx.find_root().params.get("config_dir"))
 
 
 def settings_for(flags: dict[str, Any], settings_file: str | None) -> Settings:

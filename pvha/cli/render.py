@@ -8,7 +8,12 @@
   caller passes ``text=``, that function's string (used for ``ha-manager``'s own text
   layouts such as ``config`` and ``status``).
 
+:func:`formatted` is the same output as a string wherever no rich table is involved.
+
 Diagnostics go to stderr through :func:`error` and :func:`warn`, never to stdout.
+
+rich and PyYAML are imported where they are used: ``pvha config`` and ``pvha _complete``
+run through here without Typer (``pvha.cli.fast``), and must start fast.
 """
 
 from __future__ import annotations
@@ -17,11 +22,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import yaml  # type: ignore[import-untyped]
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
 FORMATS = ("text", "json", "json-pretty", "yaml")
 Row = dict[str, Any]
@@ -53,6 +57,9 @@ def plain_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
 
 
 def _rich_table(rows: Sequence[Row], columns: Sequence[Column], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(show_lines=False, header_style="bold")
     for column in columns:
         table.add_column(column.header)
@@ -71,22 +78,26 @@ def render(
 ) -> None:
     """Write ``rows`` to ``out`` (stdout) in ``fmt`` (one of FORMATS)."""
     out = out or sys.stdout
-    if fmt == "json":
-        out.write(json.dumps(list(rows), separators=(",", ":")) + "\n")
-    elif fmt == "json-pretty":
-        out.write(json.dumps(list(rows), indent=4, sort_keys=True) + "\n")
-    elif fmt == "yaml":
-        out.write(
-            yaml.safe_dump(
-                list(rows), sort_keys=False, default_flow_style=False, allow_unicode=True
-            )
-        )
-    elif text is not None:
-        out.write(text(rows))
-    elif out.isatty():
+    if text is None and fmt not in ("json", "json-pretty", "yaml") and out.isatty():
         _rich_table(rows, columns, out)
     else:
-        out.write(plain_table(rows, columns))
+        out.write(formatted(rows, fmt, text or (lambda r: plain_table(r, columns))))
+
+
+def formatted(rows: Sequence[Row], fmt: str, text: Callable[[Sequence[Row]], str]) -> str:
+    """``rows`` in ``fmt`` as :func:`render` writes them, ``text(rows)`` for ``text``."""
+    if fmt == "json":
+        return json.dumps(list(rows), separators=(",", ":")) + "\n"
+    if fmt == "json-pretty":
+        return json.dumps(list(rows), indent=4, sort_keys=True) + "\n"
+    if fmt == "yaml":
+        import yaml  # type: ignore[import-untyped]
+
+        dumped: str = yaml.safe_dump(
+            list(rows), sort_keys=False, default_flow_style=False, allow_unicode=True
+        )
+        return dumped
+    return text(rows)
 
 
 def section_text(rows: Sequence[Row], header: Callable[[Row], str], skip: Sequence[str]) -> str:
@@ -101,6 +112,8 @@ def section_text(rows: Sequence[Row], header: Callable[[Row], str], skip: Sequen
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, highlight=False, soft_wrap=True)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
 from typing import Annotated
 
 import typer
 
-from pvha.cli import checked, render
+from pvha.cli import checked, fast, render
 from pvha.cli.common import (
     Bool,
     CommentOpt,
@@ -22,8 +22,7 @@ from pvha.cli.common import (
     store_for,
     value,
 )
-from pvha.cli.render import Column
-from pvha.config import ops, views
+from pvha.config import ops
 
 StateOpt = Annotated[
     State | None, typer.Option("--state", help="Requested resource state.", show_default=False)
@@ -65,16 +64,6 @@ TypeOpt = Annotated[
     typer.Option("--type", help="Resource type, when SID is a bare VMID.", show_default=False),
 ]
 
-RESOURCE_COLUMNS = [
-    Column("sid", "SID"),
-    Column("state", "STATE"),
-    Column("group", "GROUP"),
-    Column("max_restart", "MAX_RESTART"),
-    Column("max_relocate", "MAX_RELOCATE"),
-    Column("failback", "FAILBACK"),
-    Column("comment", "COMMENT"),
-]
-
 
 def _options(
     state: State | None,
@@ -94,15 +83,6 @@ def _options(
     }
 
 
-def _config_text(rows: Sequence[render.Row]) -> str:
-    for row in rows:
-        for prop, message in (row.get("errors") or {}).items():
-            render.warn(f"error: property '{prop}' - {message}")
-    return render.section_text(
-        rows, header=lambda r: str(r["sid"]), skip=("sid", "type", "digest", "errors")
-    )
-
-
 def config(
     ctx: typer.Context,
     type_: Annotated[
@@ -112,8 +92,12 @@ def config(
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """List HA resources (text: as `ha-manager config` prints them)."""
-    rows = views.resource_rows(store_for(ctx, config_dir).load(), value(type_))
-    render.render(rows, RESOURCE_COLUMNS, output_format.value, text=_config_text)
+    # The body is shared with the fast path, which serves `pvha config` without Typer.
+    store = store_for(ctx, config_dir)
+    warnings, output = fast.config_output(store, value(type_), output_format.value)
+    for line in warnings:
+        render.warn(line)
+    sys.stdout.write(output)
 
 
 def add(

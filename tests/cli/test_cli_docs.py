@@ -1,4 +1,5 @@
-"""Generated completions and man page: fresh, well-formed, and completing from local config."""
+"""Generated completions, man page and root help text: fresh, well-formed, and completing
+from local config."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-GENERATED = ["completions/pvha.bash", "completions/_pvha", "completions/pvha.fish", "man/pvha.1"]
+GENERATED = [
+    "completions/pvha.bash",
+    "completions/_pvha",
+    "completions/pvha.fish",
+    "man/pvha.1",
+    "pvha/cli/help_text.py",  # the fast path's root help, as the Typer app renders it
+]
 
 
 def _gen_docs() -> ModuleType:
@@ -47,6 +54,16 @@ def test_docs_cover_every_visible_command(tmp_path: Path) -> None:
     assert "_complete" not in paths
     man = (REPO / "man/pvha.1").read_text()
     assert '.SS "rules add"' in man and "\\fB\\-\\-max_restart\\fR" in man
+
+
+def test_help_text_lists_every_top_level_command() -> None:
+    """The fast path's root help (fresh: see above; printed as the Typer app prints it:
+    test_cli_fast) is the whole help, commands included."""
+    from pvha.cli import help_text
+
+    for name in _gen_docs().build_tree().children:
+        assert f"│ {name} " in help_text.HELP, name
+    assert help_text.NO_ARGS.startswith(help_text.HELP[:200])
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff not installed")
