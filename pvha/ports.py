@@ -383,6 +383,9 @@ class ClusterFilesystem(Protocol):
         quorate node. True = moved now; False = it already was on ``new_node`` (resume
         after a crash). Raises StoreError if it is on neither or on both."""
 
+    def find_guest_config(self, kind: GuestKind, vmid: int) -> list[str]:
+        """The nodes whose config dir holds the guest's config (one, normally)."""
+
     def remove_guest_lock(self, kind: GuestKind, vmid: int, node: str,
                           locks: tuple[str, ...] | list[str]) -> str | None:
         """Drop a leftover ``lock:`` (one of ``locks``) from the guest's config on the

@@ -166,9 +166,10 @@ class MemoryEnv:
     def task_running(self, handle: str) -> bool:
         return False  # every action here is done at once: no task is ever handed out
 
-    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         self.stolen.append((sid, current_node, new_node))
         self.services[sid]["node"] = new_node
+        return None
 
     def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:
         return None

@@ -364,6 +364,16 @@ class ClusterFs:
             raise ValueError(f"invalid vmid {vmid!r}")
         return self.root / "nodes" / _node(node) / _CONF_DIRS[kind] / f"{vmid}.conf"
 
+    def find_guest_config(self, kind: GuestKind, vmid: int) -> list[str]:
+        """The nodes whose config dir holds the guest's config (one, normally)."""
+        self.guest_config_path(kind, vmid, "x")  # validates kind and vmid
+        try:
+            nodes = sorted(os.listdir(self.root / "nodes"))
+        except OSError:
+            return []
+        return [n for n in nodes if NODE_NAME_RE.match(n)
+                and self.guest_config_path(kind, vmid, n).exists()]
+
     def steal_guest_config(self, kind: GuestKind, vmid: int, old_node: str, new_node: str) -> bool:
         """One rename from ``old_node``'s to ``new_node``'s config dir (PVE's
         ``steal_service``). True = moved; False = already on ``new_node``. StoreError if

@@ -223,9 +223,12 @@ class ResourcePort(Protocol):
         """Whether the task behind a handle returned above still runs."""
         ...
 
-    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         """Move the guest config of ``sid`` from the fenced ``current_node`` to
-        ``new_node`` (recovery; one atomic rename)."""
+        ``new_node`` (recovery; one atomic rename). Returns None, or the node where the
+        config really is when it was not on ``current_node`` any more (an earlier
+        recovery, interrupted before its status was written, moved it there): the
+        recovery then goes on there. CfsError when it cannot be moved now."""
         ...
 
     def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:

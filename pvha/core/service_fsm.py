@@ -9,6 +9,8 @@ state only through :meth:`RoundState.change_service_state
 
 from __future__ import annotations
 
+from pvha.core.daemon import error_text
+from pvha.core.ports import CfsError
 from pvha.core.round_state import RoundState, Sd
 from pvha.core.states import ExitCode
 from pvha.core.transitions import SvcEvent
@@ -278,13 +280,25 @@ def next_state_recovery(rs: RoundState, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | 
         else:
             msg = f"recover service '{sid}' from fenced node '{fenced}' to node '{node}'"
         rs.log("info", msg)
-        removed = rs.env.remove_locks(sid, REMOVABLE_LOCKS, fenced)
-        if removed:
-            rs.log(
-                "warning",
-                f"removed leftover lock '{removed}' from recovered service '{sid}' to allow its start.",
-            )
-        rs.env.steal_service(sid, sd["node"], node)
+        try:
+            removed = rs.env.remove_locks(sid, REMOVABLE_LOCKS, fenced)
+            if removed:
+                rs.log(
+                    "warning",
+                    f"removed leftover lock '{removed}' from recovered service '{sid}' to allow"
+                    " its start.",
+                )
+            found = rs.env.steal_service(sid, sd["node"], node)
+        except CfsError as err:
+            # this service stays in recovery and is tried again next round; the round
+            # goes on for every other service and flushes (a pvha extension: PVE aborts
+            # the whole round here, every round)
+            rs.log("err", f"recovering service '{sid}' failed: {error_text(err)}")
+            return
+        if found is not None and found != node:
+            rs.log("warning", f"service '{sid}': its config is on node '{found}' already (an "
+                              "earlier recovery moved it there), recovering it there")
+            node = found
         cd["node"] = sd["node"] = node
         ev = SvcEvent.RECOVERED_START if cd["state"] == "started" else SvcEvent.RECOVERED_STOP
         rs.change_service_state(sid, ev, node=node)

@@ -233,23 +233,35 @@ class ManagerEnv(_Env):
 
     # --- recovery ----------------------------------------------------------------------
 
-    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         """Safety rule 3: one atomic rename of the config from the fenced node, only by
         the lock holder on a quorate view, only when that node is not online and proven
-        off. Repeating it after a crash is a no-op."""
+        off. Repeating it after a crash is a no-op. When the config is on neither node,
+        it was moved by an earlier recovery whose status was never written (the watcher
+        died between the rename and the flush): that node is returned, and the recovery
+        goes on there, if it is online; else CfsError (tried again next round)."""
         if current_node == new_node:
-            return
+            return None
         if not self.auth.may_act():
             raise CfsError(f"refusing to move {sid}: not the active manager on quorum")
         fencing = self.shared.fencing
         if self.auth.node_online(current_node) or not fencing.proven_off(current_node):
             raise CfsError(f"refusing to move {sid}: node '{current_node}' is not fenced")
         kind, vmid = split_sid(sid)
+        cfs = self.auth.cfs
         try:
-            self.auth.cfs.steal_guest_config(kind, vmid, current_node, new_node)
+            cfs.steal_guest_config(kind, vmid, current_node, new_node)
         except PvhaError as err:
-            raise CfsError(str(err)) from None
+            where = cfs.find_guest_config(kind, vmid)
+            if len(where) != 1 or where[0] in (current_node, new_node):
+                raise CfsError(str(err)) from None
+            if not self.auth.node_online(where[0]):
+                raise CfsError(f"{sid}: its config is on node '{where[0]}', which is not "
+                               "online") from None
+            self.shared.guests.moved(sid, where[0])
+            return where[0]
         self.shared.guests.moved(sid, new_node)
+        return None
 
     def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:
         """Drop a leftover config lock before a recovery, as PVE's ``remove_locks``."""
@@ -324,7 +336,7 @@ class ExecutorEnv(_Env):
     def update_service_config(self, sid: str, changes: Mapping[str, Any]) -> None:
         raise CfsError("an executor does not change resources.cfg")
 
-    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         raise CfsError("an executor does not move configs")
 
     def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:

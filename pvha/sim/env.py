@@ -200,8 +200,9 @@ class SimEnv:
     def task_running(self, handle: str) -> bool:
         return False  # every action here is done at once: no task is ever handed out
 
-    def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
+    def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         self.hw.change_service_location(sid, current_node, new_node)
+        return None
 
     def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:
         for lock in locks:

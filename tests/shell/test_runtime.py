@@ -20,7 +20,7 @@ import pytest
 from pvha.adapters import cfs as cfs_mod
 from pvha.config import ops
 from pvha.config.store import Store
-from pvha.errors import ApiPermanentError, ApiTransientError
+from pvha.errors import ApiPermanentError, ApiTransientError, StoreError
 from pvha.shell.fencing import FenceAcks
 from pvha.shell.loop import Watcher
 from tests.shell.fakes import FakeApi, make_cluster, new_cfs
@@ -388,3 +388,38 @@ def test_a_stop_command_edits_only_its_section_under_the_domain_lock(cluster) ->
     assert path.read_text() == text.replace("vm: 100\n", "vm: 100\n\tstate stopped\n")
     assert states(cfs)["vm:100"] == "stopped" and 100 not in api.running
     assert not (cfs.lock_dir / cfs_mod.DOMAIN_LOCK).exists()
+
+
+# --- issue 9: a failed config move never stops the rounds ------------------------------
+
+
+def test_a_config_move_that_fails_leaves_that_service_in_recovery_and_the_rest_managed(
+        cluster) -> None:  # type: ignore[no-untyped-def]
+    api, cfs = cluster
+    add(api, cfs, 103, "node3")
+    add(api, cfs, 104, "node3")
+    w = watcher(api, cfs, fence_delay=0)
+    rounds(w, 2)
+    api.power["node3"] = False
+    api.running -= {102, 103, 104}
+    rounds(w, 2)
+    assert {states(cfs)[f"vm:{v}"] for v in (102, 103, 104)} == {"fence"}
+    conf = cfs.root / "nodes/node3/qemu-server"
+    # vm:103: an earlier recovery renamed it to node2 and died before writing its status
+    (conf / "103.conf").rename(cfs.root / "nodes/node2/qemu-server/103.conf")
+    # vm:104: the rename itself fails (an I/O error of the cluster filesystem)
+    real = cfs.steal_guest_config
+
+    def steal(kind, vmid, old, new):  # type: ignore[no-untyped-def]
+        if vmid == 104:
+            raise StoreError(f"cannot move {vmid}.conf: Input/output error")
+        return real(kind, vmid, old, new)
+
+    cfs.steal_guest_config = steal  # type: ignore[method-assign]
+    FenceAcks(cfs.config_dir).ack("node3", now=api.clock.time(), by="test")
+    said = rounds(w, 3)
+    st = states(cfs)
+    assert st["vm:102"] == "started" and 102 in api.running
+    assert st["vm:103"] == "started" and api.config_nodes(103) == ["node2"] and 103 in api.running
+    assert st["vm:104"] == "recovery" and 104 not in api.running  # tried again every round
+    assert said[-1].startswith("manager: 2 nodes online")
