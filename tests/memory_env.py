@@ -85,6 +85,9 @@ class MemoryEnv:
         self.lock_attempts.append(node)
         return node in self.agent_locks
 
+    def fence_cancellable(self, node: str) -> bool:
+        return False  # PVE: a node in fence self-fences behind its watchdog
+
     def release_ha_agent_lock(self) -> bool:
         return True
 

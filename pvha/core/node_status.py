@@ -93,6 +93,13 @@ class NodeStatus:
                     self._fire(node, NodeEvent.LRM_ACTIVE)
             elif state in ("unknown", "gone"):
                 self._fire(node, NodeEvent.SEEN_ONLINE)
+            elif state == "fence" and self.env.fence_cancellable(node):
+                self.env.log(
+                    "notice",
+                    f"node '{node}' is online again before it was fenced, and nothing can "
+                    "fence it (no fence device, no watchdog): fencing cancelled",
+                )
+                self._fire(node, NodeEvent.RETURNED)
         for node in sorted(self.status):
             d = node_info.get(node)
             if d and d.get("online"):

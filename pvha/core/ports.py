@@ -98,6 +98,13 @@ class LockPort(Protocol):
         module docstring); True allows recovering its services."""
         ...
 
+    def fence_cancellable(self, node: str) -> bool:
+        """Whether a fencing of ``node`` may be called off when the node is online again
+        before it was fenced: True only where nothing would ever fence it by itself (no
+        watchdog agent that self-fences, no fence device), so waiting would wait forever.
+        PVE (and the simulator): False, its node's LRM self-fences."""
+        ...
+
     def release_ha_agent_lock(self) -> bool:
         """Delete this node's agent lock if held; True on success."""
         ...

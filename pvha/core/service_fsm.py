@@ -328,7 +328,14 @@ def next_state_error(rs: RoundState, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | Non
 
 
 def next_state_fence(rs: RoundState, sid: str, cd: Sd, sd: Sd, lrm_res: Sd | None) -> None:
-    """Nothing per service: the fencing step moves it on once the node is fenced."""
+    """fence: the fencing step moves it on once the node is fenced; if its node came
+    back online instead and nothing can fence it (the port says so; never in PVE, whose
+    node self-fences), the fencing is cancelled: nothing was recovered, so nothing runs
+    twice, and the service is managed on its node again."""
+    node = sd["node"]
+    if rs.ns.node_is_online(node) and rs.env.fence_cancellable(node):
+        ev = SvcEvent.UNFENCE_START if cd["state"] == "started" else SvcEvent.UNFENCE_STOP
+        rs.change_service_state(sid, ev, node=node)
 
 
 HANDLERS = {

@@ -48,6 +48,10 @@ class SvcEvent(str, Enum):
     FREEZE = "freeze"  # node LRM restarting -> freeze
     UNFREEZE_START = "unfreeze_start"
     UNFREEZE_STOP = "unfreeze_stop"
+    # pvha extension: the node came back before anything could fence it (no fence device,
+    # no watchdog agent): the fencing is cancelled (PVE's node would self-fence instead)
+    UNFENCE_START = "unfence_start"
+    UNFENCE_STOP = "unfence_stop"
     DISARM_FREEZE = "disarm_freeze"  # disarm-ha freeze: silent -> freeze (own log line)
 
 
@@ -61,6 +65,7 @@ class NodeEvent(str, Enum):
     NOT_MEMBER = "not_member"
     FENCE = "fence"
     FENCED = "fenced"
+    RETURNED = "returned"  # pvha extension: back before anything could fence it
 
 
 class CrmEvent(str, Enum):
@@ -131,6 +136,8 @@ SERVICE: Mapping[str, Mapping[str, str]] = {
     # to ``fence`` and then carries on evaluating in the same handler call.
     "fence": {
         SvcEvent.FENCED: "recovery",
+        SvcEvent.UNFENCE_START: "started",
+        SvcEvent.UNFENCE_STOP: "request_stop",
         SvcEvent.WANT_STOP: "request_stop",
         SvcEvent.MIGRATE: "migrate",
         SvcEvent.RELOCATE: "relocate",
@@ -162,7 +169,7 @@ NODE: Mapping[str, Mapping[str, str]] = {
         NodeEvent.FENCE: "fence",
     },
     "gone": {NodeEvent.SEEN_ONLINE: "online", NodeEvent.FENCE: "fence"},
-    "fence": {NodeEvent.FENCED: "unknown"},
+    "fence": {NodeEvent.FENCED: "unknown", NodeEvent.RETURNED: "online"},
 }
 
 CRM: Mapping[str, Mapping[str, str]] = {

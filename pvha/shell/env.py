@@ -195,6 +195,11 @@ class ManagerEnv(_Env):
     def release_ha_agent_lock(self) -> bool:
         return True
 
+    def fence_cancellable(self, node: str) -> bool:
+        """No watchdog in this mode: only a fence device would fence a node by itself."""
+        power = self.shared.fencing.power
+        return power is None or not power.has_device(node)
+
     # --- StatusPort ------------------------------------------------------------------
 
     def write_manager_status(self, ms: Mapping[str, Any]) -> None:
@@ -310,6 +315,9 @@ class ExecutorEnv(_Env):
 
     def release_ha_manager_lock(self) -> bool:
         return True
+
+    def fence_cancellable(self, node: str) -> bool:
+        return False  # an executor fences nothing
 
     def get_ha_agent_lock(self, node: str | None = None) -> bool:
         target = node or self.node

@@ -106,6 +106,9 @@ class SimEnv:
         self.hw.locks[f"ha_agent_{node}_lock"] = {"time": self.cur_time, "node": self.node}
         return True
 
+    def fence_cancellable(self, node: str) -> bool:
+        return False  # PVE: a node in fence self-fences behind its watchdog
+
     def release_ha_agent_lock(self) -> bool:
         return self._lock(f"ha_agent_{self.node}_lock", True)
 

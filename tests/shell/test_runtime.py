@@ -423,3 +423,23 @@ def test_a_config_move_that_fails_leaves_that_service_in_recovery_and_the_rest_m
     assert st["vm:103"] == "started" and api.config_nodes(103) == ["node2"] and 103 in api.running
     assert st["vm:104"] == "recovery" and 104 not in api.running  # tried again every round
     assert said[-1].startswith("manager: 2 nodes online")
+
+
+def test_a_node_back_before_it_was_fenced_leaves_fence_when_nothing_can_fence_it(cluster) -> None:  # type: ignore[no-untyped-def]
+    """Regression: such a node stayed in ``fence`` forever (fence-ack refuses an online
+    node; without a device or a watchdog nothing else ever fences it)."""
+    api, cfs = cluster
+    w = watcher(api, cfs, fence_delay=0)
+    rounds(w, 2)
+    api.power["node2"] = False  # cut off: its guests keep running there, unseen
+    said = rounds(w, 3)
+    assert "fencing node2: waiting for fence-ack" in said[-1]
+    assert states(cfs)["vm:100"] == "fence"
+    api.power["node2"] = True
+    said = rounds(w, 3)
+    ms = json.loads((cfs.config_dir / "manager_status").read_text())
+    assert ms["node_status"]["node2"] == "online"
+    assert set(states(cfs).values()) == {"started"}
+    assert api.config_nodes(100) == ["node2"] and api.config_nodes(101) == ["node2"]
+    assert not [a for a in api.actions if a[1] in ("vm:100", "vm:101") and a[0] != "start"]
+    assert "fencing" not in said[-1]
