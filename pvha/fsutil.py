@@ -62,6 +62,49 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
             os.unlink(tmp)
         raise StoreError(f"cannot write {path}: {reason(err)}") from None
     fsync_dir(path.parent)
+    sweep_temp_files(path)
+
+
+ORPHAN_AGE = 60.0
+"""Seconds after which a temp file of a writer that is gone counts as left behind."""
+
+
+def sweep_temp_files(path: Path, now: float | None = None) -> list[Path]:
+    """Remove the temp files of ``path`` that a killed writer left behind (``kill -9``
+    between create and rename); returns them. A temp file counts as left behind when it
+    is older than :data:`ORPHAN_AGE` (a write takes milliseconds) and no process of its
+    pid runs here (on a cluster filesystem the writer may be on another node, where the
+    age alone decides). Never raises."""
+    prefix = f".{path.name}.tmp."
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
+    except OSError:
+        return removed
+    for name in names:
+        tmp = path.parent / name
+        try:
+            if now - tmp.stat().st_mtime <= ORPHAN_AGE:
+                continue
+            pid = int(name[len(prefix):].split(".", 1)[0])
+            if pid != os.getpid() and _running(pid):
+                continue
+            tmp.unlink()
+            removed.append(tmp)
+        except (OSError, ValueError):
+            continue
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fsync_dir(path: Path) -> None:
