@@ -134,6 +134,11 @@ def _begin(
             " Look up 'ERROR RECOVERY' in the documentation.",
         )
         return ExitCode.SUCCESS
+    moving = cmd in ("migrate", "relocate", "request_start_balance")
+    if moving and job.get("held") and cd.get("node") == params.get("target"):
+        # an earlier attempt of this job was held up (a lost answer): its migration
+        # went through after all (PVE, whose worker never resumes, has no such case)
+        return ExitCode.SUCCESS
     if cd.get("node") != env.nodename():
         env.log("err", f"service '{sid}' not on this node")
         return ExitCode.EWRONG_NODE

@@ -443,3 +443,21 @@ def test_a_node_back_before_it_was_fenced_leaves_fence_when_nothing_can_fence_it
     assert api.config_nodes(100) == ["node2"] and api.config_nodes(101) == ["node2"]
     assert not [a for a in api.actions if a[1] in ("vm:100", "vm:101") and a[0] != "start"]
     assert "fencing" not in said[-1]
+
+
+def test_a_lost_migrate_answer_is_checked_where_the_config_is_not_an_error(cluster) -> None:  # type: ignore[no-untyped-def]
+    api, cfs = cluster
+    w = watcher(api, cfs)
+    rounds(w, 2)
+    real = api.post_migrate
+
+    def lost(ref, target, online):  # type: ignore[no-untyped-def]
+        real(ref, target, online)  # PVE got it and migrates; the answer never came back
+        raise ApiTransientError("node2: connection reset by peer", request_sent=True)
+
+    api.post_migrate = lost  # type: ignore[method-assign]
+    Store(cfs.config_dir).append_crm_command("migrate vm:100 node1")
+    rounds(w, 4)
+    assert api.config_nodes(100) == ["node1"] and 100 in api.running
+    assert states(cfs)["vm:100"] == "started"
+    assert api.actions.count(("migrate", "vm:100", "node2->node1")) == 1
