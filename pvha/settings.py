@@ -15,6 +15,7 @@ is fine; a missing file that was asked for is an error). Layout::
     read_timeout = 40                      # >= 30: PVE waits 30 s on forwarded calls
     task_timeout = 600                     # a guest task running longer is not waited for
     attempts = 3                           # tries per API call (1 = no retry)
+    max_answer_bytes = 33554432            # 32 MiB: a larger API answer is refused unread
 
     [cfs]
     root = "/etc/pve"                      # config_dir defaults to <root>/pvha
@@ -49,6 +50,13 @@ DEFAULT_CFS_ROOT = Path("/etc/pve")
 MIN_READ_TIMEOUT = 30.0
 """pveproxy waits 30 s on a forwarded call before answering 595/596; a client that gives
 up earlier never sees PVE's answer (pve-api-notes §1.5)."""
+DEFAULT_MAX_ANSWER_BYTES = 32 * 1024 * 1024
+"""Largest API answer read (decoded bytes). ``/cluster/resources`` of 10,000 guests is
+about 4.5 MiB (~450 bytes per guest entry with every RRD, lock, tag, pool and HA field,
+plus 32 nodes with 20 storages each), so 32 MiB leaves seven times that. A bigger answer
+is refused after reading at most this much: it is never held whole in memory."""
+MIN_MAX_ANSWER_BYTES = 64 * 1024
+"""Below this even a small cluster's ``/cluster/resources`` would be refused."""
 
 
 class Secret:
@@ -101,6 +109,7 @@ class ApiSettings:
     read_timeout: float = 40.0
     task_timeout: float = 600.0
     attempts: int = 3
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
 
     @property
     def uses_token(self) -> bool:
@@ -157,6 +166,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "read_timeout": ("api", "PVHA_READ_TIMEOUT"),
     "task_timeout": ("api", "PVHA_TASK_TIMEOUT"),
     "attempts": ("api", "PVHA_ATTEMPTS"),
+    "max_answer_bytes": ("api", "PVHA_MAX_ANSWER_BYTES"),
     "cfs_root": ("cfs", "PVHA_CFS_ROOT"),
     "config_dir": ("cfs", "PVHA_CONFIG_DIR"),
     "round_interval": ("watch", "PVHA_ROUND_INTERVAL"),
@@ -292,6 +302,7 @@ def _build_api(m: dict[str, Any], env: Mapping[str, str], where: str | None) -> 
         read_timeout=_number(m, "read_timeout", 40.0, float, where),
         task_timeout=_number(m, "task_timeout", 600.0, float, where),
         attempts=_number(m, "attempts", 3, int, where),
+        max_answer_bytes=_number(m, "max_answer_bytes", DEFAULT_MAX_ANSWER_BYTES, int, where),
     )
     if api.read_timeout < MIN_READ_TIMEOUT:
         raise ConfigError(
@@ -299,6 +310,9 @@ def _build_api(m: dict[str, Any], env: Mapping[str, str], where: str | None) -> 
         )
     if not 0 < api.port < 65536 or api.connect_timeout <= 0 or api.attempts < 1:
         raise ConfigError("port, connect_timeout or attempts out of range", where)
+    if api.max_answer_bytes < MIN_MAX_ANSWER_BYTES:
+        raise ConfigError(f"max_answer_bytes {api.max_answer_bytes} is below "
+                          f"{MIN_MAX_ANSWER_BYTES} (64 KiB)", where)
     return api
 
 

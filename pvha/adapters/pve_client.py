@@ -11,12 +11,37 @@ session that pvha builds itself, so that:
 * login and ticket renewal go through the same verified session, never through
   proxmoxer's logger (which logs request data, i.e. the password, at INFO);
 * an expired ticket (process paused > 2 h) is replaced by a fresh login instead of
-  failing forever.
+  failing forever;
+* every answer is read with ``stream=True`` and a bounded read: at most
+  ``max_answer_bytes`` decoded bytes (default 32 MiB, see ``pvha.settings``). A larger
+  answer, whether it says so in ``Content-Length`` or not, is refused after reading at
+  most that much (the connection is dropped), so it is never held whole in memory;
+* redirects are not followed: PVE never redirects under ``/api2/json``, so a 1xx/3xx
+  answer is not PVE's and is refused;
+* a 2xx body must be PVE's JSON envelope, a JSON object with a ``data`` member
+  (``{"data": ...}``); anything else (not JSON, not UTF-8, a top-level list, an object
+  without ``data``) is refused. proxmoxer's own serializer would raise ``KeyError`` or
+  ``TypeError`` there, or pass a non-JSON body on as ``{"errors": b"..."}`` data.
+
+A refused answer is an :class:`~pvha.errors.ApiPermanentError` naming the host, the path
+and what was wrong; it is not retried and not failed over (another host of the same
+cluster gives the same answer), and the watch loop skips the round. The shape of the
+``data`` inside the envelope is checked by ``pvha.adapters.pve_api``.
 
 Failover: hosts are tried in order starting with the last one that worked; the next host
-is tried only when the current one cannot be reached at all (connect error, TLS failure,
-or a read timeout on a read-only call). A 595/596 is *not* a reason to fail over: it is
-the answering node telling that the node it forwarded to is unreachable.
+is tried when the current one cannot serve:
+
+* it cannot be reached at all (connect error, TLS failure) - for any call;
+* a read timeout, or an HTTP answer that says "this host cannot serve": 502, 503 or 504
+  (pveproxy busy, or a reverse proxy in front of it), or, for a path that is not
+  forwarded to a node (everything outside ``/nodes/...``, e.g. ``/cluster/status``),
+  595-599 (pveproxy could not reach its own pvedaemon) - only for read-only calls.
+
+A 595/596 on ``/nodes/X/...`` is *not* a reason to fail over: it is the answering node
+telling that X, which it forwarded to, is unreachable, and every other host would say
+the same. A write (guest action) fails over only when it certainly never left this
+process (connect error, TLS failure): a POST that may have been delivered is never sent
+again, to this host or another.
 
 Retry policy (tenacity, exponential backoff, injectable sleep): only ApiTransientError
 is retried. Read-only calls are retried on any transient error; writes (guest actions)
@@ -30,6 +55,7 @@ only 500s that report a lock timeout count as transient. 401 is ApiAuthError
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -53,7 +79,7 @@ from pvha.errors import (
     ApiTransientError,
     ConfigError,
 )
-from pvha.settings import ApiSettings
+from pvha.settings import DEFAULT_MAX_ANSWER_BYTES, ApiSettings
 
 log = logging.getLogger("pvha.api")
 
@@ -61,6 +87,9 @@ TICKET_PATH = "access/ticket"
 TICKET_RENEW_AGE = 3600.0  # renew like proxmoxer/the GUI: well inside the 2 h lifetime
 TICKET_LIFETIME = 7200.0 - 300.0  # 2 h minus a margin: past this, log in again
 _TRANSIENT_STATUS = {502, 503, 504, 595, 596, 597, 598, 599}
+_HOST_CANNOT_SERVE = {502, 503, 504}  # pveproxy busy, or a reverse proxy in front of it
+_LOCAL_DAEMON_DOWN = {595, 596, 597, 598, 599}  # outside /nodes/: its own pvedaemon failed
+_CHUNK = 64 * 1024
 # 500s that are timeouts waiting for a lock: the handler gave up before doing anything.
 _TRANSIENT_500 = re.compile(r"got (lock request )?timeout", re.IGNORECASE)
 
@@ -117,19 +146,104 @@ def system_ca() -> bool | str:
     return path if path and os.path.isfile(path) else True
 
 
-class _Session(requests.Session):
-    """A session that always passes its timeout and ``verify`` explicitly."""
+class AnswerRefused(Exception):
+    """An HTTP answer that is not PVE's (too large, not the JSON envelope, a redirect).
+    Raised below proxmoxer, turned into ApiPermanentError by :class:`PveClient`."""
 
-    def __init__(self, timeout: tuple[float, float], verify: bool | str) -> None:
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class _Session(requests.Session):
+    """A session that always passes its timeout and ``verify`` explicitly, follows no
+    redirect, and reads every answer with a bounded read (see the module docstring)."""
+
+    def __init__(self, timeout: tuple[float, float], verify: bool | str,
+                 max_answer: int = DEFAULT_MAX_ANSWER_BYTES) -> None:
         super().__init__()
         self.trust_env = False  # no env proxies/netrc/CA bundle silently changing behaviour
         self._pvha_timeout = timeout
         self._pvha_verify = verify
+        self._pvha_max = max_answer
 
     def request(self, method: str | bytes, url: str | bytes, *a: Any, **kw: Any) -> Any:
         kw.setdefault("timeout", self._pvha_timeout)
         kw.setdefault("verify", self._pvha_verify)
-        return super().request(method, url, *a, **kw)
+        kw["stream"] = True  # the body is read below, bounded
+        kw["allow_redirects"] = False
+        resp = super().request(method, url, *a, **kw)
+        read_bounded(resp, self._pvha_max)
+        return resp
+
+
+def read_bounded(resp: requests.Response, limit: int) -> None:
+    """Read a streamed answer's body into ``resp`` (``content``, ``text`` and ``json()``
+    then work as usual), at most ``limit`` decoded bytes; AnswerRefused beyond that, or
+    for a 1xx/3xx answer. The connection is dropped when the body is not read to its end,
+    so nothing more of it is ever received."""
+    status = resp.status_code
+    if status < 200 or 300 <= status < 400:
+        resp.close()
+        what = " ".join(str(x) for x in (status, resp.reason) if x)
+        where = f" to {resp.headers['Location']}" if resp.headers.get("Location") else ""
+        raise AnswerRefused(f"HTTP {what}{where} is not a PVE API answer (PVE never "
+                            "redirects)", status)
+    declared = resp.headers.get("Content-Length", "")
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if not encoded and declared.strip().isdigit() and int(declared) > limit:
+        resp.close()
+        raise AnswerRefused(f"answer of {int(declared)} bytes is larger than "
+                            f"max_answer_bytes ({limit}); not read", status)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_content(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            resp.close()
+            raise AnswerRefused(f"answer larger than max_answer_bytes ({limit}); "
+                                f"stopped reading after {size} bytes", status)
+        chunks.append(chunk)
+    resp._content = b"".join(chunks)
+    resp._content_consumed = True
+
+
+class _PveJson:
+    """The serializer handed to proxmoxer (it calls ``loads`` on a 2xx answer and
+    ``loads_errors`` on a >= 400 one): strict about PVE's envelope (``{"data": ...}``)
+    on success, never raising on an error body (whose ``errors`` map is optional)."""
+
+    def loads(self, response: requests.Response) -> Any:
+        try:
+            body = json.loads(response.content)
+        except ValueError:  # includes UnicodeDecodeError
+            raise AnswerRefused("the answer is not JSON", response.status_code) from None
+        if not isinstance(body, dict):
+            raise AnswerRefused(f"the answer is a JSON {_json_type(body)}, not PVE's "
+                                'envelope {"data": ...}', response.status_code)
+        if "data" not in body:
+            raise AnswerRefused('the answer has no "data" member (not PVE\'s envelope '
+                                '{"data": ...})', response.status_code)
+        return body["data"]
+
+    def loads_errors(self, response: requests.Response) -> Any:
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            return {"errors": response.content}  # as proxmoxer: not JSON (401s, 595/596)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        return errors if isinstance(errors, dict) else None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    return "number" if isinstance(value, (int, float)) else type(value).__name__
 
 
 class PveClient:
@@ -225,7 +339,7 @@ class PveClient:
             try:
                 result = self._call_on(hosts[index], method, path, params)
             except ApiError as exc:
-                if not _host_unusable(exc, idempotent):
+                if not _host_unusable(exc, idempotent, path):
                     raise
                 log.warning("API host %s unusable (%s); trying the next one", hosts[index], exc)
                 last = exc
@@ -250,6 +364,8 @@ class PveClient:
                 return _send(res, method, path, params)
         except (ResourceException, requests.RequestException) as exc:
             raise self._map(exc, host) from None
+        except AnswerRefused as exc:
+            raise refused(exc, host, path) from None
 
     # --- auth --------------------------------------------------------------------------
 
@@ -279,6 +395,8 @@ class PveClient:
             )
         except requests.RequestException as exc:
             raise self._map(exc, host) from None
+        except AnswerRefused as exc:
+            raise refused(exc, host, TICKET_PATH) from None
         if resp.status_code != 200:
             exc = ResourceException(resp.status_code, "", resp.reason or "", None)
             raise self._map(exc, host)
@@ -287,11 +405,15 @@ class PveClient:
         except (ValueError, AttributeError):
             raise ApiPermanentError(f"{host}: login answer is not PVE's JSON", host=host,
                                     status=200) from None
+        if not isinstance(data, dict):
+            raise ApiPermanentError(f"{host}: login answer is not PVE's JSON", host=host,
+                                    status=200)
         if data.get("NeedTFA"):
             raise ApiAuthError(f"user {self._s.user} needs two-factor auth; use an API token")
-        if "ticket" not in data or "CSRFPreventionToken" not in data:
+        ticket, csrf = data.get("ticket"), data.get("CSRFPreventionToken")
+        if not isinstance(ticket, str) or not isinstance(csrf, str) or not ticket or not csrf:
             raise ApiAuthError(f"{host}: login answer without ticket", host=host, status=200)
-        auth.set(data["ticket"], data["CSRFPreventionToken"])
+        auth.set(ticket, csrf)
         log.debug("%s ticket for %s", "renewed" if renew else "new", self._s.user)
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -301,13 +423,14 @@ class PveClient:
         if res is None:
             s = self._s
             verify = str(s.ca_file) if s.ca_file is not None else system_ca()
-            session = _Session((s.connect_timeout, s.read_timeout), verify)
+            session = _Session((s.connect_timeout, s.read_timeout), verify,
+                               s.max_answer_bytes)
             if s.fingerprints:
                 session.mount("https://", PinnedFingerprintAdapter(s.fingerprints))
             session.auth = self._auth
             session.headers["accept"] = JsonSerializer().get_accept_types()
             res = ProxmoxResource(
-                base_url=self.base_url(host), session=session, serializer=JsonSerializer()
+                base_url=self.base_url(host), session=session, serializer=_PveJson()
             )
             self._resources[host] = res
             self._sessions[host] = session
@@ -319,6 +442,13 @@ class PveClient:
 
 
 # --- error mapping --------------------------------------------------------------------------
+
+
+def refused(exc: AnswerRefused, host: str, path: str) -> ApiPermanentError:
+    """The ApiPermanentError for an answer that is not PVE's (the request was delivered)."""
+    return ApiPermanentError(f"{host}: unexpected answer from PVE for /{path}: {exc.reason}",
+                             host=host, status=exc.status, request_sent=True)
+
 
 
 def map_error(exc: Exception, host: str, secrets: tuple[str, ...] = ()) -> ApiError:
@@ -397,13 +527,20 @@ def _retryable(exc: BaseException, idempotent: bool) -> bool:
     return idempotent or exc.request_sent is False
 
 
-def _host_unusable(exc: ApiError, idempotent: bool) -> bool:
-    """Errors that say the API host itself is unusable, so another host may do better."""
+def _host_unusable(exc: ApiError, idempotent: bool, path: str) -> bool:
+    """Errors that say the API host itself cannot serve, so another host may do better
+    (see the module docstring). Writes only when nothing left this process."""
     if isinstance(exc, ApiTlsError):
         return True
-    if isinstance(exc, ApiTransientError) and getattr(exc, "status", None) is None:
+    if not isinstance(exc, ApiTransientError):
+        return False
+    status = getattr(exc, "status", None)
+    if status is None:
         return exc.request_sent is False or idempotent
-    return False
+    if not idempotent:
+        return False
+    return status in _HOST_CANNOT_SERVE or (
+        status in _LOCAL_DAEMON_DOWN and not path.startswith("nodes/"))
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

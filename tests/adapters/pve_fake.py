@@ -6,10 +6,15 @@ injection.
 Strict on purpose (pve-api-notes §9): error text in the HTTP reason phrase, 401 with an
 empty body for missing/invalid auth, CSRF required on non-GET ticket requests, booleans
 accepted only as 1/0, 400 ``Parameter verification failed.`` with an ``errors`` map.
+
+Faults answer a JSON payload (``fault(method, path, (status, reason, payload))``), raise
+an exception, or send a :class:`Raw` body as is: bytes, or a :class:`HugeBody` stream
+made on demand that counts the bytes the client actually read.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections import deque
@@ -62,6 +67,45 @@ CLUSTER_RESOURCES = [
 ]
 HA_RESOURCES = [{"sid": "vm:200", "type": "vm", "digest": "abc", "state": "started",
                  "max_restart": 2, "failback": 0}]
+
+
+@dataclass
+class Raw:
+    """A fault answer sent as is (no JSON encoding): the body and extra headers."""
+
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class HugeBody(io.RawIOBase):
+    """``size`` bytes made on demand: ``head``, then spaces, then ``tail`` (a valid JSON
+    envelope when whole). ``read_bytes`` counts what the client pulled; nothing of the
+    body is ever held, so a test can send gigabytes."""
+
+    def __init__(self, size: int, head: bytes = b'{"data": "', tail: bytes = b'"}') -> None:
+        super().__init__()
+        self.size, self.head, self.tail = size, head, tail
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        pos, n = self.read_bytes, min(len(buf), self.size - self.read_bytes)
+        if n <= 0:
+            return 0
+        chunk = bytearray(b" " * n)
+        for i in range(max(0, pos), min(pos + n, len(self.head))):
+            chunk[i - pos] = self.head[i]
+        tail_at = self.size - len(self.tail)
+        for i in range(max(pos, tail_at), pos + n):
+            chunk[i - pos] = self.tail[i - tail_at]
+        buf[:n] = chunk
+        self.read_bytes += n
+        return n
+
+    def stream(self) -> io.BufferedReader:
+        return io.BufferedReader(self)
 
 
 def upid(node: str, kind: str, vmid: int, n: int = 1) -> str:
@@ -120,6 +164,8 @@ class FakePve:
             status, reason, payload = queue.popleft()
             if isinstance(payload, Exception):
                 raise payload
+            if isinstance(payload, Raw):
+                return status, {"X-Reason": reason, **payload.headers}, payload.body
             return self._answer(status, reason, payload)
         if path == "access/ticket" and request.method == "POST":
             return self._login(form)

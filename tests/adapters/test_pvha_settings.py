@@ -144,3 +144,18 @@ def test_settings_can_be_turned_into_plain_data_without_revealing(tmp_path):
     s = load_settings(env={"PVHA_PASSWORD": "hunter2-SECRET"}, path=write(tmp_path, ""))
     data = dataclasses.asdict(s)
     assert "hunter2" not in repr(data) and data["api"]["password"] == s.api.password
+
+
+def test_max_answer_bytes_from_file_env_and_its_floor(tmp_path):
+    from pvha.settings import DEFAULT_MAX_ANSWER_BYTES
+
+    path = write(tmp_path, "[api]\nmax_answer_bytes = 67108864\n")
+    assert load_settings(env={"PVHA_PASSWORD": "pw"}, path=path).api.max_answer_bytes == 64 << 20
+    env = {"PVHA_PASSWORD": "pw", "PVHA_MAX_ANSWER_BYTES": "1048576"}
+    assert load_settings(env=env, path=path).api.max_answer_bytes == 1 << 20  # env wins
+    empty = write(tmp_path, "")
+    assert load_settings(env={"PVHA_PASSWORD": "pw"}, path=empty).api.max_answer_bytes == (
+        DEFAULT_MAX_ANSWER_BYTES)
+    for bad, message in (("1000", "below 65536"), ("lots", "expected a number")):
+        with pytest.raises(ConfigError, match=message):
+            load_settings(env={"PVHA_PASSWORD": "pw", "PVHA_MAX_ANSWER_BYTES": bad}, path=empty)
