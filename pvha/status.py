@@ -250,8 +250,15 @@ def status_report(
     executor = "running" if manager.running else ("idle" if idle else "not running")
     for node in nodes:
         lrm = lrm_status.get(node)
+        # the manager runs no executor for a node it does not see online: say so rather
+        # than show its last (still fresh-looking) status
+        state = node_status.get(node) if isinstance(node_status, Mapping) else None
+        here = executor
+        if executor == "running" and state in ("unknown", "fence", "gone"):
+            here = "not running: node offline" if state != "fence" else \
+                "not running: node being fenced"
         entries.append(
-            _lrm_entry(node, lrm, service_status, now, manager, executor, fencing, fmt_time)
+            _lrm_entry(node, lrm, service_status, now, manager, here, fencing, fmt_time)
         )
     disarm_ignore = _disarm(ms).get("mode") == "ignore"
     invalid = {f.key: str(f) for f in faults if f.file == RESOURCES_CFG and f.key is not None}

@@ -94,6 +94,17 @@ def test_status_lines_like_ha_manager_with_pvha_fencing() -> None:
     assert service["crm_state"] == "error" and service["request_state"] == "disabled"
 
 
+def test_an_offline_node_is_not_shown_active_from_its_last_status() -> None:
+    manager = {**MANAGER, "node_status": {"node1": "online", "node2": "unknown",
+                                          "node3": "fence"}}
+    lrm = {n: {"state": "active", "mode": "active", "timestamp": NOW - 3} for n in LRM}
+    lines = format_status_text(status_report(manager, lrm, CONFIG, now=NOW, quorum=QUORATE,
+                                             fmt_time=_t).entries).splitlines()
+    assert "lrm node1 (active, fence-ack only, T3)" in lines
+    assert "lrm node2 (executor not running: node offline, fence-ack only, T3)" in lines
+    assert "lrm node3 (executor not running: node being fenced, fence-ack only, T3)" in lines
+
+
 def test_the_word_watchdog_appears_nowhere() -> None:
     disarmed = {**MANAGER, "disarm": {"mode": "freeze", "state": "disarmed"}}
     lrm = {**LRM, "node1": {"state": "wait_for_agent_lock", "mode": "disarm",
