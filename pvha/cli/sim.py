@@ -70,6 +70,48 @@ def check_cmd(
         raise typer.Exit(1)
 
 
+@sim_app.command("chaos")
+def chaos_cmd(
+    runs: Annotated[int, typer.Option("--runs", min=1, help="How many random scenarios.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same scenarios.")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write minimal failing scenarios here (default: a new "
+                                   "temporary directory)."),
+    ] = None,
+) -> None:
+    """Run random scenarios, checking safety invariants after every simulator step.
+
+    Each run is replayed to compare logs. Every violation is shrunk to a minimal
+    scenario directory, whose path is printed; exits 1 when there are violations.
+    """
+    import tempfile
+
+    from pvha.sim.chaos import Finding, run_chaos
+
+    target: list[Path] = [out] if out is not None else []
+
+    def where() -> Path:
+        if not target:
+            target.append(Path(tempfile.mkdtemp(prefix="pvha-chaos-")))
+        return target[0]
+
+    def show(finding: Finding) -> None:
+        typer.echo(f"{finding.path}: {finding.minimal_violation.line()}")
+
+    try:
+        report = run_chaos(runs, seed, out=None, on_finding=show, out_factory=where)
+    except PvhaError as exc:
+        _fail(exc)
+        return
+    note = report.accepted_line()
+    if note is not None:
+        typer.echo(note)
+    typer.echo(report.line())
+    if report.violations:
+        raise typer.Exit(1)
+
+
 def _register_real_time_commands() -> None:
     # `sim serve` / `sim ctl` (the fake PVE over HTTPS) live in their own module.
     from pvha.cli import sim_serve

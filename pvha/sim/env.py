@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pvha.config import parse_groups_text, parse_rules_text
+from pvha.core.ports import CfsError
 from pvha.sim.hardware import Hardware
 from pvha.sim.resources import plugin_for
 
@@ -204,7 +205,13 @@ class SimEnv:
         return False  # every action here is done at once: no task is ever handed out
 
     def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
-        self.hw.change_service_location(sid, current_node, new_node)
+        # a failed move is a CfsError, as on the real port: the service stays in recovery
+        # and the round goes on (PVE's simulator dies with the round here, e.g. for a
+        # service deleted while the stack was disarmed and recovered at ``arm-ha``)
+        try:
+            self.hw.change_service_location(sid, current_node, new_node)
+        except RuntimeError as err:
+            raise CfsError(str(err)) from None
         return None
 
     def remove_locks(self, sid: str, locks: list[str], service_node: str) -> str | None:

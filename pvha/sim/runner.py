@@ -39,8 +39,14 @@ class Simulator:
         }
         self.loop_count = 0
         self.skip_rounds = {"crm": 0, "lrm": 0}
-        # called after every daemon iteration with the hardware (invariant checks in tests)
+        # called after every node's daemon steps with the hardware (invariant checks in tests)
         self.observers: list[Callable[[Hardware], None]] = []
+        # called after every single step that may change the simulated world, with the
+        # hardware and the step's origin: ``<node>/crm`` or ``<node>/lrm`` (one daemon
+        # iteration, including what its exit set off), ``hardware`` (the watchdog and BMC
+        # checks after each node) and ``cmdlist`` (one executed command); pvha.sim.chaos
+        # checks its invariants here. Hooks only look: a run logs the same with or without.
+        self.step_hooks: list[Callable[[Hardware, str], None]] = []
         if self.hw.fencing is not None:
             self.hw.fencing.power_off_now = lambda n: self.hardware_cmd(f"power {n} off", "bmc")
 
@@ -64,10 +70,13 @@ class Simulator:
             for node in nodes:
                 if not skip_crm:
                     self._run_crm(node)
+                    self._step(f"{node}/crm")
                 if not skip_lrm:
                     self._run_lrm(node)
+                    self._step(f"{node}/lrm")
                 self._check_watchdogs(nodes)
                 self._check_bmcs()
+                self._step("hardware")
                 for observe in self.observers:
                     observe(hw)
             for what in ("crm", "lrm"):
@@ -103,7 +112,12 @@ class Simulator:
                         self.skip_rounds[skip.group(1)] = int(skip.group(2) or 1)
                         continue
                     self.hardware_cmd(cmd, "cmdlist")
+                    self._step("cmdlist")
             self.loop_count += 1
+
+    def _step(self, origin: str) -> None:
+        for hook in self.step_hooks:
+            hook(self.hw, origin)
 
     def _iterate(self, daemon: Crm | Lrm, env: SimEnv) -> bool:
         """One daemon iteration at the hardware clock (which it may push forward);
