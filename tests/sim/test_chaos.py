@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +38,6 @@ SAMPLE_RUNS = 320
 
 # ---------------------------------------------------------------------- the CI sample
 def test_fixed_sample_has_no_violations() -> None:
-    started = time.perf_counter()
     report = run_chaos(SAMPLE_RUNS, SAMPLE_SEED, do_shrink=False)
     lines = [f"run {f.index}: {f.violation.line()}" for f in report.findings]
     assert report.violations == 0, "\n".join(lines)
