@@ -4,7 +4,10 @@ Theory of operation. One JSON object per line: ``time`` (epoch seconds), ``event
 (``fence`` or ``recovery``), ``node``, optional ``sid``, ``outcome`` and ``detail``.
 Each event is appended with a single ``write(2)`` on a file opened ``O_APPEND`` and
 then fsynced, so concurrent writers never interleave within a line and a crash leaves
-at most a torn last line, which :meth:`History.read` skips. Details never hold secrets:
+at most a torn last line, which :meth:`History.read` skips. pmxcfs caps a file at 1 MiB
+(a write past it fails), so the journal stays under :data:`MAX_BYTES`: an append that
+would cross it first rewrites the file (atomically) with the newest events that fill
+half of it. Details never hold secrets:
 they come from :class:`pvha.fence.fencer.FenceResult`, which redacts them.
 
 :class:`Recorder` turns the manager's and executors' log lines (the core's PVE wording)
@@ -28,7 +31,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pvha.errors import StoreError
+from pvha.fsutil import atomic_write
+
 HISTORY = "history.jsonl"
+MAX_BYTES = 512 * 1024
+"""The journal's size bound, half of pmxcfs's 1 MiB file limit."""
 log = logging.getLogger("pvha.watch")
 
 _PLACED = re.compile(r"^recover service '([^']+)' from fenced node '([^']+)' to node '([^']+)'$")
@@ -55,6 +63,7 @@ class History:
         data = (json.dumps(record, sort_keys=True) + "\n").encode()
         with self._lock:
             try:
+                self._rotate(len(data))
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     os.write(fd, data)
@@ -63,6 +72,29 @@ class History:
                     os.close(fd)
             except OSError as err:
                 log.warning("cannot append to %s: %s", self.path, err.strerror)
+            except StoreError as err:
+                log.warning("cannot rotate %s: %s", self.path, err)
+
+    def _rotate(self, incoming: int) -> None:
+        """Keep the newest whole lines that fit in half of :data:`MAX_BYTES` when
+        ``incoming`` more bytes would cross it."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size + incoming <= MAX_BYTES:
+            return
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        kept: list[bytes] = []
+        room = MAX_BYTES // 2
+        for line in reversed(lines):
+            if not line.endswith(b"\n"):
+                continue  # a torn last line
+            if len(line) > room:
+                break
+            kept.append(line)
+            room -= len(line)
+        atomic_write(self.path, b"".join(reversed(kept)), 0o644)
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete event, oldest first (a torn or damaged line is skipped)."""
