@@ -7,7 +7,7 @@ _pvha_subcommands() {
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
-    'sim') echo 'run check serve ctl' ;;
+    'sim') echo 'run check chaos serve ctl' ;;
   esac
 }
 _pvha_options() {
@@ -46,6 +46,7 @@ _pvha_options() {
     'sim') echo '--help -h' ;;
     'sim run') echo '--log --help -h' ;;
     'sim check') echo '--tier --diff --help -h' ;;
+    'sim chaos') echo '--runs --seed --out --help -h' ;;
     'sim serve') echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --bmc --help -h' ;;
     'sim ctl') echo '--state-dir --timeout --help -h' ;;
   esac
@@ -140,6 +141,9 @@ _pvha_value() {
     'rules list|--config-dir') echo 'dir' ;;
     'sim run|--log') echo 'any' ;;
     'sim check|--tier') echo 'any' ;;
+    'sim chaos|--runs') echo 'any' ;;
+    'sim chaos|--seed') echo 'any' ;;
+    'sim chaos|--out') echo 'any' ;;
     'sim serve|--state-dir') echo 'any' ;;
     'sim serve|--nodes') echo 'dyn:nodes' ;;
     'sim serve|--guests') echo 'any' ;;

@@ -12,7 +12,7 @@ function __pvha_subcommands
         case 'rules'
             echo 'add set remove config list'
         case 'sim'
-            echo 'run check serve ctl'
+            echo 'run check chaos serve ctl'
     end
 end
 
@@ -86,6 +86,8 @@ function __pvha_options
             echo '--log --help -h'
         case 'sim check'
             echo '--tier --diff --help -h'
+        case 'sim chaos'
+            echo '--runs --seed --out --help -h'
         case 'sim serve'
             echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --bmc --help -h'
         case 'sim ctl'
@@ -276,6 +278,12 @@ function __pvha_value
         case 'sim run|--log'
             echo 'any'
         case 'sim check|--tier'
+            echo 'any'
+        case 'sim chaos|--runs'
+            echo 'any'
+        case 'sim chaos|--seed'
+            echo 'any'
+        case 'sim chaos|--out'
             echo 'any'
         case 'sim serve|--state-dir'
             echo 'any'
