@@ -28,6 +28,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+
     from pvha.config.store import Store
 
 HELP_OPTIONS = ("--help", "-h")
@@ -66,8 +69,31 @@ def store_at(command_dir: str | None, root_dir: str | None) -> Store:
     chosen = command_dir or root_dir
     cfs_root = os.environ.get("PVHA_CFS_ROOT")
     if not chosen and not os.environ.get(ENV_VAR) and cfs_root:
-        return Store(Path(cfs_root) / "pvha")
-    return Store(resolve_config_dir(chosen))
+        directory = Path(cfs_root) / "pvha"
+    else:
+        directory = resolve_config_dir(chosen)
+    root = cluster_root(directory, cfs_root)
+    if root is None:
+        return Store(directory)
+
+    def cluster_lock(timeout: float) -> AbstractContextManager[None]:
+        from pvha.adapters.cfs import ClusterFs
+
+        return ClusterFs(root, directory).domain_lock(timeout)
+
+    return Store(directory, cluster_lock)
+
+
+def cluster_root(directory: Path, cfs_root: str | None) -> Path | None:
+    """The cluster filesystem a config dir lives in: ``$PVHA_CFS_ROOT`` when the dir is
+    inside it, else the dir's parent when that is laid out as one (``priv/lock``, as
+    ``/etc/pve``); None for a plain local dir."""
+    from pathlib import Path
+
+    if cfs_root and directory.resolve().is_relative_to(Path(cfs_root).resolve()):
+        return Path(cfs_root)
+    parent = directory.parent
+    return parent if (parent / "priv" / "lock").is_dir() else None
 
 
 def config_output(store: Store, type_: str | None, fmt: str) -> tuple[list[str], str]:

@@ -21,15 +21,20 @@ Contract
   other, each atomically, in the order resources.cfg, groups.cfg, rules.cfg.
 * ``crm_commands`` lines are appended under the same lock, one command per line, as
   PVE's API does (semantics 1.5).
-* The lock serialises commands on one host. On a PVE cluster filesystem it does not
-  reach other nodes; cluster-wide edits need pmxcfs's own lock (a later change).
+* A flock serialises commands on one host only. A store in a cluster filesystem
+  (``cluster_lock``, given by the CLI when it knows the cfs root) holds instead the
+  cluster-wide HA domain lock (:meth:`pvha.adapters.cfs.ClusterFs.domain_lock`, a lock
+  directory as PVE's ``cfs_lock_domain('ha')``, then the same flock), which ``pvha
+  watch`` on any node also takes to read and truncate ``crm_commands``: two CLIs on two
+  nodes and the manager never lose or double a command or an edit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -134,8 +139,13 @@ class Transaction:
 class Store:
     """A configuration directory (see module docstring for the locking contract)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path,
+                 cluster_lock: Callable[[float], AbstractContextManager[None]] | None = None
+                 ) -> None:
+        """``cluster_lock(timeout)``: the cluster-wide lock writers hold (see the module
+        docstring); None = the local flock alone."""
         self.dir = Path(directory)
+        self._cluster_lock = cluster_lock
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -231,9 +241,14 @@ class Store:
 
     @contextlib.contextmanager
     def locked(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-        """Exclusive lock on the directory; creates the directory if needed."""
+        """Exclusive lock on the directory (cluster-wide when the store has a
+        ``cluster_lock``); creates the directory if needed."""
         if self.dir.exists() and not self.dir.is_dir():
             raise StoreError(f"config dir {self.dir} is not a directory")
+        if self._cluster_lock is not None:
+            with self._cluster_lock(timeout):
+                yield
+            return
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
