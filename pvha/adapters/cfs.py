@@ -52,6 +52,9 @@ log = logging.getLogger("pvha.cfs")
 LOCK_LIFETIME = 120.0
 """pmxcfs ``CFS_LOCK_TIMEOUT``: a lock not renewed for this long is expired."""
 DOMAIN_LOCK = "pvha_domain_ha"
+DOMAIN_LOCK_RETRY = 1.0
+"""Seconds between tries of the domain lock, as PVE's ``cfs_lock``: on pmxcfs every
+mkdir is a message to the whole cluster."""
 """Serialises config writes and crm_commands read-and-truncate, as PVE's ``domain-ha``."""
 LOCAL_LOCK_FILE = ".pvha.lock"
 """Must equal ``pvha.config.store.LOCK_FILE`` (a test checks it)."""
@@ -194,7 +197,11 @@ class ClusterFs:
         except OSError:
             return False
         try:
-            os.utime(path, ns=(0, int(now * 1e9)))  # the lock's age is measured on our clock
+            if not self.pmxcfs:
+                os.utime(path, ns=(0, int(now * 1e9)))  # the lock's age is on our clock
+            # on pmxcfs mkdir alone takes the lock, as PVE's get_pve_lock does: pmxcfs
+            # stamps it, and a utime with a ``now`` read before the second ticked over
+            # would move the mtime backwards, be refused, and lock us out for 120 s
             identity = _identity(path)
         except OSError:
             return False
@@ -257,7 +264,7 @@ class ClusterFs:
         while not self.acquire_lock(DOMAIN_LOCK, quiet=True):
             if self._clock() >= deadline:
                 raise LockError(f"cannot get the HA domain lock within {timeout:g} s")
-            self._sleep(0.1)
+            self._sleep(DOMAIN_LOCK_RETRY)
         try:
             with self._local_flock(timeout):
                 yield

@@ -236,6 +236,8 @@ def test_commands_wait_for_the_domain_lock_and_give_up(tmp_path, clock):
     with pytest.raises(LockError):
         fs.append_command("arm-ha")
     assert 10 <= sum(clock.sleeps) < 11  # waited ~10 s on the injected clock
+    # one try a second, as PVE's cfs_lock (on pmxcfs each try is a cluster-wide message)
+    assert clock.sleeps == [1.0] * 10
     assert fs.read_config("resources.cfg") is None
 
 
