@@ -116,6 +116,7 @@ def ctl(
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
     bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)
     status                  (the cluster's truth as JSON)
+    requests [reset]        (API requests handled, by method and path template)
     """
     from pvha.fakepve.ctl import send
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -46,6 +48,18 @@ class Api:
         self.auth = auth
         self.fingerprint = fingerprint
         self._sleep = sleep
+        # requests the handlers got, by "METHOD /path/{template}" ("METHOD ?" for an
+        # unknown path), for `sim ctl requests`: what pvha sends, counted
+        self._requests: Counter[str] = Counter()
+        self._requests_lock = threading.Lock()
+
+    def requests(self, reset: bool = False) -> dict[str, int]:
+        """Counts of the requests handled so far, by method and path template."""
+        with self._requests_lock:
+            out = dict(sorted(self._requests.items()))
+            if reset:
+                self._requests.clear()
+        return out
 
     def handle(self, node: str, method: str, path: str, params: Params,
                headers: Mapping[str, str]) -> Reply:
@@ -63,6 +77,8 @@ class Api:
     def _handle(self, node: str, method: str, path: str, params: Params,
                 headers: Mapping[str, str]) -> Reply:
         key, pparams, _ = schema.match(method, path)
+        with self._requests_lock:
+            self._requests[key or f"{method} ?"] += 1
         if key is None:
             raise PveError(501, f"Method '{method} {path}' not implemented")
         spec = schema.endpoints()[key]

@@ -11,6 +11,7 @@ part, plus fault injection):
     guest VMID lock NAME     guest VMID unlock   (the config lock, e.g. backup)
     latency MS [NODE]        fail5xx COUNT [NODE] [STATUS]    drop COUNT [NODE]
     expire-tickets           clear-faults              status
+    requests [reset]         (request counts by method and path template; reset zeroes them)
     bmc NODE fail|work       (with --bmc: the node's BMC stops / starts answering)
 
 ``partition`` puts each comma-separated group in its own network segment (nodes not
@@ -164,6 +165,12 @@ def _status(fake: FakePve, a: list[str]) -> Any:
     return truth
 
 
+def _requests(fake: FakePve, a: list[str]) -> Any:
+    if a and a[0] != "reset":
+        raise CtlError(f"expected 'requests' or 'requests reset', got '{a[0]}'")
+    return fake.api.requests(reset=bool(a))
+
+
 _COMMANDS: dict[str, tuple[tuple[int, int], Callable[[FakePve, list[str]], Any]]] = {
     "power": ((2, 2), _power),
     "network": ((2, 2), _network),
@@ -178,6 +185,7 @@ _COMMANDS: dict[str, tuple[tuple[int, int], Callable[[FakePve, list[str]], Any]]
     "expire-tickets": ((0, 0), lambda f, a: f.auth.expire_all()),
     "clear-faults": ((0, 0), lambda f, a: f.faults.clear()),
     "status": ((0, 0), _status),
+    "requests": ((0, 1), _requests),
 }
 
 

@@ -59,6 +59,24 @@ def test_ticket_expiry_gives_401(fake: FakePve) -> None:
     assert token_client(fake).cluster.status.get()  # tokens are not tickets
 
 
+def test_requests_are_counted_by_method_and_path_template(fake: FakePve) -> None:
+    ctl(fake, "requests reset")
+    px = token_client(fake, "node2")
+    px.version.get()
+    px.nodes("node1").qemu(100).status.current.get()
+    with pytest.raises(ResourceException):  # proxied, then 500 (not there): counted
+        px.nodes("node3").qemu(100).status.current.get()
+    with pytest.raises(ResourceException):
+        px.nodes("node1").qemu(100).nonsense.get()
+    counts = ctl(fake, "requests")
+    assert counts == {"GET /nodes/{node}/qemu/{vmid}/status/current": 2, "GET /version": 1,
+                      "GET ?": 1}, counts
+    assert ctl(fake, "requests reset") == counts
+    assert ctl(fake, "requests") == {}
+    with pytest.raises(CtlError):
+        ctl(fake, "requests clear")
+
+
 def test_bad_commands(fake: FakePve) -> None:
     for bad in ("", "power node9 off", "power node1 sideways", "fly", "drop x", "guest 999 start",
                 "fail5xx 1 node1 404", "network node1"):
