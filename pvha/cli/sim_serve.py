@@ -111,7 +111,10 @@ def ctl(
     power NODE on|off       network NODE on|off      reboot NODE     shutdown NODE
     partition node1,node2 node3,node4 (split)        partition heal
     guest VMID start|stop   guest VMID lock NAME|unlock
-    guest VMID pause|resume|suspend (a running VM's QEMU state)
+    guest VMID pause|resume|suspend|io-error (a running VM's QEMU state)
+    guest VMID fail start|migrate   guest VMID hang start|stop|shutdown|migrate
+                            (the guest's next such task fails / never ends)
+    guest VMID template     (a stopped guest becomes a template)
     latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
     bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)

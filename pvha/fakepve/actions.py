@@ -64,7 +64,13 @@ def guest_action(c: Cluster, node: str, kind: str, vmid: int, action: str, user:
         if not running:
             raise PveError(500, f"VM {vmid} not running")  # "VM" for a CT too, as PVE
     task = c.new_task(node, _TYPES[(kind, action)], str(vmid), user)
-    c.later(c.timing.task_seconds, node, lambda: _finish(c, task, node, kind, vmid, action))
+    fault = c.rt(vmid).faults.pop(action, None)
+    if fault == "fail":
+        c.later(c.timing.task_seconds, node, lambda: task.finish(
+            f"{action} failed: {'QEMU' if kind == 'qemu' else 'lxc'} exited with code 1",
+            c.clock()))
+    elif fault != "hang":
+        c.later(c.timing.task_seconds, node, lambda: _finish(c, task, node, kind, vmid, action))
     return task.upid
 
 
@@ -133,8 +139,17 @@ def migrate(c: Cluster, node: str, kind: str, vmid: int, user: str,
     locked = c.lock_of(conf)  # lxc: a locked CT fails inside the task
     if not locked:
         rt.lock = "migrate"
-    c.later(c.timing.migrate_seconds, node,
-            lambda: _finish_migrate(c, task, node, target, kind, vmid, online, restart, locked))
+    fault = rt.faults.pop("migrate", None)
+    if fault == "fail":
+        def fail() -> None:
+            if rt.lock == "migrate":
+                rt.lock = None
+            _abort(c, task, _duration(c.clock() - task.starttime), "injected failure")
+
+        c.later(c.timing.migrate_seconds, node, fail)
+    elif fault != "hang":  # a hung migration keeps the guest locked, as a real one
+        c.later(c.timing.migrate_seconds, node, lambda: _finish_migrate(
+            c, task, node, target, kind, vmid, online, restart, locked))
     return task.upid
 
 

@@ -113,6 +113,9 @@ class Runtime:
     started_at: float = 0.0
     lock: str | None = None
     qmp: str | None = None
+    # injected for the next task of an action (start, stop, shutdown, migrate): "fail"
+    # (the task ends with an error) or "hang" (it never ends); one-shot
+    faults: dict[str, str] = field(default_factory=dict)
 
     def status(self, node: str) -> str:
         """The status PVE's resource list shows for the guest on ``node``."""
@@ -398,6 +401,27 @@ class Cluster:
         self.set_power(name, False)
         wait = self.timing.reboot_seconds if delay is None else delay
         self.scheduler.at(wait, lambda: self.set_power(name, True))
+
+    def guest_fault(self, vmid: int, fault: str, action: str) -> None:
+        """The next ``action`` task of guest ``vmid`` fails or hangs (``sim ctl``)."""
+        with self.lock:
+            if self.config(vmid) is None:
+                raise KeyError(f"no guest {vmid}")
+            self.rt(vmid).faults[action] = fault
+
+    def make_template(self, vmid: int) -> None:
+        """Mark a stopped guest as a template (``template: 1`` in its config), as
+        ``qm template`` does."""
+        with self.lock:
+            conf = self.config(vmid)
+            if conf is None:
+                raise KeyError(f"no guest {vmid}")
+            if self.rt(vmid).running:
+                raise ValueError(f"guest {vmid} is running: a template must be stopped")
+            if conf.values.get("template") != "1":
+                text = conf.path.read_text(encoding="utf-8")
+                conf.path.write_text(text.rstrip("\n") + "\ntemplate: 1\n", encoding="utf-8")
+            self.refresh()
 
     def guest_qmp(self, vmid: int, state: str | None) -> None:
         """Out-of-band QEMU state change of a running VM (``pause``, ``resume``,

@@ -9,6 +9,10 @@ part, plus fault injection):
     partition NODE,NODE... [NODE,NODE...]...    partition heal
     guest VMID start|stop    (truth change, no task: as if done on the node itself)
     guest VMID lock NAME     guest VMID unlock   (the config lock, e.g. backup)
+    guest VMID pause|resume|suspend|io-error    (a running VM's QEMU state)
+    guest VMID fail start|migrate    guest VMID hang start|stop|shutdown|migrate
+                             (the guest's next such task fails / never ends)
+    guest VMID template      (a stopped guest becomes a template)
     latency MS [NODE]        fail5xx COUNT [NODE] [STATUS]    drop COUNT [NODE]
     expire-tickets           clear-faults              status
     requests [reset]         (request counts by method and path template; reset zeroes them)
@@ -113,9 +117,14 @@ def _shutdown(fake: FakePve, a: list[str]) -> Any:
     fake.cluster.set_power(_node(fake, a[0]), False)
 
 
+_TASKS = ("start", "stop", "shutdown", "migrate")
+
+
 def _guest(fake: FakePve, a: list[str]) -> Any:
     vmid = _count(a[0], "VMID")
     action = a[1]
+    if action in ("fail", "hang", "template", "io-error"):
+        return _guest_fault(fake, vmid, a[1:])
     if action not in ("start", "stop", "lock", "unlock", "pause", "resume", "suspend") or (
             len(a) == 3) != (action == "lock"):
         raise CtlError("expected: guest VMID start|stop|pause|resume|suspend|unlock, or "
@@ -128,6 +137,25 @@ def _guest(fake: FakePve, a: list[str]) -> Any:
             fake.cluster.set_lock(vmid, a[2] if action == "lock" else None)
         else:
             fake.cluster.guest_set(vmid, action == "start")
+    except (KeyError, ValueError) as exc:
+        raise CtlError(str(exc).strip("'\"")) from None
+
+
+def _guest_fault(fake: FakePve, vmid: int, a: list[str]) -> Any:
+    """``fail|hang ACTION`` (the guest's next such task), ``template``, ``io-error``."""
+    what = a[0]
+    if what in ("template", "io-error") and len(a) != 1 or (
+            what in ("fail", "hang") and (len(a) != 2 or a[1] not in _TASKS)) or (
+            what == "fail" and a[1] in ("stop", "shutdown")):
+        raise CtlError("expected: guest VMID fail start|migrate, guest VMID hang "
+                       "start|stop|shutdown|migrate, guest VMID template, guest VMID io-error")
+    try:
+        if what == "template":
+            fake.cluster.make_template(vmid)
+        elif what == "io-error":
+            fake.cluster.guest_qmp(vmid, "io-error")
+        else:
+            fake.cluster.guest_fault(vmid, what, a[1])
     except (KeyError, ValueError) as exc:
         raise CtlError(str(exc).strip("'\"")) from None
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from fakepve_helpers import ctl, ticket_client, token_client
+from fakepve_helpers import ctl, ticket_client, token_client, wait_task
 from proxmoxer.core import ResourceException
 
 from pvha.fakepve.ctl import CtlError, CtlServer, send
@@ -77,9 +77,50 @@ def test_requests_are_counted_by_method_and_path_template(fake: FakePve) -> None
         ctl(fake, "requests clear")
 
 
+def test_injected_task_faults_fail_or_hang_the_next_task_only(fake: FakePve) -> None:
+    px = token_client(fake)
+    vm = px.nodes("node1").qemu(100)
+    assert fake.cluster.is_running(100, "node1")  # guests come up running
+    wait_task(px, "node1", vm.status.stop.post())
+    ctl(fake, "guest 100 fail start")
+    task = wait_task(px, "node1", vm.status.start.post())
+    assert task["exitstatus"] == "start failed: QEMU exited with code 1"
+    assert not fake.cluster.is_running(100, "node1")
+    assert wait_task(px, "node1", vm.status.start.post())["exitstatus"] == "OK"  # one-shot
+    ctl(fake, "guest 100 fail migrate")
+    task = wait_task(px, "node1", vm.migrate.post(target="node2", online=1))
+    assert task["exitstatus"] == "migration aborted"
+    assert fake.cluster.config(100).node == "node1" and fake.cluster.is_running(100, "node1")
+    ctl(fake, "guest 100 hang migrate")
+    upid = vm.migrate.post(target="node2", online=1)
+    time.sleep(fake.cluster.timing.migrate_seconds + 0.3)
+    status = px.nodes("node1").tasks(upid).status.get()
+    assert status["status"] == "running"  # never ends; the guest stays locked
+    with pytest.raises(ResourceException) as err:
+        vm.migrate.post(target="node3", online=1)
+    assert "VM is locked (migrate)" in str(err.value)
+
+
+def test_qemu_io_error_and_templates(fake: FakePve) -> None:
+    px = token_client(fake)
+    ct = px.nodes("node3").lxc(102)
+    ctl(fake, "guest 101 io-error")
+    assert px.nodes("node2").qemu(101).status.current.get()["qmpstatus"] == "io-error"
+    with pytest.raises(CtlError):
+        ctl(fake, "guest 102 io-error")  # a container has no QEMU state
+    with pytest.raises(CtlError):
+        ctl(fake, "guest 102 template")  # running
+    wait_task(px, "node3", ct.status.stop.post())
+    ctl(fake, "guest 102 template")
+    rows = {r["vmid"]: r for r in px.cluster.resources.get(type="vm")}
+    assert rows[102]["template"] == 1 and rows[100]["template"] == 0
+    assert "template: 1" in fake.cluster.config(102).path.read_text()
+
+
 def test_bad_commands(fake: FakePve) -> None:
     for bad in ("", "power node9 off", "power node1 sideways", "fly", "drop x", "guest 999 start",
-                "fail5xx 1 node1 404", "network node1"):
+                "fail5xx 1 node1 404", "network node1", "guest 100 fail stop",
+                "guest 100 hang", "guest 100 template now", "guest 999 fail start"):
         with pytest.raises(CtlError):
             ctl(fake, bad)
 
