@@ -24,7 +24,7 @@ Served (everything else is 501 ``Method '...' not implemented``)::
 
     POST /access/ticket                      GET /version
     GET  /cluster/status                     GET /cluster/resources[?type=vm|node|storage|sdn]
-    GET  /cluster/tasks                      GET /cluster/ha/resources   (always [])
+    GET  /cluster/tasks                      GET /cluster/ha/resources
     GET  /cluster/ha/status/current          GET /nodes
     GET  /nodes/{node}/status                GET /nodes/{node}/{qemu,lxc}
     GET  /nodes/{node}/tasks                 GET /nodes/{node}/tasks/{upid}/{status,log}

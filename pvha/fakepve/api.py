@@ -181,7 +181,15 @@ class Api:
         return ok([t.list_entry() for t in self.c.tasks.all()[:50]])
 
     def h_cluster_ha_resources(self, node: str, p: Params, ident: Identity) -> Reply:
-        return ok([])  # PVE's own HA manages nothing here; pvha does
+        """The guests PVE's own HA manages (``sim ctl guest VMID pve-ha STATE``)."""
+        out = []
+        for vmid, conf in sorted(self.c.configs().items()):
+            state = self.c.rt(vmid).pve_ha
+            kind = "vm" if conf.kind == "qemu" else "ct"
+            if state is not None and p.get("type") in (None, kind):
+                out.append({"sid": f"{kind}:{vmid}", "type": kind, "state": state,
+                            "digest": hashlib.sha1(f"{vmid}{state}".encode()).hexdigest()})
+        return ok(out)
 
     def h_cluster_ha_status_current(self, node: str, p: Params, ident: Identity) -> Reply:
         q = self.c.quorate(node)
@@ -232,6 +240,8 @@ class Api:
             e["lock"] = lock
         if conf.values.get("tags"):
             e["tags"] = conf.values["tags"]
+        if self.c.rt(conf.vmid).pve_ha is not None:
+            e["hastate"] = self.c.rt(conf.vmid).pve_ha  # pvestatd's view of PVE HA's state
         return e
 
     def _storage_entry(self, viewer: str, name: str) -> dict[str, Any]:

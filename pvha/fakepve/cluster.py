@@ -116,6 +116,7 @@ class Runtime:
     # injected for the next task of an action (start, stop, shutdown, migrate): "fail"
     # (the task ends with an error) or "hang" (it never ends); one-shot
     faults: dict[str, str] = field(default_factory=dict)
+    pve_ha: str | None = None  # the state PVE's own HA manages it with (ha-manager add)
 
     def status(self, node: str) -> str:
         """The status PVE's resource list shows for the guest on ``node``."""
@@ -408,6 +409,13 @@ class Cluster:
             if self.config(vmid) is None:
                 raise KeyError(f"no guest {vmid}")
             self.rt(vmid).faults[action] = fault
+
+    def set_pve_ha(self, vmid: int, state: str | None) -> None:
+        """PVE's own HA manages the guest with ``state`` (None: it does not)."""
+        with self.lock:
+            if self.config(vmid) is None:
+                raise KeyError(f"no guest {vmid}")
+            self.rt(vmid).pve_ha = state
 
     def make_template(self, vmid: int) -> None:
         """Mark a stopped guest as a template (``template: 1`` in its config), as

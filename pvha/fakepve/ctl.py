@@ -13,6 +13,7 @@ part, plus fault injection):
     guest VMID fail start|migrate    guest VMID hang start|stop|shutdown|migrate
                              (the guest's next such task fails / never ends)
     guest VMID template      (a stopped guest becomes a template)
+    guest VMID pve-ha started|stopped|disabled|ignored|off   (PVE's own HA manages it)
     latency MS [NODE]        fail5xx COUNT [NODE] [STATUS]    drop COUNT [NODE]
     expire-tickets           clear-faults              status
     requests [reset]         (request counts by method and path template; reset zeroes them)
@@ -118,11 +119,19 @@ def _shutdown(fake: FakePve, a: list[str]) -> Any:
 
 
 _TASKS = ("start", "stop", "shutdown", "migrate")
+_PVE_HA_STATES = ("started", "stopped", "disabled", "ignored", "off")
 
 
 def _guest(fake: FakePve, a: list[str]) -> Any:
     vmid = _count(a[0], "VMID")
     action = a[1]
+    if action == "pve-ha":
+        if len(a) != 3 or a[2] not in _PVE_HA_STATES:
+            raise CtlError(f"expected: guest VMID pve-ha {'|'.join(_PVE_HA_STATES)}")
+        try:
+            return fake.cluster.set_pve_ha(vmid, None if a[2] == "off" else a[2])
+        except KeyError as exc:
+            raise CtlError(str(exc).strip("'\"")) from None
     if action in ("fail", "hang", "template", "io-error"):
         return _guest_fault(fake, vmid, a[1:])
     if action not in ("start", "stop", "lock", "unlock", "pause", "resume", "suspend") or (

@@ -211,3 +211,16 @@ def test_e2e_watcher_reaches_the_majority_through_another_host(e2e: E2E) -> None
     assert "no quorum on node1, waiting" not in w.log()[cut:], w.log()[cut:]
     assert w.alive(), w.log()
     e2e.no_split_brain()
+
+
+def test_e2e_a_guest_pve_own_ha_manages_is_refused(e2e: E2E) -> None:
+    assert e2e.pvha("remove", "vm:104").returncode == 0
+    e2e.ctl("guest 104 pve-ha started")
+    res = e2e.pvha("add", "vm:104")
+    assert res.returncode != 0
+    assert res.stderr.strip().endswith(
+        "vm:104 is managed by PVE's own HA (ha-manager); remove it there first (two HA "
+        "managers on one guest is a split brain)"), res.stderr
+    assert "vm: 104" not in (e2e.config_dir / "resources.cfg").read_text()
+    e2e.ctl("guest 104 pve-ha off")
+    assert e2e.pvha("add", "vm:104").returncode == 0

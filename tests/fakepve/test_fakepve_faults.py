@@ -117,10 +117,25 @@ def test_qemu_io_error_and_templates(fake: FakePve) -> None:
     assert "template: 1" in fake.cluster.config(102).path.read_text()
 
 
+def test_guests_pve_own_ha_manages(fake: FakePve) -> None:
+    px = token_client(fake)
+    assert px.cluster.ha.resources.get() == []
+    ctl(fake, "guest 102 pve-ha started")
+    ctl(fake, "guest 100 pve-ha ignored")
+    assert [(r["sid"], r["state"]) for r in px.cluster.ha.resources.get()] == [
+        ("vm:100", "ignored"), ("ct:102", "started")]
+    assert [r["sid"] for r in px.cluster.ha.resources.get(type="ct")] == ["ct:102"]
+    rows = {r["vmid"]: r for r in px.cluster.resources.get(type="vm")}
+    assert rows[102]["hastate"] == "started" and "hastate" not in rows[101]
+    ctl(fake, "guest 102 pve-ha off")
+    assert [r["sid"] for r in px.cluster.ha.resources.get()] == ["vm:100"]
+
+
 def test_bad_commands(fake: FakePve) -> None:
     for bad in ("", "power node9 off", "power node1 sideways", "fly", "drop x", "guest 999 start",
                 "fail5xx 1 node1 404", "network node1", "guest 100 fail stop",
-                "guest 100 hang", "guest 100 template now", "guest 999 fail start"):
+                "guest 100 hang", "guest 100 template now", "guest 999 fail start",
+                "guest 100 pve-ha on", "guest 999 pve-ha started"):
         with pytest.raises(CtlError):
             ctl(fake, bad)
 
