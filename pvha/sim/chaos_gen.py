@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,13 @@ class _Events:
         if self.rng.random() < 0.6:
             self.pending.append((index + self.rng.randint(1, 3), cmd))
 
+    def _toggle(self, index: int, first: Callable[[], str], then: str) -> str:
+        """Mostly ``first`` now and maybe ``then`` in a later batch; else ``then`` alone."""
+        if self.rng.random() < 0.6:
+            self._later(index, then)
+            return first()
+        return then
+
     def _command(self, index: int) -> str:
         rng = self.rng
         node = rng.choice(self.spec.nodes)
@@ -387,20 +395,14 @@ class _Events:
         if kind == "lrm":
             return f"restart-lrm {node}"
         if kind == "crm":
-            if rng.random() < 0.6:
-                self._later(index, f"crm {node} start")
-                return f"crm {node} stop"
-            return f"crm {node} start"
+            return self._toggle(index, lambda: f"crm {node} stop", f"crm {node} start")
         if kind == "maint":
-            if rng.random() < 0.6:
-                self._later(index, f"crm {node} disable-node-maintenance")
-                return f"crm {node} enable-node-maintenance"
-            return f"crm {node} disable-node-maintenance"
+            return self._toggle(index, lambda: f"crm {node} enable-node-maintenance",
+                                f"crm {node} disable-node-maintenance")
         if kind == "disarm":
-            if rng.random() < 0.6:
-                self._later(index, f"crm {node} arm-ha")
-                return f"crm {node} disarm-ha {rng.choice(('freeze', 'ignore'))}"
-            return f"crm {node} arm-ha"
+            return self._toggle(
+                index, lambda: f"crm {node} disarm-ha {rng.choice(('freeze', 'ignore'))}",
+                f"crm {node} arm-ha")
         if kind == "cfs":
             what = rng.choice(("rw", "update"))
             self._later(index, f"cfs {node} {what} work")
