@@ -89,7 +89,7 @@ function __pvha_options
         case 'sim chaos'
             echo '--runs --seed --out --help -h'
         case 'sim serve'
-            echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --bmc --help -h'
+            echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --watchdog-timeout --bmc --help -h'
         case 'sim ctl'
             echo '--state-dir --timeout --help -h'
     end
@@ -312,6 +312,8 @@ function __pvha_value
         case 'sim serve|--reboot-seconds'
             echo 'any'
         case 'sim serve|--membership-delay'
+            echo 'any'
+        case 'sim serve|--watchdog-timeout'
             echo 'any'
         case 'sim serve|--bmc'
             echo 'any'

@@ -49,6 +49,10 @@ def serve(
     membership_delay: Annotated[float, typer.Option(
         "--membership-delay", min=0,
         help="Seconds a failed node stays a cluster member (corosync's token timeout).")] = 0.0,
+    watchdog_timeout: Annotated[float, typer.Option(
+        "--watchdog-timeout", min=0.1,
+        help="Seconds a client of a node's watchdog-mux socket (STATE_DIR/nodes/NODE/"
+             "watchdog-mux.sock) may go unfed before the node resets.")] = 60.0,
     bmc: Annotated[str | None, typer.Option(
         "--bmc", help="One BMC emulator per node (ipmi|redfish), wired to its power; "
         "writes cfs/pvha/fence.cfg.")] = None,
@@ -61,7 +65,8 @@ def serve(
     timing = Timing(task_seconds=task_seconds, migrate_seconds=migrate_seconds,
                     proxy_delay=proxy_delay, stale_seconds=stale_seconds,
                     rrd_interval=rrd_interval, auth_fail_delay=auth_fail_delay,
-                    reboot_seconds=reboot_seconds, membership_delay=membership_delay)
+                    reboot_seconds=reboot_seconds, membership_delay=membership_delay,
+                    watchdog_seconds=watchdog_timeout)
     fake = FakePve(state_dir, nodes=nodes, guests=guests, ha_guests=ha_guests, port=port,
                    first_ip=first_ip, timing=timing, bmc=bmc)
     stop = threading.Event()

@@ -54,6 +54,7 @@ class Timing:
     auth_fail_delay: float = 3.0
     reboot_seconds: float = 5.0
     membership_delay: float = 0.0  # corosync token timeout: a lost node stays a member
+    watchdog_seconds: float = 60.0  # watchdog-mux's client timeout: unfed, the node resets
 
 
 @dataclass

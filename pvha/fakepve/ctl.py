@@ -197,6 +197,8 @@ def _status(fake: FakePve, a: list[str]) -> Any:
     for name, info in truth["nodes"].items():
         info["address"] = "{}:{}".format(*fake.address(name))
     truth["faults"] = fake.faults.describe()
+    for name, wd in fake.watchdogs.state().items():
+        truth["nodes"][name]["watchdog"] = {**wd, "socket": str(fake.watchdogs.muxes[name].path)}
     if fake.bmcs is not None:
         truth["bmc"] = fake.bmcs.describe()
     return truth

@@ -10,6 +10,7 @@
     DIR/settings.toml         pvha settings pointing at the simulator
     DIR/env                   ``export PVHA_...`` lines (source it)
     DIR/ctl.sock              control socket (while running)
+    DIR/nodes/<node>/watchdog-mux.sock   the node's watchdog-mux (pvha.fakepve.watchdog)
     DIR/serve.lock            flock held by the running simulator
 
 An existing ``cfs/nodes`` is kept as it is (configs may have moved); a fresh one gets

@@ -35,6 +35,7 @@ from pvha.fakepve.api import Api
 from pvha.fakepve.auth import Auth
 from pvha.fakepve.cluster import Cluster, Node, Timing
 from pvha.fakepve.faults import REASONS, Faults
+from pvha.fakepve.watchdog import NodeWatchdogs
 from pvha.fakepve.wire import Reply
 
 log = logging.getLogger("pvha.fakepve")
@@ -287,6 +288,8 @@ class FakePve:
                 self.cluster.rt(vmid).started_at = now
             self.cluster.refresh()
         self._open_all()
+        self.watchdogs = NodeWatchdogs(self.state, self.names, self.timing.watchdog_seconds,
+                                       self._watchdog_reset).start()
         self.cluster.power_hooks.append(self._on_power)
         self.cluster.scheduler.start()
         self._start_bmcs(cfs, (ca, cert, key))
@@ -374,6 +377,18 @@ class FakePve:
                 self._open(name)
             elif not on:
                 self._close(name)
+            # a node's watchdog-mux runs while the node is on; off, its clients are gone
+            mux = self.watchdogs.muxes[name]
+            if on:
+                mux.start()
+            else:
+                mux.stop()
+
+    def _watchdog_reset(self, name: str) -> None:
+        """A client of the node's watchdog-mux was not fed in time: the node resets
+        (off, and on again as ``reboot NODE``)."""
+        log.warning("watchdog expired on %s: resetting it", name)
+        self.cluster.reboot(name)
 
     def stop(self) -> None:
         """Close every listener and stop the clock (idempotent)."""
@@ -385,6 +400,8 @@ class FakePve:
                 self._close(name)
         if self.bmcs is not None:
             self.bmcs.stop()
+        if hasattr(self, "watchdogs"):
+            self.watchdogs.stop()
         if hasattr(self, "cluster"):
             self.cluster.scheduler.stop()
         fd = self._lock_fd

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -256,3 +257,34 @@ def test_node_watchdogs_one_socket_per_node(tmp_path: Path) -> None:
     for node in nodes:
         assert not (tmp_path / "nodes" / node / "watchdog-mux.sock").exists()
     assert reset == ["node2"]
+
+
+def test_the_fake_cluster_resets_a_node_whose_watchdog_client_stops_feeding(
+        fake_factory: Any) -> None:
+    from fakepve_helpers import ctl, wait_for
+
+    fake = fake_factory(timing={"watchdog_seconds": 0.5, "reboot_seconds": 0.5})
+    status = ctl(fake, "status")["nodes"]
+    sock = status["node2"]["watchdog"]["socket"]
+    assert sock == str(fake.state / "nodes" / "node2" / "watchdog-mux.sock")
+    client = WatchdogClient(sock)
+    fed = WatchdogClient(status["node3"]["watchdog"]["socket"])
+    wait_for(lambda: ctl(fake, "status")["nodes"]["node2"]["watchdog"]["clients"] == 1)
+    booted = fake.cluster.nodes["node2"].boot_time
+    assert fake.cluster.is_running(101, "node2")
+    for _ in range(12):  # node3's client is fed, node2's is not
+        fed.feed()
+        time.sleep(0.1)
+    # node2 was reset: its guests died, it powered on again with its watchdog serving
+    assert not fake.cluster.is_running(101, "node2")
+    wait_for(lambda: fake.cluster.nodes["node2"].power
+             and fake.cluster.nodes["node2"].boot_time > booted)
+    wd = wait_for(lambda: ctl(fake, "status")["nodes"]["node2"]["watchdog"])
+    assert (wd["resets"], wd["clients"]) == (1, 0)
+    with pytest.raises(OSError):
+        client.feed()
+        client.feed()
+    assert ctl(fake, "status")["nodes"]["node3"]["watchdog"]["resets"] == 0
+    assert fake.cluster.is_running(102, "node3")
+    fed.close()
+    WatchdogClient(sock).close()  # served again after the reset
