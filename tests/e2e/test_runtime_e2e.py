@@ -59,14 +59,20 @@ def test_e2e_transient_faults_during_a_recovery_are_not_fatal(e2e: E2E) -> None:
     e2e.no_split_brain()
 
 
-def test_e2e_a_paused_vm_is_running_and_migrates_live(e2e: E2E) -> None:
+def test_e2e_paused_and_io_error_vms_are_running_and_a_paused_one_migrates_live(e2e: E2E) -> None:
     w = e2e.watch()
     wait_for(e2e.all_started, 40, what="all services started")
     e2e.ctl("guest 103 pause")
+    e2e.ctl("guest 100 io-error")  # a VM stopped on a disk error: QEMU still runs
+    e2e.ctl("requests reset")
     starts = len(_tasks(e2e, 103, "qmstart"))
     w.wait_log(r"manager: ", 20, after=w.count(r"manager: ") + 4)  # a few rounds
     assert len(_tasks(e2e, 103, "qmstart")) == starts, "a start loop on a paused VM"
+    sent = e2e.ctl("requests")
+    assert sent.get("GET /cluster/resources", 0) >= 4, sent  # the rounds did read
+    assert not [k for k in sent if k.startswith("POST ")], sent  # no start, stop, migrate
     assert e2e.truth()["guests"]["103"]["qmp"] == "paused"
+    assert e2e.service_states()["vm:100"] == "started"
     res = e2e.pvha("migrate", "vm:103", "node2")
     assert res.returncode == 0, res.stderr
     wait_for(lambda: e2e.truth()["guests"]["103"]["node"] == "node2"
