@@ -271,3 +271,14 @@ def test_cluster_fs_adapter_on_the_mount(cl: Cluster) -> None:
     (cl.m["n1"] / "nodes" / "n1" / "qemu-server" / "100.conf").write_text("cores: 1\n")
     assert a.steal_guest_config("qemu", 100, "n1", "n2")
     wait_for(lambda: b.find_guest_config("qemu", 100) == ["n2"])
+
+
+def test_a_lock_taken_just_before_a_second_ticks_over_is_held(cl: Cluster) -> None:
+    """``now`` read before the mkdir, the second ticks over in between: pmxcfs stamps the
+    lock with the later second. A utime(now) right after the mkdir would move its mtime
+    backwards, be refused, and leave the taker locked out of its own lock for 120 s;
+    taken by mkdir alone (as PVE's get_pve_lock), the lock is held."""
+    a = ClusterFs(cl.m["n1"], clock=lambda: time.time() - 1.5)  # a clock 1.5 s behind
+    assert a.acquire_lock("pvha_manager_lock")
+    assert a.holds_lock("pvha_manager_lock")
+    assert not ClusterFs(cl.m["n2"]).acquire_lock("pvha_manager_lock")
