@@ -235,13 +235,14 @@ class Api:
                      uptime=int(s.time - s.started_at) if up else 0, cpu=0.01 if up else 0,
                      mem=conf.maxmem // 2 if up else 0, memhost=conf.maxmem // 2 if up else 0,
                      netin=0, netout=0, diskread=0, diskwrite=0)
-        lock = self.c.rt(conf.vmid).lock or conf.values.get("lock")
+        rt = self.c.rt(conf.vmid)
+        lock = rt.lock or conf.values.get("lock")
         if lock:
             e["lock"] = lock
         if conf.values.get("tags"):
             e["tags"] = conf.values["tags"]
-        if self.c.rt(conf.vmid).pve_ha is not None:
-            e["hastate"] = self.c.rt(conf.vmid).pve_ha  # pvestatd's view of PVE HA's state
+        if rt.pve_ha is not None:
+            e["hastate"] = rt.pve_ha  # pvestatd's view of PVE HA's state
         return e
 
     def _storage_entry(self, viewer: str, name: str) -> dict[str, Any]:

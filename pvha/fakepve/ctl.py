@@ -125,14 +125,7 @@ _PVE_HA_STATES = ("started", "stopped", "disabled", "ignored", "off")
 def _guest(fake: FakePve, a: list[str]) -> Any:
     vmid = _count(a[0], "VMID")
     action = a[1]
-    if action == "pve-ha":
-        if len(a) != 3 or a[2] not in _PVE_HA_STATES:
-            raise CtlError(f"expected: guest VMID pve-ha {'|'.join(_PVE_HA_STATES)}")
-        try:
-            return fake.cluster.set_pve_ha(vmid, None if a[2] == "off" else a[2])
-        except KeyError as exc:
-            raise CtlError(str(exc).strip("'\"")) from None
-    if action in ("fail", "hang", "template", "io-error"):
+    if action in ("fail", "hang", "template", "io-error", "pve-ha"):
         return _guest_fault(fake, vmid, a[1:])
     if action not in ("start", "stop", "lock", "unlock", "pause", "resume", "suspend") or (
             len(a) == 3) != (action == "lock"):
@@ -151,15 +144,20 @@ def _guest(fake: FakePve, a: list[str]) -> Any:
 
 
 def _guest_fault(fake: FakePve, vmid: int, a: list[str]) -> Any:
-    """``fail|hang ACTION`` (the guest's next such task), ``template``, ``io-error``."""
+    """``fail|hang ACTION`` (the guest's next such task), ``template``, ``io-error``,
+    ``pve-ha STATE|off``."""
     what = a[0]
     if what in ("template", "io-error") and len(a) != 1 or (
             what in ("fail", "hang") and (len(a) != 2 or a[1] not in _TASKS)) or (
-            what == "fail" and a[1] in ("stop", "shutdown")):
+            what == "fail" and a[1] in ("stop", "shutdown")) or (
+            what == "pve-ha" and (len(a) != 2 or a[1] not in _PVE_HA_STATES)):
         raise CtlError("expected: guest VMID fail start|migrate, guest VMID hang "
-                       "start|stop|shutdown|migrate, guest VMID template, guest VMID io-error")
+                       "start|stop|shutdown|migrate, guest VMID template, guest VMID io-error, "
+                       f"guest VMID pve-ha {'|'.join(_PVE_HA_STATES)}")
     try:
-        if what == "template":
+        if what == "pve-ha":
+            fake.cluster.set_pve_ha(vmid, None if a[1] == "off" else a[1])
+        elif what == "template":
             fake.cluster.make_template(vmid)
         elif what == "io-error":
             fake.cluster.guest_qmp(vmid, "io-error")
