@@ -10,11 +10,10 @@ lock. A task whose node powers off before it completes never applies its effect.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 
-from pvha.fakepve.cluster import Cluster, GuestConf, conf_path
+from pvha.fakepve.cluster import Cluster, GuestConf, conf_rel
 from pvha.fakepve.tasks import Task
 from pvha.fakepve.wire import PveError, param_error
 
@@ -169,11 +168,8 @@ def _finish_migrate(c: Cluster, task: Task, node: str, target: str, kind: str, v
         return _abort(c, task, duration, "Can't connect to destination address using public key")
     if running and kind == "lxc" and not restart:
         return _abort(c, task, duration, "lxc live migration is currently not implemented")
-    src = conf_path(c.cfs, node, kind, vmid)
-    dst = conf_path(c.cfs, target, kind, vmid)
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(src, dst)  # the move_config_to_node rename
+    try:  # the move_config_to_node rename, on the source node's view
+        c.tree.rename(node, conf_rel(node, kind, vmid), conf_rel(target, kind, vmid))
     except OSError as exc:
         task.log(f"ERROR: moving config failed: {exc.strerror}")
         return task.finish("migration problems", c.clock())

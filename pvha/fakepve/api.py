@@ -172,7 +172,8 @@ class Api:
         if kind in (None, "node"):
             out += [self._node_entry(node, n, resources=True) for n in sorted(self.c.nodes)]
         if kind in (None, "vm"):
-            out += [self._guest_entry(node, conf) for _, conf in sorted(self.c.configs().items())]
+            out += [self._guest_entry(node, conf)
+                    for _, conf in sorted(self.c.configs(node).items())]
         if kind in (None, "storage"):
             out += [self._storage_entry(node, n) for n in sorted(self.c.nodes)]
         return ok(out)
@@ -183,7 +184,7 @@ class Api:
     def h_cluster_ha_resources(self, node: str, p: Params, ident: Identity) -> Reply:
         """The guests PVE's own HA manages (``sim ctl guest VMID pve-ha STATE``)."""
         out = []
-        for vmid, conf in sorted(self.c.configs().items()):
+        for vmid, conf in sorted(self.c.configs(node).items()):
             state = self.c.rt(vmid).pve_ha
             kind = "vm" if conf.kind == "qemu" else "ct"
             if state is not None and p.get("type") in (None, kind):
@@ -217,7 +218,7 @@ class Api:
         return e
 
     def _node_mem(self, name: str) -> int:
-        confs = self.c.configs()
+        confs = self.c.configs(name)
         used = sum(c.maxmem for v, c in confs.items() if self.c.is_running(v, name))
         return 2 * GIB + used
 
@@ -282,7 +283,7 @@ class Api:
         return ok(self._guest_list(node, "lxc"))
 
     def _guest_list(self, node: str, kind: str) -> list[dict[str, Any]]:
-        return [self._vmstatus(node, conf) for _, conf in sorted(self.c.configs().items())
+        return [self._vmstatus(node, conf) for _, conf in sorted(self.c.configs(node).items())
                 if conf.node == node and conf.kind == kind]
 
     def _vmstatus(self, node: str, conf: GuestConf) -> dict[str, Any]:
@@ -316,9 +317,8 @@ class Api:
 
     def h_guest_config(self, node: str, p: Params, ident: Identity, kind: str) -> Reply:
         conf = self._conf(node, p, kind)
-        text = conf.path.read_bytes() if conf.path.exists() else b""
         data: dict[str, Any] = {k: int(v) if v.isdigit() else v for k, v in conf.values.items()}
-        data["digest"] = hashlib.sha1(text).hexdigest()
+        data["digest"] = hashlib.sha1(conf.data).hexdigest()
         return ok(data)
 
     def h_guest_current(self, node: str, p: Params, ident: Identity, kind: str) -> Reply:

@@ -4,9 +4,13 @@ and the RRD caches that make a dead node's guests look stale.
 
 Truth and views:
 
-* Config ownership is the file on disk, read on every call, so a rename done by pvha (the
-  config steal, design §4.3) is seen at once. The ``vmid -> kind, node`` map comes from
-  scanning the directories.
+* Config ownership is where the config file is, in the cluster filesystem
+  (:mod:`pvha.fakepve.tree`). On the strict tree every node has its own pmxcfs view: a
+  node's API answers from what that node has received, so a rename done on one node (a
+  migration, pvha's config steal, design §4.3) reaches the others after the propagation
+  delay, and not at all while they lack quorum. ``viewer=None`` reads the whole history
+  (the truth ``sim ctl status`` shows). The ``vmid -> kind, node`` map of a view comes
+  from scanning its directories, again only when the view changed.
 * Where a guest runs is in memory (``Runtime.running``: a *set* of nodes, so a split
   brain, a guest running on two nodes, is visible in ``status`` instead of hidden).
 * Membership is per node: a powered-off node sees nothing; a node with its network off
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pvha.fakepve.tasks import Scheduler, Task, TaskTable
+from pvha.fakepve.tree import DirTree, Tree
 
 log = logging.getLogger("pvha.fakepve")
 
@@ -75,12 +80,12 @@ class Node:
 
 @dataclass(frozen=True)
 class GuestConf:
-    """A guest config file found on disk."""
+    """A guest config file found in a node's view."""
 
     vmid: int
     kind: str  # qemu | lxc
     node: str
-    path: Path
+    data: bytes
     values: dict[str, str]
 
     @property
@@ -155,16 +160,16 @@ def parse_conf(text: str) -> dict[str, str]:
     return out
 
 
-def conf_path(cfs: Path, node: str, kind: str, vmid: int) -> Path:
-    return cfs / "nodes" / node / CONF_DIRS[kind] / f"{vmid}.conf"
+def conf_rel(node: str, kind: str, vmid: int) -> str:
+    return f"nodes/{node}/{CONF_DIRS[kind]}/{vmid}.conf"
 
 
 class Cluster:
     """Nodes, guests, tasks and views; see the module docstring."""
 
-    def __init__(self, cfs: Path, nodes: list[Node], timing: Timing, name: str = "pvha-sim",
-                 clock: Callable[[], float] = time.time) -> None:
-        self.cfs = cfs
+    def __init__(self, tree: Tree | Path, nodes: list[Node], timing: Timing,
+                 name: str = "pvha-sim", clock: Callable[[], float] = time.time) -> None:
+        self.tree: Tree = DirTree(tree) if isinstance(tree, Path) else tree
         self.nodes: dict[str, Node] = {n.name: n for n in nodes}
         self.timing = timing
         self.name = name
@@ -176,15 +181,19 @@ class Cluster:
         self._rrd: dict[str, dict[int, Sample]] = {n: {} for n in self.nodes}
         self._node_seen: dict[str, dict[str, float]] = {n: {} for n in self.nodes}
         self.power_hooks: list[Callable[[str, bool], None]] = []
-        self._confs: dict[int, GuestConf] | None = None
+        # per viewer: (view version or None, scan); pinned viewers keep their scan for the
+        # rest of the request
+        self._confs: dict[str | None, tuple[int | None, dict[int, GuestConf]]] = {}
+        self._pinned: set[str | None] = set()
         self._in_request = False
 
     # --- configs ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def consistent(self) -> Iterator[None]:
-        """Hold the lock and scan the configs once: one request sees one cfs state
-        (and a request with many entries does not re-read every file per entry)."""
+        """Hold the lock; each view is scanned at most once until the request ends: one
+        request sees one cfs state per view (and a request with many entries does not
+        re-read every file per entry)."""
         with self.lock:
             if self._in_request:  # nested: the outer scan stands
                 yield
@@ -194,50 +203,58 @@ class Cluster:
                 yield
             finally:
                 self._in_request = False
-                self._confs = None
+                self._pinned.clear()
+                self._confs = {k: v for k, v in self._confs.items() if v[0] is not None}
 
-    def configs(self) -> dict[int, GuestConf]:
-        """Every guest config on disk, by vmid (the first in name order wins a duplicate);
-        inside :meth:`consistent`, the scan made when it was entered."""
-        if self._confs is not None:
-            return self._confs
-        confs = self._scan()
-        if self._in_request:  # scanned lazily, at most once per request
-            self._confs = confs
+    def configs(self, viewer: str | None = None) -> dict[int, GuestConf]:
+        """Every guest config in ``viewer``'s view (None: the whole history), by vmid (the
+        first in node name order wins a duplicate)."""
+        hit = self._confs.get(viewer)
+        if hit is not None and viewer in self._pinned:
+            return hit[1]
+        key = self.tree.version(viewer)
+        if hit is not None and key is not None and hit[0] == key:
+            confs = hit[1]
+        else:
+            confs = self._scan(viewer)
+            if key is not None or self._in_request:
+                self._confs[viewer] = (key, confs)
+        if self._in_request:
+            self._pinned.add(viewer)
         return confs
 
-    def _scan(self) -> dict[int, GuestConf]:
+    def _scan(self, viewer: str | None) -> dict[int, GuestConf]:
         out: dict[int, GuestConf] = {}
         for node in sorted(self.nodes):
             for kind, sub in CONF_DIRS.items():
-                folder = self.cfs / "nodes" / node / sub
                 try:
-                    names = sorted(os.listdir(folder))
+                    names = self.tree.listdir(viewer, f"nodes/{node}/{sub}")
                 except OSError:
                     continue
                 for fname in names:
                     stem, _, ext = fname.partition(".")
                     if ext != "conf" or not stem.isdigit() or int(stem) in out:
                         continue
-                    conf = self._read_conf(folder / fname, int(stem), kind, node)
+                    conf = self._read_conf(viewer, int(stem), kind, node)
                     if conf is not None:
                         out[conf.vmid] = conf
         return out
 
-    def _read_conf(self, path: Path, vmid: int, kind: str, node: str) -> GuestConf | None:
+    def _read_conf(self, viewer: str | None, vmid: int, kind: str,
+                   node: str) -> GuestConf | None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:  # renamed away between listdir and open
+            data = self.tree.read(viewer, conf_rel(node, kind, vmid))
+        except OSError:  # renamed away between listdir and read
             return None
-        return GuestConf(vmid, kind, node, path, parse_conf(text))
+        return GuestConf(vmid, kind, node, data, parse_conf(data.decode("utf-8", "replace")))
 
     def config(self, vmid: int) -> GuestConf | None:
         return self.configs().get(vmid)
 
     def config_on(self, node: str, kind: str, vmid: int) -> GuestConf | None:
-        """The config if it is on ``node`` with that kind (PVE's ``load_config``)."""
-        path = conf_path(self.cfs, node, kind, vmid)
-        return self._read_conf(path, vmid, kind, node)
+        """The config if it is on ``node`` with that kind, as ``node`` sees it (PVE's
+        ``load_config`` there)."""
+        return self._read_conf(node, vmid, kind, node)
 
     def rt(self, vmid: int) -> Runtime:
         return self.runtime.setdefault(vmid, Runtime())
@@ -302,23 +319,25 @@ class Cluster:
         every change and every read, so a sample is as old as the last time it could
         have been broadcast."""
         now = self.clock()
-        confs = self.configs()
+        # each powered node's pvestatd broadcasts the guests its own view puts on it
+        own = {m: [c for c in self.configs(m).values() if c.node == m]
+               for m, n in self.nodes.items() if n.power}
         for viewer in self.nodes:
             members = self.members(viewer)
             seen = self._node_seen[viewer]
             for m in members:
                 seen[m] = now
             cache = self._rrd[viewer]
-            for vmid, conf in confs.items():
-                if conf.node not in members:
-                    continue
-                prev = cache.get(vmid)
-                if (prev is None or prev.node != conf.node
-                        or now - prev.time >= self.timing.rrd_interval):
-                    rt = self.rt(vmid)
-                    status = rt.status(conf.node) if conf.kind == "qemu" else (
-                        "running" if conf.node in rt.running else "stopped")
-                    cache[vmid] = Sample(conf.node, status, now, rt.started_at)
+            for m in members:
+                for conf in own.get(m, ()):
+                    vmid = conf.vmid
+                    prev = cache.get(vmid)
+                    if (prev is None or prev.node != conf.node
+                            or now - prev.time >= self.timing.rrd_interval):
+                        rt = self.rt(vmid)
+                        status = rt.status(conf.node) if conf.kind == "qemu" else (
+                            "running" if conf.node in rt.running else "stopped")
+                        cache[vmid] = Sample(conf.node, status, now, rt.started_at)
 
     def sample(self, viewer: str, conf: GuestConf) -> Sample | None:
         """``viewer``'s fresh-enough sample of the guest, or None (status unknown)."""
@@ -428,8 +447,12 @@ class Cluster:
             if self.rt(vmid).running:
                 raise ValueError(f"guest {vmid} is running: a template must be stopped")
             if conf.values.get("template") != "1":
-                text = conf.path.read_text(encoding="utf-8")
-                conf.path.write_text(text.rstrip("\n") + "\ntemplate: 1\n", encoding="utf-8")
+                data = conf.data.rstrip(b"\n") + b"\ntemplate: 1\n"
+                try:  # qm template runs on the guest's node
+                    self.tree.write(conf.node, conf_rel(conf.node, conf.kind, vmid), data)
+                except OSError as exc:
+                    raise ValueError(f"cannot write the config of {vmid} on {conf.node}: "
+                                     f"{exc.strerror}") from None
             self.refresh()
 
     def guest_qmp(self, vmid: int, state: str | None) -> None:

@@ -4,9 +4,11 @@
     DIR/server.pem, .key      the nodes' certificate (key 0600), ca.key (0600)
     DIR/token                 API token secret of root@pam!pvha (0600, never printed)
     DIR/password              root@pam's password for ticket logins (0600)
-    DIR/cfs/                  the cluster filesystem (PVHA_CFS_ROOT)
+    DIR/cfs/                  the cluster filesystem's saved tree (pmxcfs's config.db)
         nodes/<node>/qemu-server/<vmid>.conf, nodes/<node>/lxc/<vmid>.conf
-        pvha/resources.cfg    the HA guests pvha manages (PVHA_CONFIG_DIR)
+        pvha/resources.cfg    the HA guests pvha manages
+    DIR/nodes/<node>/pve/     the node's pmxcfs mount, laid out like /etc/pve (node1's is
+                              PVHA_CFS_ROOT); without FUSE, DIR/cfs is used live instead
     DIR/settings.toml         pvha settings pointing at the simulator
     DIR/env                   ``export PVHA_...`` lines (source it)
     DIR/ctl.sock              control socket (while running)
@@ -14,18 +16,25 @@
     DIR/serve.lock            flock held by the running simulator
 
 An existing ``cfs/nodes`` is kept as it is (configs may have moved); a fresh one gets
-``guests`` guests spread round-robin over the nodes (every third one a container).
+``guests`` guests spread round-robin over the nodes (every third one a container). The
+mounts start from ``cfs/`` and their tree is saved back there when the simulator stops.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import secrets
 import shlex
+import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pvha.fakepve.cluster import CONF_DIRS
+
+if TYPE_CHECKING:
+    from pvha.fakepve.pmxcfs import Pmxcfs
 
 TOKEN_USER = "root@pam"
 TOKEN_ID = "pvha"
@@ -89,14 +98,45 @@ def make_cfs(cfs: Path, names: list[str], guests: int,
     return plan
 
 
-def write_env(state: Path, hosts: list[str], port: int) -> Path:
+def seed_pmxcfs(store: Pmxcfs, backing: Path) -> None:
+    """Load the saved tree into a fresh pmxcfs (every directory and file under it)."""
+    for top, dirs, files in os.walk(backing):
+        rel = "/" + os.path.relpath(top, backing).removeprefix(".").lstrip("/")
+        store.seed(rel)
+        for name in files:
+            store.seed(posixpath.join(rel, name), (Path(top) / name).read_bytes())
+        dirs.sort()
+
+
+def save_pmxcfs(store: Pmxcfs, backing: Path) -> None:
+    """Write the pmxcfs tree back to ``backing`` (replacing it as a whole)."""
+    fresh = backing.with_name(backing.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir()
+    for path, entry in sorted(store.latest().items()):
+        target = fresh / path.lstrip("/")
+        if entry.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(entry.data)
+    old = backing.with_name(backing.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if backing.exists():
+        backing.rename(old)
+    fresh.rename(backing)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_env(state: Path, hosts: list[str], port: int, cfs_root: Path) -> Path:
     """Write ``settings.toml`` and ``env`` (exports of the PVHA_* variables that
-    ``pvha.settings`` reads, PVHA_SETTINGS pointing at the TOML). Returns the env path."""
+    ``pvha.settings`` reads, PVHA_SETTINGS pointing at the TOML); ``cfs_root`` is node1's
+    /etc/pve. Returns the env path."""
     values = {
         "PVHA_HOSTS": ",".join(hosts), "PVHA_PORT": str(port), "PVHA_USER": TOKEN_USER,
         "PVHA_TOKEN_NAME": TOKEN_ID, "PVHA_TOKEN_SECRET_FILE": str(state / "token"),
-        "PVHA_CA_FILE": str(state / "ca.pem"), "PVHA_CFS_ROOT": str(state / "cfs"),
-        "PVHA_CONFIG_DIR": str(state / "cfs" / "pvha"),
+        "PVHA_CA_FILE": str(state / "ca.pem"), "PVHA_CFS_ROOT": str(cfs_root),
+        "PVHA_CONFIG_DIR": str(cfs_root / "pvha"),
         "PVHA_SETTINGS": str(state / "settings.toml"),
     }
     toml = (

@@ -1,9 +1,12 @@
 """A pmxcfs-like cluster filesystem: one in-process store, one FUSE mount per node.
 
-Not wired into ``pvha sim serve`` yet. ``Pmxcfs(nodes)`` is the cluster (pmxcfs's memdb
-replicated over corosync); ``mount(node, path)`` serves that node's view at ``path`` from
-a FUSE thread of its own (fsname ``pmxcfs``: ``/proc/mounts`` shows source ``pmxcfs``,
-type ``fuse``, so :func:`pvha.adapters.cfs.detect_pmxcfs` takes its pmxcfs path).
+``Pmxcfs(nodes)`` is the cluster (pmxcfs's memdb replicated over corosync); ``mount(node,
+path)`` serves that node's view at ``path`` from a FUSE thread of its own (fsname
+``pmxcfs``: ``/proc/mounts`` shows source ``pmxcfs``, type ``fuse``, so
+:func:`pvha.adapters.cfs.detect_pmxcfs` takes its pmxcfs path). ``pvha sim serve`` mounts
+one per node; its fake API reads and renames guest configs through the same views
+in-process (:meth:`listdir`, :meth:`read_file`, :meth:`write_file`, :meth:`rename`), with
+the same rules, without a FUSE round trip per file.
 
 Theory of operation
 -------------------
@@ -23,8 +26,10 @@ paths one operation touched, as they are in the writer's view after the operatio
   (made + the node's delay) are applied in order, if it is quorate and its propagation
   is not stopped (delay None). Every fault change first settles all nodes up to now, so
   a change is never applied as if seen before the node could receive it.
-* Quorum: forced by :meth:`set_quorate`, else a strict majority in the node's partition
-  (:meth:`set_partitions`; default one partition). A node that regains quorum applies
+* Quorum: forced by :meth:`set_quorate`, else the ``quorum`` callable given to the
+  constructor (the simulated cluster's corosync), else a strict majority in the node's
+  partition (:meth:`set_partitions`; default one partition). A change of the callable's
+  answer is noticed at the node's next operation. A node that regains quorum applies
   its whole queue at once (the resync); reads work throughout from its last view. There
   is one history: two quorate partitions (possible only by forcing) share it.
 * Locks are the directories ``priv/lock/<id>``. Each node remembers per lock the
@@ -62,7 +67,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -100,8 +105,14 @@ class Pmxcfs:
     """The cluster store and its mounts; see the module docstring."""
 
     def __init__(self, nodes: Iterable[str], delay: float = 0.05, *,
-                 lock_timeout: float = LOCK_TIMEOUT, capacity: int = CAPACITY) -> None:
+                 lock_timeout: float = LOCK_TIMEOUT, capacity: int = CAPACITY,
+                 quorum: Callable[[str], bool] | None = None) -> None:
         self.nodes = list(nodes)
+        self._quorum = quorum
+        self._was_quorate: dict[str, bool] = {}
+        self._version = dict.fromkeys(self.nodes, 0)
+        self._written = 0  # changes made anywhere (seeds included)
+        self._latest: tuple[int, dict[str, Entry]] | None = None
         self.lock_timeout = lock_timeout
         self.capacity = capacity
         self._lock = threading.RLock()
@@ -155,7 +166,7 @@ class Pmxcfs:
     def _serve(self, node: str, path: str, ready: threading.Event) -> None:
         try:
             fuse.FUSE(_Mount(self, node, ready), path, foreground=True, nothreads=False,
-                      fsname="pmxcfs")
+                      fsname="pmxcfs", auto_unmount=True)
         except Exception as exc:  # noqa: BLE001 - reported by mount()
             self._errors[node] = exc
 
@@ -173,6 +184,7 @@ class Pmxcfs:
         """Create a file (``data``) or directory (None), and missing parent directories,
         on every view at once, with no rule checked: the cluster's initial tree."""
         with self._lock:
+            self._written += 1
             now = int(time.time())
             parts = path.strip("/").split("/")
             for i in range(1, len(parts) + 1):
@@ -189,7 +201,14 @@ class Pmxcfs:
         forced = self._forced[node]
         if forced is not None:
             return forced
-        return 2 * len(self._partition[node]) > len(self.nodes)
+        if self._quorum is None:
+            return 2 * len(self._partition[node]) > len(self.nodes)
+        with self._lock:
+            now_q = bool(self._quorum(node))
+            if self._was_quorate.get(node, now_q) != now_q:
+                self._since[node] = time.monotonic()  # able to receive from now on
+            self._was_quorate[node] = now_q
+            return now_q
 
     def set_quorate(self, node: str, quorate: bool | None) -> None:
         """Force ``node``'s quorum on or off; None = follow the partitions."""
@@ -229,10 +248,75 @@ class Pmxcfs:
                 if self.quorate(n) and not before[n] and self._delay[n] is not None:
                     self._settle(n, force=True)  # resync on regaining quorum
 
+    # --- in-process access (the fake API's reads and writes, same rules as the mount) --
+
+    def version(self, node: str | None) -> int:
+        """Changes ``node``'s view has applied so far (None: changes made in the cluster);
+        a cache key for its readers."""
+        with self._lock:
+            if node is None:
+                return self._written
+            self._read(node)
+            return self._version[node]
+
+    def listdir(self, node: str | None, path: str) -> list[str]:
+        """Names in directory ``path`` of ``node``'s view (None: :meth:`latest`);
+        OSError ENOENT/ENOTDIR."""
+        with self._lock:
+            view = self._view(node)
+            if not _get(view, path).is_dir:
+                raise _err(errno.ENOTDIR)
+            return sorted(_children(view, path))
+
+    def read_file(self, node: str | None, path: str) -> bytes:
+        with self._lock:
+            entry = _get(self._view(node), path)
+            if entry.is_dir:
+                raise _err(errno.EISDIR)
+            return entry.data
+
+    def write_file(self, node: str, path: str, data: bytes) -> None:
+        """Create or replace the file's content, as one change."""
+        self._write(node, self._replace, path, data)
+
+    def rename(self, node: str, old: str, new: str) -> None:
+        self._write(node, self._rename, old, new)
+
+    def latest(self) -> dict[str, Entry]:
+        """The whole history applied: what a node with nothing queued would see (the
+        truth, and what is saved when the simulator stops)."""
+        with self._lock:
+            if self._latest is not None and self._latest[0] == self._written:
+                return self._latest[1]
+            node = self.nodes[0]
+            view = dict(self._views[node])
+            for _, patch in self._queue[node]:
+                for path, entry in patch:
+                    if entry is None:
+                        view.pop(path, None)
+                    else:
+                        view[path] = entry
+            self._latest = (self._written, view)
+            return view
+
+    def _view(self, node: str | None) -> dict[str, Entry]:
+        return self.latest() if node is None else self._read(node)
+
+    def describe(self, node: str) -> dict[str, Any]:
+        """The node's mount and faults, for ``sim ctl status``."""
+        with self._lock:
+            mount = self._mounts.get(node)
+            delay = self._delay[node]
+            return {"mount": mount[0] if mount else None, "quorate": self.quorate(node),
+                    "delay": "stopped" if delay is None else delay,
+                    "readonly": node in self._readonly, "full": node in self._full,
+                    "queued": len(self._queue[node])}
+
     # --- replication ---------------------------------------------------------------------
 
     def _apply(self, node: str, patch: Patch, at: float) -> None:
         view, seen = self._views[node], self._seen[node]
+        self._version[node] += 1
         for path, entry in patch:
             if entry is None:
                 view.pop(path, None)
@@ -265,6 +349,7 @@ class Pmxcfs:
             self._check_writable(node)
             self._settle(node, force=True)
             patch = op(node, self._views[node], *args)
+            self._written += 1
             now = time.monotonic()
             self._apply(node, patch, now)
             for other in self.nodes:
@@ -306,6 +391,17 @@ class Pmxcfs:
             new = old.data[:length].ljust(length, b"\0")
         self._check_space(node, view, len(old.data), len(new))
         return [(path, replace(old, data=new, mtime=max(old.mtime, int(time.time()))))]
+
+    def _replace(self, node: str, view: dict[str, Entry], path: str, data: bytes) -> Patch:
+        """The whole content of a file, created if missing."""
+        old = view.get(path)
+        if old is None:
+            _parent(view, path)
+        elif old.is_dir:
+            raise _err(errno.EISDIR)
+        self._check_space(node, view, len(old.data) if old else 0, len(data))
+        mtime = max(old.mtime if old else 0, int(time.time()))
+        return [(path, Entry(False, data, mtime, old.writer if old else node))]
 
     def _remove(self, node: str, view: dict[str, Entry], path: str, is_dir: bool) -> Patch:
         """rmdir or unlink."""

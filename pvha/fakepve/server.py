@@ -35,11 +35,15 @@ from pvha.fakepve.api import Api
 from pvha.fakepve.auth import Auth
 from pvha.fakepve.cluster import Cluster, Node, Timing
 from pvha.fakepve.faults import REASONS, Faults
+from pvha.fakepve.tree import DirTree, Tree, ViewTree
 from pvha.fakepve.watchdog import NodeWatchdogs
 from pvha.fakepve.wire import Reply
 
 log = logging.getLogger("pvha.fakepve")
 PREFIX = "/api2/json"
+CFS_DELAY = 0.05
+"""Default seconds before a cfs change made on one node shows on the others: corosync's
+delivery and pmxcfs's apply on a loaded LAN cluster (tens of milliseconds)."""
 BMC_MARK = "# written by pvha sim serve --bmc"
 _HINTS = {errno.EADDRNOTAVAIL: " (each node needs its own loopback address; Linux routes "
                                "127.0.0.0/8 to lo, other systems need aliases or --first-ip)",
@@ -222,7 +226,7 @@ class FakePve:
     def __init__(self, state_dir: Path, *, nodes: int = 3, guests: int = 4,
                  ha_guests: int | None = None, port: int = 0, first_ip: str = "127.0.0.11",
                  timing: Timing | None = None, cluster_name: str = "pvha-sim",
-                 bmc: str | None = None) -> None:
+                 bmc: str | None = None, cfs_delay: float = CFS_DELAY) -> None:
         if not 1 <= nodes <= 32 or guests < 0:
             raise ValueError("nodes must be 1..32 and guests >= 0")
         try:
@@ -244,6 +248,11 @@ class FakePve:
         if bmc is not None and bmc not in ("ipmi", "redfish"):
             raise ValueError("--bmc must be ipmi or redfish")
         self.bmc_kind = bmc
+        if cfs_delay < 0:
+            raise ValueError("--cfs-delay must be >= 0")
+        self.cfs_delay = cfs_delay
+        self.pmxcfs: Any = None  # pvha.fakepve.pmxcfs.Pmxcfs when the mounts are up
+        self.cfs_notice: str | None = None  # why there are no mounts (one line)
         self.bmcs: Any = None  # pvha.fakepve.bmc.BmcFarm with --bmc
         self.servers: dict[str, NodeServer] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -258,6 +267,10 @@ class FakePve:
     @property
     def hosts(self) -> list[str]:
         return list(self.ips)
+
+    def cfs_root(self, node: str = "node1") -> Path:
+        """``node``'s /etc/pve: its pmxcfs mount (the plain directory without FUSE)."""
+        return self.cluster.tree.root(node)
 
     def address(self, node: str) -> tuple[str, int]:
         return self.ips[self.names.index(node)], self.port
@@ -275,7 +288,7 @@ class FakePve:
         layout.make_cfs(cfs, self.names, self.guests, self.ha_guests)
         now = time.time()
         nodes = [Node(n, i + 1, ip, now) for i, (n, ip) in enumerate(zip(self.names, self.ips))]
-        self.cluster = Cluster(cfs, nodes, self.timing, self.cluster_name)
+        self.cluster = Cluster(self._mount_cfs(cfs), nodes, self.timing, self.cluster_name)
         self.auth = Auth()
         self.auth.add_token(layout.TOKEN_USER, layout.TOKEN_ID,
                             layout.read_or_make_secret(self.state / "token", make=False))
@@ -292,9 +305,31 @@ class FakePve:
                                        self._watchdog_reset).start()
         self.cluster.power_hooks.append(self._on_power)
         self.cluster.scheduler.start()
-        self._start_bmcs(cfs, (ca, cert, key))
-        self.env_path = layout.write_env(self.state, self.ips, self.port)
+        self._start_bmcs(self.cfs_root(), (ca, cert, key))
+        self.env_path = layout.write_env(self.state, self.ips, self.port, self.cfs_root())
         return self
+
+    def _mount_cfs(self, backing: Path) -> Tree:
+        """One pmxcfs mount per node at ``nodes/NODE/pve``, seeded from ``backing`` (the
+        saved tree, as pmxcfs's config.db); where FUSE cannot be used, ``backing`` itself
+        as the one directory every node shares, and a one-line ``cfs_notice``."""
+        try:
+            from pvha.fakepve.pmxcfs import Pmxcfs
+
+            store = Pmxcfs(self.names, self.cfs_delay,
+                           quorum=lambda n: self.cluster.quorate(n))
+            layout.seed_pmxcfs(store, backing)
+            mounts = {n: store.mount(n, self.state / "nodes" / n / "pve") for n in self.names}
+        except Exception as exc:  # noqa: BLE001 - no FUSE here: say so, use the directory
+            if "store" in locals():
+                store.unmount_all()
+            self.cfs_notice = (f"pmxcfs mounts unavailable ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
+                               f"every node shares the plain directory {backing}")
+            log.warning("%s", self.cfs_notice)
+            return DirTree(backing)
+        self.pmxcfs = store
+        return ViewTree(store, mounts)
 
     def _start_bmcs(self, cfs: Path, cert: tuple[Path, Path, Path]) -> None:
         """With ``--bmc``: one BMC per node and a fence.cfg for them; without: remove a
@@ -404,6 +439,10 @@ class FakePve:
             self.watchdogs.stop()
         if hasattr(self, "cluster"):
             self.cluster.scheduler.stop()
+        if self.pmxcfs is not None:
+            layout.save_pmxcfs(self.pmxcfs, self.state / "cfs")
+            self.pmxcfs.unmount_all()
+            self.pmxcfs = None
         fd = self._lock_fd
         if fd is not None:
             self._lock_fd = None

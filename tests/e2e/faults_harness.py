@@ -388,7 +388,7 @@ class Trial:
             f'[api]\nhosts = [{hosts}]\nport = {fp.port}\nuser = "root@pam"\n'
             f'token_name = "pvha"\ntoken_secret_file = "{fp.state / "token"}"\n'
             f'ca_file = "{fp.state / "ca.pem"}"\nconnect_timeout = 2\nattempts = 2\n'
-            f'task_timeout = 20\n\n[cfs]\nroot = "{fp.state / "cfs"}"\n\n[watch]\n'
+            f'task_timeout = 20\n\n[cfs]\nroot = "{fp.cfs_root()}"\n\n[watch]\n'
             f"round_interval = 1\nfence_delay = 3\nfence_timeout = 3\n"
             f"lock_lifetime = {lifetime}\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PVHA_")}
@@ -433,7 +433,7 @@ class Trial:
                 # [cfs] root that pvha watch uses: a finding of its own, told once
                 self.mon.notes["pvha status ignores the settings file's [cfs] root "
                                "(looked for /etc/pvha)"] += 1
-                env["PVHA_CFS_ROOT"] = str(self.fp.state / "cfs")
+                env["PVHA_CFS_ROOT"] = str(self.fp.cfs_root())
                 continue
             time.sleep(1.0)
         assert res is not None
@@ -447,7 +447,7 @@ class Trial:
         found is aged past that and one ``pvha watch --once`` round runs; one that
         survives it is a violation (it would stay forever), one swept is a note. Lock
         directories left after the watchers stopped are notes."""
-        cfs = self.fp.state / "cfs"
+        cfs = self.fp.cfs_root()
         temps = self._temp_files(cfs)
         if temps:
             old = time.time() - 3600

@@ -76,7 +76,7 @@ class Monitor:
     def __init__(self, fake: Any, config_dir: Path, interval: float = 0.05) -> None:
         self.fake = fake
         self.config_dir = config_dir
-        self.nodes_dir = fake.state / "cfs" / "nodes"
+        self.nodes_dir = fake.cfs_root() / "nodes"
         self.interval = interval
         self.t0 = time.monotonic()
         self.failed: set[str] = set()  # nodes the bench failed (power, network)

@@ -89,7 +89,7 @@ class E2E:
         self.fp = fp
         self.tmp = tmp
         self.watchers: list[Watch] = []
-        self.config_dir = fp.state / "cfs" / "pvha"
+        self.config_dir = fp.cfs_root() / "pvha"
 
     def env(self, *, hosts: list[str] | None = None, ticket: bool = False,
             **extra: str) -> dict[str, str]:
@@ -101,7 +101,7 @@ class E2E:
         env.update({
             "PVHA_HOSTS": ",".join(hosts or fp.hosts), "PVHA_PORT": str(fp.port),
             "PVHA_USER": "root@pam", "PVHA_CA_FILE": str(fp.state / "ca.pem"),
-            "PVHA_CFS_ROOT": str(fp.state / "cfs"), "PVHA_CONFIG_DIR": str(self.config_dir),
+            "PVHA_CFS_ROOT": str(fp.cfs_root()), "PVHA_CONFIG_DIR": str(self.config_dir),
             "PVHA_SETTINGS": str(settings), "PVHA_ROUND_INTERVAL": ROUND,
             "PVHA_FENCE_DELAY": FENCE_DELAY, "PVHA_ATTEMPTS": "2",
             "PVHA_CONNECT_TIMEOUT": "2", "PVHA_TASK_TIMEOUT": "20", "PYTHONUNBUFFERED": "1",

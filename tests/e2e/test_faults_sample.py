@@ -58,7 +58,7 @@ def test_the_monitor_catches_each_violation(fake: FakePve) -> None:
     """Negative control: what a broken watcher would do, done by hand."""
     e2e = E2E(fake, fake.state.parent)
     mon = Monitor(fake, e2e.config_dir).start()
-    nodes = fake.state / "cfs" / "nodes"
+    nodes = fake.cfs_root() / "nodes"
     try:
         with fake.cluster.lock:  # a guest running twice
             fake.cluster.rt(100).running.add("node3")

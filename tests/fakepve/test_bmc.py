@@ -36,7 +36,7 @@ def _ipmi_parts() -> None:
 
 
 def _fence_cfg(fp: FakePve) -> Path:
-    return fp.state / "cfs" / "pvha" / "fence.cfg"
+    return fp.cfs_root() / "pvha" / "fence.cfg"
 
 
 def _node2_guests(fp: FakePve) -> list[str]:
@@ -138,7 +138,7 @@ def test_sim_serve_cli_with_ipmi_bmcs(tmp_path_factory: pytest.TempPathFactory) 
             time.sleep(0.05)
         assert send(state, "status")["bmc"]["kind"] == "ipmi"
         send(state, "network node2 off")
-        config = load_fence_config(state / "cfs/pvha/fence.cfg")
+        config = load_fence_config(state / "nodes/node1/pve/pvha/fence.cfg")
         assert Fencer(config, policy=POLICY).fence("node2").ok
         assert send(state, "status")["nodes"]["node2"]["power"] == "off"
         proc.send_signal(signal.SIGTERM)

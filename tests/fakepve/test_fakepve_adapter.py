@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
 
 from fakepve_helpers import ctl
 
 from pvha.adapters.cfs import ClusterFs
 from pvha.adapters.pve_api import PveApi
 from pvha.config.resources import parse_resources_text
+from pvha.errors import ApiPermanentError, StoreError
 from pvha.fakepve.server import FakePve
 from pvha.ports import GuestRef, TaskStatus
 from pvha.settings import load_settings
+
+T = TypeVar("T")
 
 
 def done(api: PveApi, upid: str, limit: float = 20.0) -> TaskStatus:
@@ -35,12 +42,24 @@ def env_of(path: Path) -> dict[str, str]:
     return env
 
 
+def _visible(call: Callable[[], T], limit: float = 5.0) -> T:
+    """``call()`` once the answering node sees the config ("does not exist" until then)."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return call()
+        except ApiPermanentError as err:
+            if "does not exist" not in str(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+
+
 def test_env_file_points_pvha_at_the_fake(fake: FakePve) -> None:
     env = env_of(fake.state / "env")
     settings = load_settings(env=env)
     assert settings.api.hosts == tuple(fake.hosts) and settings.api.port == fake.port
     assert settings.api.uses_token and settings.api.ca_file == fake.state / "ca.pem"
-    assert settings.cfs.root == fake.state / "cfs"
+    assert settings.cfs.root == fake.cfs_root()
     secret = (fake.state / "token").read_text().strip()
     assert (fake.state / "token").stat().st_mode & 0o077 == 0
     assert secret not in (fake.state / "env").read_text()
@@ -68,7 +87,8 @@ def test_adapter_snapshot_start_migrate(fake: FakePve) -> None:
     assert api.guest_status(ref).status == "stopped"
     assert done(api, api.post_start(ref)).ok
     assert done(api, api.post_migrate(ref, "node2", online=True)).ok
-    assert api.guest_status(GuestRef("qemu", 100, "node2")).status == "running"
+    # node1 renamed the config; node2 answers once pmxcfs has delivered the rename there
+    assert _visible(lambda: api.guest_status(GuestRef("qemu", 100, "node2"))).status == "running"
     lxc = GuestRef("lxc", 102, "node3")
     assert done(api, api.post_migrate(lxc, "node1", online=True)).ok  # restart mode
     assert api.node_status("node3").memory_total > 0
@@ -82,7 +102,9 @@ def test_adapter_sees_dead_node_and_recovers_by_steal(fake: FakePve) -> None:
     assert snap.api_host != fake.hosts[0]
     g = {g.vmid: g for g in snap.resources.guests}
     assert g[100].status == "running" and g[100].status_stale  # stale, node offline
-    cfs = ClusterFs(settings.cfs.root)
+    with pytest.raises(StoreError, match="Permission denied"):  # node1's cfs: no quorum
+        ClusterFs(settings.cfs.root).steal_guest_config("qemu", 100, "node1", "node2")
+    cfs = ClusterFs(fake.cfs_root("node2"))  # the manager runs on a live node
     assert cfs.steal_guest_config("qemu", 100, "node1", "node2")
     assert done(api, api.post_start(GuestRef("qemu", 100, "node2"))).ok
     assert fake.cluster.truth()["guests"]["100"]["running_on"] == ["node2"]

@@ -51,7 +51,7 @@ def test_serve_and_ctl(served) -> None:  # type: ignore[no-untyped-def]
     truth = json.loads(result.stdout)
     assert sorted(truth["nodes"]) == ["node1", "node2", "node3"]
     assert sorted(truth["guests"]) == ["100", "101", "102"]
-    text = (state / "cfs/pvha/resources.cfg").read_text()
+    text = (state / "nodes/node1/pve/pvha/resources.cfg").read_text()
     assert "vm: 100" in text and "vm: 101" in text and "102" not in text
     env_before = (state / "env").read_text()
     second = subprocess.run([sys.executable, "-m", "pvha.cli.sim_serve", "serve",
@@ -81,6 +81,7 @@ def test_state_dir_is_reused(served, tmp_path: Path) -> None:  # type: ignore[no
     proc.communicate(timeout=15)
     ca = (state / "ca.pem").read_bytes()
     token = (state / "token").read_text()
+    # stopped: the tree is saved in DIR/cfs (pmxcfs's config.db) and loaded from there
     (state / "cfs/nodes/node1/qemu-server/100.conf").rename(
         state / "cfs/nodes/node3/qemu-server/100.conf")
     fp = start_fake(state)

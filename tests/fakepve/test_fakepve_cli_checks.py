@@ -32,7 +32,7 @@ def _env(fp: FakePve, tmp: Path, **extra: str) -> dict[str, str]:
         "PVHA_HOSTS": ",".join(fp.hosts), "PVHA_PORT": str(fp.port), "PVHA_USER": "root@pam",
         "PVHA_TOKEN_NAME": "pvha", "PVHA_TOKEN_SECRET_FILE": str(fp.state / "token"),
         "PVHA_CA_FILE": str(fp.state / "ca.pem"), "PVHA_SETTINGS": str(settings),
-        "PVHA_CONFIG_DIR": str(fp.state / "cfs" / "pvha"), "PVHA_ATTEMPTS": "1",
+        "PVHA_CONFIG_DIR": str(fp.cfs_root() / "pvha"), "PVHA_ATTEMPTS": "1",
         "PVHA_CONNECT_TIMEOUT": "2", "COLUMNS": "120",
     }
     env.update(extra)
@@ -55,7 +55,7 @@ def _runner(fp: FakePve, tmp: Path, monkeypatch: pytest.MonkeyPatch, **extra: st
 
 
 def _files(fp: FakePve) -> dict[str, bytes]:
-    d = fp.state / "cfs" / "pvha"
+    d = fp.cfs_root() / "pvha"
     return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()
             and p.name != ".pvha.lock"}
 
@@ -75,7 +75,7 @@ def test_add_checks_the_guest_in_the_cluster(fake_factory: Callable[..., FakePve
                                              tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     fp = fake_factory(guests=5, ha_guests=2)  # 100 101 103 104 qemu, 102 lxc; 100, 101 HA
-    conf = fp.state / "cfs/nodes/node2/qemu-server/104.conf"
+    conf = fp.cfs_root() / "nodes/node2/qemu-server/104.conf"
     conf.write_text(conf.read_text() + "template: 1\n")
     pvha = _runner(fp, tmp_path, monkeypatch)
     before = _files(fp)
@@ -91,14 +91,14 @@ def test_add_checks_the_guest_in_the_cluster(fake_factory: Callable[..., FakePve
     assert _files(fp) == before
     assert _ok(pvha("add", "102", "--state", "stopped")).output == ""
     assert _ok(pvha("add", "103")).output == ""
-    text = (fp.state / "cfs/pvha/resources.cfg").read_text()
+    text = (fp.cfs_root() / "pvha/resources.cfg").read_text()
     assert text.endswith("vm: 101\n\tstate started\n\nct: 102\n\tstate stopped\n\nvm: 103\n\n")
 
 
 def test_move_to_an_offline_or_unknown_node_is_refused(fake: FakePve, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pvha = _runner(fake, tmp_path, monkeypatch)
-    queue = fake.state / "cfs/pvha/crm_commands"
+    queue = fake.cfs_root() / "pvha/crm_commands"
     _refused(pvha("migrate", "vm:100", "node9"), "no such cluster node 'node9'")
     ctl(fake, "power node2 off")
     for cmd, task in ((["migrate"], "migrate"), (["relocate"], "relocate"),
@@ -129,7 +129,7 @@ def test_affinity_partners_are_located_through_the_api(fake: FakePve, tmp_path: 
     assert result.stdout == ("also migrate resource 'vm:103' in positive affinity with"
                              " resource 'vm:100' to target node 'node3'\n")
     assert result.stderr == ""
-    assert (fake.state / "cfs/pvha/crm_commands").read_text() == "migrate vm:100 node3\n"
+    assert (fake.cfs_root() / "pvha/crm_commands").read_text() == "migrate vm:100 node3\n"
 
 
 def test_rules_are_checked_against_the_cluster_nodes(fake: FakePve, tmp_path: Path,

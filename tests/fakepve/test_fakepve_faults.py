@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from fakepve_helpers import ctl, ticket_client, token_client, wait_task
+from fakepve_helpers import ctl, ticket_client, token_client, wait_for, wait_task
 from proxmoxer.core import ResourceException
 
 from pvha.fakepve.ctl import CtlError, CtlServer, send
@@ -111,10 +111,11 @@ def test_qemu_io_error_and_templates(fake: FakePve) -> None:
     with pytest.raises(CtlError):
         ctl(fake, "guest 102 template")  # running
     wait_task(px, "node3", ct.status.stop.post())
-    ctl(fake, "guest 102 template")
-    rows = {r["vmid"]: r for r in px.cluster.resources.get(type="vm")}
-    assert rows[102]["template"] == 1 and rows[100]["template"] == 0
-    assert "template: 1" in fake.cluster.config(102).path.read_text()
+    ctl(fake, "guest 102 template")  # qm template on node3: node1 sees it after the delay
+    rows = wait_for(lambda: (r := {r["vmid"]: r for r in px.cluster.resources.get(type="vm")})
+                    [102]["template"] == 1 and r)
+    assert rows[100]["template"] == 0
+    assert b"template: 1" in fake.cluster.config(102).data
 
 
 def test_guests_pve_own_ha_manages(fake: FakePve) -> None:

@@ -91,7 +91,7 @@ def fenced_cluster(fake_factory: Callable[..., FakePve]) -> Iterator[tuple[FakeP
 
 def _states(fp: FakePve) -> dict[str, str]:
     try:
-        ms = json.loads((fp.state / "cfs" / "pvha" / "manager_status").read_text())
+        ms = json.loads((fp.cfs_root() / "pvha" / "manager_status").read_text())
     except (OSError, ValueError):
         return {}
     return {sid: sd["state"] for sid, sd in (ms.get("service_status") or {}).items()}

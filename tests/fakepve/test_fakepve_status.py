@@ -36,12 +36,12 @@ class Cluster:
 
     def __init__(self, fp: FakePve, tmp: Path) -> None:
         self.fp = fp
-        self.config_dir = fp.state / "cfs" / "pvha"
+        self.config_dir = fp.cfs_root() / "pvha"
         settings = tmp / "empty-settings.toml"
         settings.touch()
         self.env = {
             "PVHA_HOSTS": fp.hosts[0], "PVHA_PORT": str(fp.port), "PVHA_USER": "root@pam",
-            "PVHA_CA_FILE": str(fp.state / "ca.pem"), "PVHA_CFS_ROOT": str(fp.state / "cfs"),
+            "PVHA_CA_FILE": str(fp.state / "ca.pem"), "PVHA_CFS_ROOT": str(fp.cfs_root()),
             "PVHA_CONFIG_DIR": str(self.config_dir), "PVHA_SETTINGS": str(settings),
             "PVHA_TOKEN_NAME": "pvha", "PVHA_TOKEN_SECRET_FILE": str(fp.state / "token"),
             "PVHA_ROUND_INTERVAL": "1", "PVHA_ATTEMPTS": "1", "PVHA_CONNECT_TIMEOUT": "2",

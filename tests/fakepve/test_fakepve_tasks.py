@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
-from fakepve_helpers import ctl, token_client, wait_task
+from fakepve_helpers import ctl, token_client, wait_for, wait_task
 from proxmoxer.core import ResourceException
 from proxmoxer.tools import Tasks
 
@@ -66,8 +69,8 @@ def test_start_errors_like_pve(fake: FakePve) -> None:
 
 def test_migrate_moves_config_file(fake: FakePve) -> None:
     px = token_client(fake)
-    src = fake.state / "cfs/nodes/node1/qemu-server/100.conf"
-    dst = fake.state / "cfs/nodes/node2/qemu-server/100.conf"
+    src = fake.cfs_root() / "nodes/node1/qemu-server/100.conf"
+    dst = fake.cfs_root() / "nodes/node2/qemu-server/100.conf"
     with pytest.raises(ResourceException) as err:
         px.nodes("node1").qemu(100).migrate.post(target="node2")
     assert err.value.content == "can't migrate running VM without --online"
@@ -79,8 +82,9 @@ def test_migrate_moves_config_file(fake: FakePve) -> None:
     assert next(g for g in res if g["vmid"] == 100).get("lock") == "migrate"
     assert src.exists() and not dst.exists()  # the config moves at the end
     assert wait_task(px, "node1", upid)["exitstatus"] == "OK"
-    assert dst.exists() and not src.exists()
-    cur = px.nodes("node2").qemu(100).status.current.get()
+    assert dst.exists() and not src.exists()  # node1 made the rename: seen there at once
+    # node2 sees it once pmxcfs delivers it there
+    cur = wait_for(lambda: _or_none(px.nodes("node2").qemu(100).status.current.get))
     assert (cur["status"], cur["qmpstatus"], cur["ha"]) == ("running", "running", {"managed": 0})
     assert fake.cluster.truth()["guests"]["100"]["running_on"] == ["node2"]
 
@@ -92,7 +96,8 @@ def test_lxc_restart_migration(fake: FakePve) -> None:
     assert "without --online or --restart" in err.value.content
     upid = px.nodes("node3").lxc(102).migrate.post(target="node1", restart=1)
     assert wait_task(px, "node3", upid)["exitstatus"] == "OK"
-    assert (fake.state / "cfs/nodes/node1/lxc/102.conf").exists()
+    assert (fake.cfs_root("node3") / "nodes/node1/lxc/102.conf").exists()  # done on node3
+    wait_for((fake.cfs_root("node1") / "nodes/node1/lxc/102.conf").exists)  # node1 later
     assert px.nodes("node1").lxc(102).status.current.get()["status"] == "running"
 
 
@@ -104,15 +109,15 @@ def test_migrate_to_dead_target_fails_in_task(fake: FakePve) -> None:
     assert final["exitstatus"] == "migration aborted"
     log = [line["t"] for line in px.nodes("node1").tasks(upid).log.get()]
     assert "Can't connect to destination address using public key" in log[-2]
-    assert (fake.state / "cfs/nodes/node1/qemu-server/100.conf").exists()
+    assert (fake.cfs_root() / "nodes/node1/qemu-server/100.conf").exists()
 
 
-def test_config_steal_is_seen_at_once(fake: FakePve) -> None:
+def test_config_steal_is_seen_at_once_by_the_node_that_made_it(fake: FakePve) -> None:
     """pvha's recovery renames the config in the cfs; the API follows the file."""
     px = token_client(fake)
     ctl(fake, "power node2 off")
-    src = fake.state / "cfs/nodes/node2/qemu-server/101.conf"
-    src.rename(fake.state / "cfs/nodes/node1/qemu-server/101.conf")
+    src = fake.cfs_root() / "nodes/node2/qemu-server/101.conf"
+    src.rename(fake.cfs_root() / "nodes/node1/qemu-server/101.conf")
     g = next(g for g in px.cluster.resources.get(type="vm") if g["vmid"] == 101)
     assert (g["node"], g["status"]) == ("node1", "stopped")
     wait_task(px, "node1", px.nodes("node1").qemu(101).status.start.post())
@@ -145,9 +150,18 @@ def test_locks_like_pve(fake: FakePve) -> None:
     ctl(fake, "guest 102 unlock")
     res = {g["vmid"]: g for g in px.cluster.resources.get(type="vm")}
     assert res[100]["lock"] == "backup" and "lock" not in res[102]
-    # a lock written in the config file counts too
-    conf = fake.state / "cfs/nodes/node2/qemu-server/101.conf"
+    # a lock written in the config file counts too (written on node2, whose API answers)
+    conf = fake.cfs_root("node2") / "nodes/node2/qemu-server/101.conf"
     conf.write_text(conf.read_text() + "lock: migrate\n")
     with pytest.raises(ResourceException) as err:
         px.nodes("node2").qemu(101).migrate.post(target="node1", online=1)
     assert err.value.content == "VM is locked (migrate)"
+
+
+def _or_none(get: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """``get()``, or None while the answering node does not see the config yet."""
+    try:
+        return get()
+    except ResourceException as err:
+        assert "does not exist" in err.content, err.content
+        return None
