@@ -53,6 +53,13 @@ def serve(
         "--watchdog-timeout", min=0.1,
         help="Seconds a client of a node's watchdog-mux socket (STATE_DIR/nodes/NODE/"
              "watchdog-mux.sock) may go unfed before the node resets.")] = 60.0,
+    cfs_delay: Annotated[float, typer.Option(
+        "--cfs-delay", min=0, max=3600,
+        help="Seconds before a change to one node's pmxcfs mount (STATE_DIR/nodes/NODE/pve) "
+             "shows on the others.")] = 0.05,  # pvha.fakepve.server.CFS_DELAY
+    cfs_lock_timeout: Annotated[float, typer.Option(
+        "--cfs-lock-timeout", min=0.1,
+        help="Seconds an unrenewed pmxcfs lock lives (PVE: 120).")] = 120.0,
     bmc: Annotated[str | None, typer.Option(
         "--bmc", help="One BMC emulator per node (ipmi|redfish), wired to its power; "
         "writes cfs/pvha/fence.cfg.")] = None,
@@ -66,9 +73,9 @@ def serve(
                     proxy_delay=proxy_delay, stale_seconds=stale_seconds,
                     rrd_interval=rrd_interval, auth_fail_delay=auth_fail_delay,
                     reboot_seconds=reboot_seconds, membership_delay=membership_delay,
-                    watchdog_seconds=watchdog_timeout)
+                    watchdog_seconds=watchdog_timeout, cfs_lock_seconds=cfs_lock_timeout)
     fake = FakePve(state_dir, nodes=nodes, guests=guests, ha_guests=ha_guests, port=port,
-                   first_ip=first_ip, timing=timing, bmc=bmc)
+                   first_ip=first_ip, timing=timing, bmc=bmc, cfs_delay=cfs_delay)
     stop = threading.Event()
     ctl: CtlServer | None = None
     try:
@@ -98,6 +105,11 @@ def _announce(fake: Any) -> None:
     for name in fake.names:
         ip, port = fake.address(name)
         typer.echo(f"  {name}: https://{ip}:{port}/api2/json", err=True)
+    if fake.cfs_notice is not None:
+        typer.echo(f"pvha sim serve: {fake.cfs_notice}", err=True)
+    else:
+        typer.echo(f"  cfs: one pmxcfs mount per node at {fake.state}/nodes/NODE/pve, "
+                   f"changes reach the other nodes after {fake.cfs_delay:g} s", err=True)
     if fake.bmcs is not None:
         for name, (ip, port) in sorted(fake.bmcs.endpoints.items()):
             typer.echo(f"  {name} BMC ({fake.bmcs.kind}): {ip}:{port}", err=True)
@@ -124,6 +136,8 @@ def ctl(
     latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
     bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)
+    cfs NODE delay SECONDS|stop|resume   (cfs propagation to NODE; resume: --cfs-delay)
+    cfs NODE readonly on|off             cfs NODE full on|off (EROFS / ENOSPC)
     status                  (the cluster's truth as JSON)
     requests [reset]        (API requests handled, by method and path template)
     """

@@ -60,6 +60,7 @@ class Timing:
     reboot_seconds: float = 5.0
     membership_delay: float = 0.0  # corosync token timeout: a lost node stays a member
     watchdog_seconds: float = 60.0  # watchdog-mux's client timeout: unfed, the node resets
+    cfs_lock_seconds: float = 120.0  # pmxcfs's lock expiry (CFS_LOCK_TIMEOUT)
 
 
 @dataclass

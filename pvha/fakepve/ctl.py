@@ -18,6 +18,10 @@ part, plus fault injection):
     expire-tickets           clear-faults              status
     requests [reset]         (request counts by method and path template; reset zeroes them)
     bmc NODE fail|work       (with --bmc: the node's BMC stops / starts answering)
+    cfs NODE delay SECONDS|stop|resume   (cfs changes reach NODE after SECONDS / never
+                             until resumed / after the --cfs-delay again)
+    cfs NODE readonly on|off  (writes on NODE's mount fail with EROFS)
+    cfs NODE full on|off     (writes that need space on NODE's mount fail with ENOSPC)
 
 ``partition`` puts each comma-separated group in its own network segment (nodes not
 named share another one); nodes in different segments neither see nor reach each other.
@@ -190,6 +194,28 @@ def _bmc(fake: FakePve, a: list[str]) -> Any:
     fake.bmcs.set_working(_node(fake, a[0]), a[1] == "work")
 
 
+def _cfs(fake: FakePve, a: list[str]) -> Any:
+    store = fake.pmxcfs
+    if store is None:
+        raise CtlError(f"no pmxcfs mounts: {fake.cfs_notice or 'the simulator is stopping'}")
+    node, what = _node(fake, a[0]), a[1]
+    if what in ("stop", "resume") and len(a) == 2:
+        return store.set_delay(node, None if what == "stop" else fake.cfs_delay)
+    if what == "delay" and len(a) == 3:
+        try:
+            seconds = float(a[2])
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds <= 3600:
+            raise CtlError(f"SECONDS must be 0..3600, got '{a[2]}'")
+        return store.set_delay(node, seconds)
+    if what in ("readonly", "full") and len(a) == 3:
+        on = _on_off(a[2])
+        return store.set_readonly(node, on) if what == "readonly" else store.fill(node, on)
+    raise CtlError("expected: cfs NODE delay SECONDS|stop|resume, cfs NODE readonly on|off, "
+                   "cfs NODE full on|off")
+
+
 def _status(fake: FakePve, a: list[str]) -> Any:
     truth = fake.cluster.truth()
     for name, info in truth["nodes"].items():
@@ -197,6 +223,11 @@ def _status(fake: FakePve, a: list[str]) -> Any:
     truth["faults"] = fake.faults.describe()
     for name, wd in fake.watchdogs.state().items():
         truth["nodes"][name]["watchdog"] = {**wd, "socket": str(fake.watchdogs.muxes[name].path)}
+    for name in truth["nodes"]:
+        truth["nodes"][name]["cfs"] = (
+            fake.pmxcfs.describe(name) if fake.pmxcfs is not None
+            else {"mount": None, "shared_dir": str(fake.cfs_root(name)),
+                  "notice": fake.cfs_notice})
     if fake.bmcs is not None:
         truth["bmc"] = fake.bmcs.describe()
     return truth
@@ -216,6 +247,7 @@ _COMMANDS: dict[str, tuple[tuple[int, int], Callable[[FakePve, list[str]], Any]]
     "shutdown": ((1, 1), _shutdown),
     "guest": ((2, 3), _guest),
     "bmc": ((2, 2), _bmc),
+    "cfs": ((2, 3), _cfs),
     "latency": ((1, 2), _latency),
     "fail5xx": ((1, 3), _fail),
     "drop": ((1, 2), _drop),

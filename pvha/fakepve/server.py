@@ -317,6 +317,7 @@ class FakePve:
             from pvha.fakepve.pmxcfs import Pmxcfs
 
             store = Pmxcfs(self.names, self.cfs_delay,
+                           lock_timeout=self.timing.cfs_lock_seconds,
                            quorum=lambda n: self.cluster.quorate(n))
             layout.seed_pmxcfs(store, backing)
             mounts = {n: store.mount(n, self.state / "nodes" / n / "pve") for n in self.names}

@@ -99,7 +99,9 @@ class Trial:
         bmc = self.plan.get("variant") == "bmc" or bool(self.plan.get("with_bmc"))
         error = None
         try:
-            self.fp = FakePve(self.dir / "d", nodes=3, guests=6, timing=Timing(**FAST),
+            # pmxcfs enforces the lock lifetime: the fake's matches the watchers' setting
+            timing = Timing(**FAST, cfs_lock_seconds=float(self.plan.get("lock_lifetime", 120)))
+            self.fp = FakePve(self.dir / "d", nodes=3, guests=6, timing=timing,
                               bmc="ipmi" if bmc else None).start()
             self.e2e = E2E(self.fp, self.dir)
             self.mon = Monitor(self.fp, self.e2e.config_dir).start()

@@ -8,7 +8,6 @@ something. The whole file runs in about two and a half minutes. The figures, ove
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,10 +81,13 @@ def test_the_monitor_catches_each_violation(fake: FakePve) -> None:
         e2e.api().nodes("node3").lxc(105).migrate.post(target="node1", restart=1)
         wait_for(lambda: any(m["by"] == "migration" for m in mon.moves), 10, 0.05, "migration")
         # a config lost for a while, one duplicated
-        shutil.move(nodes / "node3/lxc/102.conf", fake.state / "102.conf")
+        lost = nodes / "node3/lxc/102.conf"
+        data = lost.read_bytes()
+        lost.unlink()
         time.sleep(0.4)
-        shutil.move(fake.state / "102.conf", nodes / "node3/lxc/102.conf")
-        shutil.copy(nodes / "node1/qemu-server/100.conf", nodes / "node3/qemu-server/100.conf")
+        lost.write_bytes(data)
+        (nodes / "node3/qemu-server/100.conf").write_bytes(
+            (nodes / "node1/qemu-server/100.conf").read_bytes())
         time.sleep(0.4)
         os.unlink(nodes / "node3/qemu-server/100.conf")
         # a torn manager status naming a healthy node in fence; an empty lrm status
