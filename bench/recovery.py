@@ -171,7 +171,7 @@ def real_run(workdir: Path) -> dict[str, float]:
 
 def _manager_status(fake: Any) -> dict[str, Any]:
     try:
-        return json.loads((fake.state / "cfs/pvha/manager_status").read_text())
+        return json.loads((fake.cfs_root() / "pvha/manager_status").read_text())
     except (OSError, ValueError):
         return {}
 
@@ -195,7 +195,7 @@ def migration_run(workdir: Path) -> float:
         vmid = min(v for v, c in fake.cluster.configs().items() if c.node == "node1")
         env = {k: v for k, v in os.environ.items() if not k.startswith("PVHA_")}
         env["PVHA_SETTINGS"] = str(fake.state / "settings.toml")
-        env["PVHA_CONFIG_DIR"] = str(fake.state / "cfs/pvha")
+        env["PVHA_CONFIG_DIR"] = str(fake.cfs_root() / "pvha")
         subprocess.run([sys.executable, "-m", "pvha", "migrate", f"vm:{vmid}", "node3"],
                        env=env, cwd=REPO, check=True, capture_output=True)
         _wait(lambda: fake.cluster.rt(vmid).lock == "migrate", 60, "the migration running")

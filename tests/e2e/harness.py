@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from proxmoxer import ProxmoxAPI
+from proxmoxer.core import ResourceException
 
 from pvha.fakepve.cluster import Timing
 from pvha.fakepve.ctl import execute
@@ -146,7 +147,12 @@ class E2E:
             owner = r["node"]
             if self.truth()["nodes"][owner]["power"] != "on":
                 continue
-            cur = api.nodes(owner).__getattr__(r["type"])(r["vmid"]).status.current.get()
+            try:
+                cur = api.nodes(owner).__getattr__(r["type"])(r["vmid"]).status.current.get()
+            except ResourceException as err:
+                if "does not exist" in str(err):  # moved, not yet seen by the owner's mount
+                    continue
+                raise
             if cur["status"] == "running":
                 out[int(r["vmid"])] = owner
         return out

@@ -128,6 +128,7 @@ def test_e2e_two_watchers_exactly_one_acts(e2e: E2E) -> None:
 @pytest.mark.parametrize("kill_after", [0.0, 0.4, 1.5])
 def test_e2e_safety_rule4_kill9_then_restart_resumes(e2e: E2E, kill_after: float) -> None:
     env = e2e.env(PVHA_LOCK_LIFETIME="4")
+    e2e.fp.pmxcfs.lock_timeout = 4.0  # pmxcfs enforces the lifetime: the same as pvha's
     w = e2e.watch("first", env)
     wait_for(e2e.all_started, 40, what="all services started")
     e2e.ctl("power node2 off")
@@ -194,10 +195,13 @@ def test_e2e_overlapping_once_runs_never_collide(e2e: E2E) -> None:
 
 
 def test_e2e_watcher_reaches_the_majority_through_another_host(e2e: E2E) -> None:
-    """The first API host is cut off (minority): the watcher does not act on its view but
-    continues through a host of the quorate majority (safety rule 2 holds, HA goes on)."""
+    """The first API host is cut off (minority): the watcher (on node2, with its mount)
+    does not act on that host's view but continues through a host of the quorate majority
+    (safety rule 2 holds, HA goes on)."""
     hosts = [e2e.fp.address(n)[0] for n in ("node1", "node2", "node3")]
-    w = e2e.watch("majority", e2e.env(hosts=hosts))
+    root = e2e.fp.cfs_root("node2")
+    w = e2e.watch("majority", e2e.env(hosts=hosts, PVHA_CFS_ROOT=str(root),
+                                      PVHA_CONFIG_DIR=str(root / "pvha")))
     wait_for(e2e.all_started, 40, what="all services started")
     cut = len(w.log())
     e2e.ctl("network node1 off")
