@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-
 from fakepve_helpers import ctl
 
 from pvha.adapters.cfs import ClusterFs
