@@ -244,6 +244,10 @@ def _cluster_steps(demo: Demo) -> int:
     demo.spawn(_serve_args(state), demo.state / "serve.log")
     demo.wait("pvha sim serve", lambda: (state / "env").exists())
     demo.env = _read_env(state / "env")
+    root = demo.env.get("PVHA_CFS_ROOT", "")
+    print(f"# each node has its own pmxcfs mount ({state}/nodes/NODE/pve, like /etc/pve); "
+          f"pvha uses node1's: PVHA_CFS_ROOT={root}" if root.endswith("/nodes/node1/pve") else
+          f"# no FUSE here: every node shares the plain directory {root}", flush=True)
     demo.env.update(PVHA_ROUND_INTERVAL=ROUND_INTERVAL, PVHA_FENCE_DELAY=FENCE_DELAY,
                     PYTHONUNBUFFERED="1")
     print(f"$ . {state / 'env'}; pvha watch &   "

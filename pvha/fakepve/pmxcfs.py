@@ -80,6 +80,7 @@ LOCK_TIMEOUT = 120.0
 """pmxcfs ``CFS_LOCK_TIMEOUT``."""
 CAPACITY = 128 * MAX_FILE
 LOCK_DIR = "/priv/lock"
+GUEST_TREE = "/nodes/"
 _UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 Patch = list[tuple[str, "Entry | None"]]
@@ -194,6 +195,7 @@ class Pmxcfs:
                 for node, view in self._views.items():
                     if last or p not in view:
                         view[p] = entry
+                        self._version[node] += p.startswith(GUEST_TREE)
                         if _is_lock(p, entry):
                             self._seen[node][p] = time.monotonic()
 
@@ -260,8 +262,8 @@ class Pmxcfs:
     # --- in-process access (the fake API's reads and writes, same rules as the mount) --
 
     def version(self, node: str | None) -> int:
-        """Changes ``node``'s view has applied so far (None: changes made in the cluster);
-        a cache key for its readers."""
+        """Changes under ``/nodes/`` (the guest configs) ``node``'s view has applied so
+        far (None: changes made anywhere in the cluster); a cache key for its readers."""
         with self._lock:
             if node is None:
                 return self._written
@@ -325,7 +327,8 @@ class Pmxcfs:
 
     def _apply(self, node: str, patch: Patch, at: float) -> None:
         view, seen = self._views[node], self._seen[node]
-        self._version[node] += 1
+        if any(path.startswith(GUEST_TREE) for path, _ in patch):
+            self._version[node] += 1
         for path, entry in patch:
             if entry is None:
                 view.pop(path, None)

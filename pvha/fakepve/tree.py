@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 class Tree(Protocol):
     def version(self, node: str | None) -> int | None:
-        """A number that changes whenever ``node``'s view changes (None: unknown)."""
+        """A number that changes whenever ``nodes/`` (the guest configs) changes in
+        ``node``'s view (None: unknown)."""
 
     def listdir(self, node: str | None, rel: str) -> list[str]: ...
 

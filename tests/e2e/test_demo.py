@@ -25,6 +25,7 @@ def test_demo_cluster_part_recovers_node2_guests_and_stops_everything() -> None:
     assert "fencing node2: waiting for fence-ack" in out
     assert "$ pvha fence-ack node2" in out
     assert "was on node2, now runs on node" in out
+    assert "# each node has its own pmxcfs mount" in out  # the strict cluster, not a dir
     assert "# stopped pvha watch and pvha sim serve" in out
     assert not _leftovers(), "the demo left processes behind"
 
