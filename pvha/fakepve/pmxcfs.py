@@ -57,6 +57,7 @@ with its mounts up leaves them dead ("Transport endpoint is not connected"); the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -64,10 +65,11 @@ import posixpath
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -146,15 +148,16 @@ class Pmxcfs:
         ready = threading.Event()
         thread = threading.Thread(target=self._serve, args=(node, real, ready), daemon=True,
                                   name=f"pmxcfs-{node}")
-        thread.start()
-        self._mounts[node] = (real, thread)
-        deadline = time.monotonic() + timeout
-        while not (ready.is_set() and _mounted(real)):
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self._mounts.pop(node)
-                raise RuntimeError(f"cannot mount pmxcfs for {node} at {real}: "
-                                   f"{self._errors.get(node, 'timed out')}")
-            time.sleep(0.01)
+        with _libfuse_quiet():
+            thread.start()
+            self._mounts[node] = (real, thread)
+            deadline = time.monotonic() + timeout
+            while not (ready.is_set() and _mounted(real)):
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    self._mounts.pop(node)
+                    raise RuntimeError(f"cannot mount pmxcfs for {node} at {real}: "
+                                       f"{self._errors.get(node, 'timed out')}")
+                time.sleep(0.01)
         # fuse_main() has done chdir("/") and taken SIGTERM/SIGHUP (if at their default)
         # for itself before it answers FUSE_INIT: give both back to the process
         os.chdir(cwd)
@@ -173,11 +176,12 @@ class Pmxcfs:
 
     def unmount_all(self, timeout: float = 10.0) -> None:
         """``fusermount3 -u`` every mount (lazily if busy) and join its thread."""
-        for node, (path, thread) in list(self._mounts.items()):
-            if not _unmount(path, lazy=False):
-                _unmount(path, lazy=True)
-            thread.join(timeout)
-            del self._mounts[node]
+        with _libfuse_quiet():
+            for node, (path, thread) in list(self._mounts.items()):
+                if not _unmount(path, lazy=False):
+                    _unmount(path, lazy=True)
+                thread.join(timeout)
+                del self._mounts[node]
 
     # --- set-up and faults ---------------------------------------------------------------
 
@@ -478,6 +482,24 @@ def _children(view: dict[str, Entry], path: str) -> list[str]:
     prefix = path.rstrip("/") + "/"
     return [p[len(prefix):] for p in view
             if p.startswith(prefix) and p != prefix and "/" not in p[len(prefix):]]
+
+
+@contextlib.contextmanager
+def _libfuse_quiet() -> Iterator[None]:
+    """libfuse prints chatter on fd 2 when a loop starts and ends ("Ignoring invalid max
+    threads value ...", "fuse_remove_signal_handlers: unknown session") and the
+    auto_unmount helper it spawns inherits fd 2: both get /dev/null. Failures are not
+    lost: they come back as exceptions (:meth:`Pmxcfs.mount`)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _unmount(path: str, lazy: bool) -> bool:

@@ -139,3 +139,25 @@ def _or_none(call: Any) -> Any:
     except ResourceException as err:
         assert "does not exist" in err.content, err.content
         return None
+
+
+def test_without_fuse_one_line_notice_and_the_shared_directory(
+        fake_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a mount fails (no /dev/fuse), the simulator says why in one line and every
+    node shares ``STATE_DIR/cfs``, as before the mounts; cfs faults are refused."""
+    from pvha.fakepve import pmxcfs
+
+    def no_fuse(self: Any, node: str, path: Any, timeout: float = 10.0) -> Any:
+        raise RuntimeError(f"cannot mount pmxcfs for {node} at {path}: fuse: device not "
+                           "found, try 'modprobe fuse' first\nsecond line")
+
+    monkeypatch.setattr(pmxcfs.Pmxcfs, "mount", no_fuse)
+    fp = fake_factory(nodes=3, guests=2)
+    assert fp.pmxcfs is None and fp.cfs_notice is not None
+    assert "\n" not in fp.cfs_notice and "modprobe fuse" in fp.cfs_notice
+    assert all(fp.cfs_root(n) == fp.state / "cfs" for n in fp.names)
+    assert f"PVHA_CFS_ROOT={fp.state / 'cfs'}\n" in (fp.state / "env").read_text()
+    assert owner(fp, "node2") == "node1"
+    assert ctl(fp, "status")["nodes"]["node2"]["cfs"]["shared_dir"] == str(fp.state / "cfs")
+    with pytest.raises(CtlError, match="no pmxcfs mounts: pmxcfs mounts unavailable"):
+        ctl(fp, "cfs node2 stop")

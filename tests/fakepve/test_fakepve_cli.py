@@ -68,6 +68,7 @@ def test_serve_and_ctl(served) -> None:  # type: ignore[no-untyped-def]
     assert proc.returncode == 0
     assert not (state / "ctl.sock").exists()
     assert "env file" in err and str(state / "env") in err and "node3: https://" in err
+    assert "cfs: one pmxcfs mount per node at" in err and "max threads" not in err
     secret = (state / "token").read_text().strip()
     assert secret not in err and (state / "password").read_text().strip() not in err
 
