@@ -4,8 +4,13 @@ real time (design §7; ``pvha sim serve`` / ``pvha sim ctl``).
 Modules, one concern each:
 
 * :mod:`~pvha.fakepve.cluster`: nodes (power, network, segments), membership and quorum
-  per node, guests (configs as files under ``<cfs>/nodes``, running state in memory), the
-  RRD caches that make a dead node's guests stale.
+  per node, guests (configs as files under ``nodes/`` in each node's view of the cluster
+  filesystem, running state in memory), the RRD caches that make a dead node's guests
+  stale.
+* :mod:`~pvha.fakepve.pmxcfs`, :mod:`~pvha.fakepve.tree`: the pmxcfs-like FUSE
+  filesystem, one mount per node, and the fake API's access to each node's view (or the
+  plain directory where FUSE cannot be used).
+* :mod:`~pvha.fakepve.watchdog`: each node's watchdog-mux socket.
 * :mod:`~pvha.fakepve.actions`: start/stop/shutdown/reboot/migrate with PVE's sync and
   in-task errors.
 * :mod:`~pvha.fakepve.tasks`: UPIDs, task status and logs, the scheduler that finishes
