@@ -26,7 +26,8 @@ is fine; a missing file that was asked for is an error). Layout::
                                            # (default 60, or 0 with a fence.cfg)
     fence_timeout = 20                     # bound of each fence device call
     max_workers = 4                        # guest tasks in flight per node (PVE's default)
-    lock_lifetime = 120                    # plain-directory cfs only; pmxcfs fixes 120
+    lock_lifetime = 120                    # lock lifetime of the cfs (pmxcfs: 120; a shorter
+                                           # value is for a test pmxcfs that expires sooner)
 
 Secrets are never taken from argv or from the TOML file itself: they come from the file
 named by ``token_secret_file`` / ``password_file``, or from ``PVHA_TOKEN_SECRET`` /
@@ -131,9 +132,11 @@ class CfsSettings:
 @dataclass(frozen=True, slots=True)
 class WatchSettings:
     """Timings of ``pvha watch``. PVE's values are the defaults; tests and the demo
-    shorten them. ``lock_lifetime`` only applies to a plain-directory cluster
-    filesystem (tests, demo, ``pvha sim serve``): pmxcfs enforces its own 120 s, and
-    every process sharing one directory must use the same value."""
+    shorten them. ``lock_lifetime`` is the cluster filesystem's lock lifetime, and every
+    process sharing it must use the same value. On a plain directory pvha enforces it; on
+    pmxcfs (which enforces its own 120 s) only a shorter value applies, for a simulated
+    pmxcfs that expires locks sooner (``pvha sim serve --cfs-lock-timeout``): a watcher
+    never believes it holds a lock longer than the filesystem keeps it."""
 
     round_interval: float = 10.0
     fence_delay: int | None = None  # None: PVE's 60 s, or 0 s when a fence device exists

@@ -49,8 +49,10 @@ from pvha.ports import NODE_NAME_RE, GuestKind
 
 log = logging.getLogger("pvha.cfs")
 
-LOCK_LIFETIME = 120.0
+PMXCFS_LOCK_LIFETIME = 120.0
 """pmxcfs ``CFS_LOCK_TIMEOUT``: a lock not renewed for this long is expired."""
+LOCK_LIFETIME = PMXCFS_LOCK_LIFETIME
+"""The lifetime this process assumes (``pvha watch`` sets it from its settings)."""
 DOMAIN_LOCK = "pvha_domain_ha"
 DOMAIN_LOCK_RETRY = 1.0
 """Seconds between tries of the domain lock, as PVE's ``cfs_lock``: on pmxcfs every
@@ -71,6 +73,13 @@ class _Held:
 
     last_ok: float
     identity: tuple[int, int, int, int]  # dev, ino, mtime_ns, ctime_ns after our last write
+
+
+def lock_lifetime_for(setting: float, pmxcfs: bool) -> float:
+    """The lock lifetime to assume: the setting on a plain directory (pvha enforces it);
+    on pmxcfs never longer than pmxcfs keeps a lock, since believing a lock held longer
+    than that would renew a lock another process has taken since."""
+    return min(setting, PMXCFS_LOCK_LIFETIME) if pmxcfs else setting
 
 
 def detect_pmxcfs(root: Path, mounts: str = "/proc/self/mounts") -> bool:

@@ -60,8 +60,7 @@ def watch(
     settings = settings_for(flags, settings_file)
     _logging(verbose)
     api, cfs, clock = build_real_adapters(settings)
-    if not cfs.pmxcfs:
-        cfs_mod.LOCK_LIFETIME = settings.watch.lock_lifetime
+    cfs_mod.LOCK_LIFETIME = cfs_mod.lock_lifetime_for(settings.watch.lock_lifetime, cfs.pmxcfs)
     watcher = Watcher(api, cfs, clock, fence_delay=settings.watch.fence_delay,
                       round_interval=settings.watch.round_interval,
                       fence_timeout=settings.watch.fence_timeout,

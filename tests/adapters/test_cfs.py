@@ -324,3 +324,11 @@ def test_command_queue_is_shared_with_the_config_store(tmp_path, clock):
         with pytest.raises(LockError, match="locked by another command"):
             fs.take_commands()
     assert fs.take_commands() == ["arm-ha"]
+
+
+def test_lock_lifetime_never_exceeds_what_pmxcfs_keeps() -> None:
+    from pvha.adapters.cfs import PMXCFS_LOCK_LIFETIME, lock_lifetime_for
+
+    assert lock_lifetime_for(300.0, pmxcfs=False) == 300.0  # plain directory: pvha enforces it
+    assert lock_lifetime_for(300.0, pmxcfs=True) == PMXCFS_LOCK_LIFETIME == 120.0
+    assert lock_lifetime_for(6.0, pmxcfs=True) == 6.0  # a simulated pmxcfs that expires sooner
