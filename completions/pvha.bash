@@ -3,7 +3,7 @@
 
 _pvha_subcommands() {
   case "$1" in
-    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history crm-command rules sim' ;;
+    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history agent crm-command rules sim' ;;
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
@@ -28,6 +28,7 @@ _pvha_options() {
     'watch') echo '--once --round-interval --fence-delay --cfs-root --verbose --settings --help -h' ;;
     'fence-ack') echo '--settings --help -h' ;;
     'history') echo '--node --limit --output-format --config-dir --help -h' ;;
+    'agent') echo '--node --watchdog-socket --interval --cfs-root --verbose --settings --help -h' ;;
     'crm-command') echo '--help -h' ;;
     'crm-command migrate') echo '--config-dir --help -h' ;;
     'crm-command relocate') echo '--config-dir --help -h' ;;
@@ -108,6 +109,11 @@ _pvha_value() {
     'history|--limit') echo 'any' ;;
     'history|--output-format') echo 'choice:text json json-pretty yaml' ;;
     'history|--config-dir') echo 'dir' ;;
+    'agent|--node') echo 'dyn:nodes' ;;
+    'agent|--watchdog-socket') echo 'any' ;;
+    'agent|--interval') echo 'any' ;;
+    'agent|--cfs-root') echo 'dir' ;;
+    'agent|--settings') echo 'any' ;;
     'crm-command migrate|--config-dir') echo 'dir' ;;
     'crm-command relocate|--config-dir') echo 'dir' ;;
     'crm-command stop|--config-dir') echo 'dir' ;;

@@ -42,6 +42,9 @@ HELP = (
     '│              recovered elsewhere.                                            │\n'
     '│ history      List fence and recovery events (time, node, guest, outcome),    │\n'
     '│              oldest first.                                                   │\n'
+    "│ agent        Hold this node's lease and feed its watchdog while the node is  │\n"
+    '│              quorate (stop with                                              │\n'
+    '│              SIGTERM: the watchdog is closed cleanly).                       │\n'
     '│ crm-command  Queue a command for the HA manager.                             │\n'
     '│ rules        HA rules: node affinity and resource affinity.                  │\n'
     '│ sim          Deterministic HA simulator.                                     │\n'

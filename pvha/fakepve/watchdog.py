@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pvha.adapters.watchdog import WatchdogClient
+
+__all__ = ["MAX_PATH", "NodeWatchdogs", "WatchdogClient", "WatchdogMux"]
 log = logging.getLogger("pvha.fakepve")
 
 SOCKET_NAME = "watchdog-mux.sock"
@@ -174,26 +177,3 @@ class NodeWatchdogs:
 
     def state(self) -> dict[str, dict[str, Any]]:
         return {node: mux.state() for node, mux in self.muxes.items()}
-
-
-class WatchdogClient:
-    """A watchdog-mux client, as pve-ha-lrm is. ``feed`` raises ``OSError`` once the mux
-    dropped the connection (the node was reset)."""
-
-    def __init__(self, path: str | Path, timeout: float = 5.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(str(path))
-        except OSError:
-            self.sock.close()
-            raise
-
-    def feed(self) -> None:
-        self.sock.sendall(b"\0")
-
-    def close(self, clean: bool = True) -> None:
-        """Close; ``clean`` sends the magic 'V' first (disarms this watchdog)."""
-        with self.sock:
-            if clean:
-                self.sock.sendall(b"V")

@@ -15,7 +15,8 @@ import pytest
 from pvha.shell.notify import notify
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = ("pvha-watch.service", "pvha-watch-once.service", "pvha-watch-once.timer")
+UNITS = ("pvha-watch.service", "pvha-watch-once.service", "pvha-watch-once.timer",
+         "pvha-agent.service")
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -56,3 +57,9 @@ def test_sd_notify_sends_datagrams(tmp_path: Path) -> None:
         assert notify("READY=1", "STATUS=manager: 3 nodes\nonline", env={"NOTIFY_SOCKET": path})
         assert sock.recv(4096) == b"READY=1\nSTATUS=manager: 3 nodes online"
     assert not notify("READY=1", env={})
+
+
+def test_the_agent_unit_runs_beside_watchdog_mux() -> None:
+    agent = (REPO / "systemd" / "pvha-agent.service").read_text()
+    assert "ExecStart=/usr/local/bin/pvha agent\n" in agent
+    assert "Wants=watchdog-mux.service" in agent and "KillSignal=SIGTERM" in agent

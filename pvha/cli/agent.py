@@ -1,0 +1,59 @@
+"""``agent``: the per-node lease holder that feeds the node's watchdog (pvha.shell.agent)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pvha.cli.common import SettingsOpt, settings_for
+from pvha.errors import UsageError
+from pvha.ports import NODE_NAME_RE
+
+
+def agent(
+    node: Annotated[str | None, typer.Option(
+        "--node", metavar="NODE", envvar="PVHA_NODE",
+        help="This node's name in the cluster (default: the short host name).",
+        show_default=False)] = None,
+    watchdog_socket: Annotated[Path, typer.Option(
+        "--watchdog-socket", metavar="PATH", envvar="PVHA_WATCHDOG_SOCKET",
+        help="watchdog-mux's socket.")] = Path("/run/watchdog-mux.sock"),
+    interval: Annotated[float, typer.Option(
+        "--interval", metavar="SECONDS", min=0.1, max=30,
+        help="Seconds between lease renewals (each one feeds the watchdog).")] = 5.0,
+    cfs_root: Annotated[str | None, typer.Option(
+        "--cfs-root", metavar="DIR",
+        help="Cluster filesystem root (default /etc/pve).", show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Debug logging.")] = False,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Hold this node's lease and feed its watchdog while the node is quorate (stop with
+    SIGTERM: the watchdog is closed cleanly)."""
+    from pvha.adapters.cfs import ClusterFs
+    from pvha.cli.watch import _logging
+    from pvha.shell.agent import Agent
+
+    name = node or socket.gethostname().split(".")[0]
+    if not NODE_NAME_RE.match(name):
+        raise UsageError(f"invalid node name '{name}'")
+    settings = settings_for({"cfs_root": cfs_root}, settings_file)
+    _logging(verbose)
+    cfs = ClusterFs(settings.cfs.root, settings.cfs.resolved_config_dir)
+    runner = Agent(cfs, name, watchdog_socket, interval=interval)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = runner.run()  # AgentError: one line on stderr, exit 1 (pvha.cli.main)
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("agent")(agent)

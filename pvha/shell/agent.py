@@ -1,0 +1,150 @@
+"""``pvha agent``: the per-node part of self-fencing, as pve-ha-lrm's agent lock and
+watchdog are.
+
+One agent runs on every node. It holds its node's lease, the lock directory
+``priv/lock/pvha_agent_<node>`` (never PVE's own ``ha_agent_<node>_lock``), renewing it
+every ``interval`` seconds, and feeds the node's watchdog through watchdog-mux's socket
+after each renewal that succeeded, and only then. On pmxcfs a renewal succeeds only while
+the node is quorate (a node without quorum has a read-only cfs) and while the lease is
+still its own, so losing quorum, losing the lease or hanging all mean no more feeding: the
+mux resets the node at most ``MUX_CLIENT_TIMEOUT`` + ``HARDWARE_TIMEOUT`` seconds after
+the last renewal. That is what lets the manager count the node fenced once it has seen no
+renewal for longer than that (plus a margin), on its own clock.
+
+States (written to ``<config dir>/agent_status/<node>`` on each change, for the manager
+and ``pvha status``): ``waiting`` (the lease is not ours yet: held by an earlier run until
+it expires, or no quorum; the watchdog is not open), ``active`` (lease held, watchdog
+armed and fed), ``lost`` (a renewal failed: feeding stopped for good, the node will be
+reset), ``stopped`` (clean stop: watchdog closed with the magic ``V``, lease released).
+
+It refuses to start, in one line, without a watchdog-mux socket or on a cluster
+filesystem that is not pmxcfs (where losing quorum would not stop the renewals).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pvha.adapters.cfs import ClusterFs
+from pvha.adapters.watchdog import HARDWARE_TIMEOUT, MUX_CLIENT_TIMEOUT, WatchdogClient
+from pvha.errors import PvhaError
+from pvha.fsutil import atomic_write
+
+log = logging.getLogger("pvha.agent")
+
+LEASE_PREFIX = "pvha_agent_"
+STATUS_DIR = "agent_status"
+
+
+class AgentError(PvhaError):
+    """The agent cannot arm (no watchdog, no pmxcfs) or its watchdog went away."""
+
+
+def lease_id(node: str) -> str:
+    return f"{LEASE_PREFIX}{node}"
+
+
+class Agent:
+    """See the module docstring. ``connect(path)`` opens the watchdog (tests may pass
+    their own); ``stop()`` may be called from a signal handler."""
+
+    def __init__(self, cfs: ClusterFs, node: str, watchdog: Path, *, interval: float = 5.0,
+                 watchdog_timeout: float = MUX_CLIENT_TIMEOUT,
+                 connect: Callable[[Path], WatchdogClient] = WatchdogClient,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfs, self.node, self.watchdog = cfs, node, Path(watchdog)
+        self.interval, self.watchdog_timeout = interval, watchdog_timeout
+        self._connect, self._clock = connect, clock
+        self._stop = threading.Event()
+        self._client: WatchdogClient | None = None
+        self.state = "starting"
+
+    def check(self) -> None:
+        """Refuse to run where self-fencing cannot work (AgentError, one line)."""
+        if not self.watchdog.is_socket():
+            raise AgentError(f"no watchdog: {self.watchdog} is not a watchdog-mux socket "
+                             "(is watchdog-mux running?); refusing to arm")
+        if not self.cfs.pmxcfs:
+            raise AgentError(f"{self.cfs.root} is not pmxcfs: a node that loses quorum would "
+                             "keep renewing its lease; refusing to arm")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Renew and feed until :meth:`stop`; then close cleanly. 0 after a clean stop,
+        1 when the watchdog connection broke (the node is being reset)."""
+        self.check()
+        self._set("waiting")
+        try:
+            while not self._stop.is_set():
+                self.step()
+                self._stop.wait(self.interval)
+        except AgentError as exc:
+            log.error("%s", exc)
+            return 1
+        self._shutdown()
+        return 0
+
+    def step(self) -> None:
+        """One renewal, and a feed if it succeeded."""
+        if self.state == "lost":  # feeding never resumes: the watchdog resets this node
+            if self._client is not None and self._client.dropped():
+                self._client = None
+                raise AgentError("the watchdog connection broke: the node is being reset")
+            return
+        if not self.cfs.acquire_lock(lease_id(self.node), quiet=True):
+            if self.state == "active":
+                self._set("lost")
+                log.error("lease %s not renewed (no quorum, or taken over): no longer feeding "
+                          "the watchdog, node %s resets within %g s", lease_id(self.node),
+                          self.node, self.watchdog_timeout + HARDWARE_TIMEOUT)
+            return
+        if self._client is None:
+            try:
+                self._client = self._connect(self.watchdog)
+            except OSError as exc:
+                self.cfs.release_lock(lease_id(self.node))
+                raise AgentError(f"cannot open the watchdog {self.watchdog}: "
+                                 f"{exc.strerror or exc}") from None
+            log.info("lease %s held, watchdog armed (%s)", lease_id(self.node), self.watchdog)
+            self._set("active")
+        try:
+            self._client.feed()
+        except OSError:
+            self._client = None
+            raise AgentError("the watchdog connection broke: the node is being reset") from None
+
+    def _shutdown(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close(clean=True)
+            except OSError:
+                pass
+            self._client = None
+        if self.state == "active":
+            self.cfs.release_lock(lease_id(self.node))
+        self._set("stopped")
+        log.info("stopped: watchdog closed cleanly, lease released")
+
+    def _set(self, state: str) -> None:
+        self.state = state
+        status: dict[str, Any] = {
+            "node": self.node, "state": state, "pid": os.getpid(), "time": int(self._clock()),
+            "interval": self.interval,
+            "fence_after": self.watchdog_timeout + HARDWARE_TIMEOUT,
+        }
+        path = self.cfs.config_dir / STATUS_DIR / self.node
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, (json.dumps(status, sort_keys=True) + "\n").encode())
+        except (OSError, PvhaError) as exc:  # no quorum: the lease tells the truth anyway
+            log.warning("cannot write %s: %s", path, getattr(exc, "strerror", None) or exc)
+

@@ -1,0 +1,153 @@
+"""``pvha agent`` end to end on the strict simulated cluster: the agent of node2 runs as a
+real subprocess on node2's pmxcfs mount and feeds node2's watchdog-mux socket (3 s
+client timeout here instead of watchdog-mux's 60 s). Waits are bounded; nothing here
+asserts on speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import E2E, REPO, running_e2e, wait_for
+
+WATCHDOG = 3.0
+
+
+@pytest.fixture
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    with running_e2e(tmp_path_factory, "agent", timing={"watchdog_seconds": WATCHDOG}) as harness:
+        yield harness
+
+
+class AgentProc:
+    def __init__(self, e2e: E2E, node: str, socket_path: Path | None = None) -> None:
+        root = e2e.fp.cfs_root(node)
+        self.e2e, self.node, self.root = e2e, node, root
+        self.log_path = e2e.tmp / f"agent-{node}.log"
+        env = e2e.env(PVHA_CFS_ROOT=str(root), PVHA_CONFIG_DIR=str(root / "pvha"))
+        sock = socket_path or e2e.fp.watchdogs.muxes[node].path
+        self._fh = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pvha", "agent", "--node", node, "--watchdog-socket",
+             str(sock), "--interval", "0.3"], env=env, cwd=REPO, stdout=self._fh,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.root / "pvha" / "agent_status" / self.node).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait(self, timeout: float = 20) -> tuple[int, str]:
+        """Exit status and everything it wrote (stdout and stderr)."""
+        self.proc.wait(timeout)
+        self._fh.close()
+        return self.proc.returncode, self.log()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def watchdog(e2e: E2E, node: str) -> dict[str, Any]:
+    return dict(e2e.ctl("status")["nodes"][node]["watchdog"])
+
+
+def lease(e2e: E2E, node: str, viewer: str = "node1") -> Path:
+    return e2e.fp.cfs_root(viewer) / "priv" / "lock" / f"pvha_agent_{node}"
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProc]]:
+    started: list[AgentProc] = []
+    yield started
+    for a in started:
+        a.kill()
+
+
+def test_agent_holds_the_lease_and_feeds_the_watchdog(e2e: E2E, agents: list[AgentProc]) -> None:
+    a = AgentProc(e2e, "node2")
+    agents.append(a)
+    wait_for(lambda: a.status().get("state") == "active", 20, what="agent active")
+    assert watchdog(e2e, "node2")["clients"] == 1
+    wait_for(lease(e2e, "node2").is_dir, 5, what="the lease seen from node1")
+    assert not (e2e.fp.cfs_root("node1") / "priv" / "lock" / "ha_agent_node2_lock").exists()
+    time.sleep(3 * WATCHDOG)  # fed all along: no reset
+    assert watchdog(e2e, "node2")["resets"] == 0 and a.proc.poll() is None
+
+
+def test_an_isolated_node_stops_feeding_and_is_reset(e2e: E2E, agents: list[AgentProc]) -> None:
+    a = AgentProc(e2e, "node2")
+    agents.append(a)
+    wait_for(lambda: a.status().get("state") == "active", 20, what="agent active")
+    e2e.ctl("network node2 off")  # no quorum: node2's cfs is read-only, renewals fail
+    wait_for(lambda: watchdog(e2e, "node2")["resets"] >= 1, 4 * WATCHDOG,
+             what="node2 reset by its watchdog")
+    code, err = a.wait()
+    assert code == 1 and "no longer feeding the watchdog" in err
+    assert "Traceback" not in err
+
+
+def test_kill_9_of_the_agent_resets_the_node(e2e: E2E, agents: list[AgentProc]) -> None:
+    a = AgentProc(e2e, "node2")
+    agents.append(a)
+    wait_for(lambda: a.status().get("state") == "active", 20, what="agent active")
+    a.kill()
+    wait_for(lambda: watchdog(e2e, "node2")["resets"] >= 1, 4 * WATCHDOG,
+             what="node2 reset after kill -9 of its agent")
+    assert e2e.truth()["nodes"]["node2"]["power"] == "off" or \
+        watchdog(e2e, "node2")["last_reset"] is not None
+
+
+def test_a_clean_stop_disarms_and_releases_the_lease(e2e: E2E, agents: list[AgentProc]) -> None:
+    a = AgentProc(e2e, "node2")
+    agents.append(a)
+    wait_for(lambda: a.status().get("state") == "active", 20, what="agent active")
+    a.proc.send_signal(signal.SIGTERM)
+    code, err = a.wait()
+    assert code == 0, err
+    assert a.status()["state"] == "stopped"
+    assert not lease(e2e, "node2", viewer="node2").exists()
+    time.sleep(2 * WATCHDOG)
+    assert watchdog(e2e, "node2") | {"last_reset": None} == {
+        "clients": 0, "armed": False, "resets": 0, "last_reset": None,
+        "socket": str(e2e.fp.watchdogs.muxes["node2"].path)}
+
+
+def test_without_a_watchdog_it_refuses_to_arm_in_one_line(e2e: E2E, agents: list[AgentProc]) -> None:
+    a = AgentProc(e2e, "node2", socket_path=e2e.tmp / "no-such.sock")
+    agents.append(a)
+    code, err = a.wait()
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("pvha: error: no watchdog: ") and \
+        "refusing to arm" in err
+    assert not lease(e2e, "node2", viewer="node2").exists()
+
+
+def test_on_a_plain_directory_it_refuses_to_arm(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PVHA_")}
+    env["PVHA_SETTINGS"] = str(tmp_path / "empty.toml")
+    (tmp_path / "empty.toml").touch()
+    sock = tmp_path / "wd.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(sock))
+        res = subprocess.run([sys.executable, "-m", "pvha", "agent", "--node", "node1",
+                              "--watchdog-socket", str(sock), "--cfs-root", str(tmp_path)],
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+                             check=False)
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "is not pmxcfs" in res.stderr, res.stderr
