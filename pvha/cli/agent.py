@@ -25,6 +25,11 @@ def agent(
     interval: Annotated[float, typer.Option(
         "--interval", metavar="SECONDS", min=0.1, max=30,
         help="Seconds between lease renewals (each one feeds the watchdog).")] = 5.0,
+    watchdog_timeout: Annotated[float, typer.Option(
+        "--watchdog-timeout", metavar="SECONDS", min=0.1, max=600,
+        help="Seconds watchdog-mux lets a client go unfed before the node resets: 60 on "
+             "PVE, must match the mux (the manager waits this, plus 10 s for the hardware "
+             "watchdog and a margin, before it counts the node fenced).")] = 60.0,
     cfs_root: Annotated[str | None, typer.Option(
         "--cfs-root", metavar="DIR",
         help="Cluster filesystem root (default /etc/pve).", show_default=False)] = None,
@@ -43,7 +48,8 @@ def agent(
     settings = settings_for({"cfs_root": cfs_root}, settings_file)
     _logging(verbose)
     cfs = ClusterFs(settings.cfs.root, settings.cfs.resolved_config_dir)
-    runner = Agent(cfs, name, watchdog_socket, interval=interval)
+    runner = Agent(cfs, name, watchdog_socket, interval=interval,
+                   watchdog_timeout=watchdog_timeout)
 
     def stop(_signum: int, _frame: Any) -> None:
         runner.stop()

@@ -2,7 +2,7 @@
 
 One row per event: when (local time), what (``fence`` / ``recovery``), the node, the
 guest (recoveries), the outcome (``started``, ``failed``, ``verified off``,
-``acknowledged``; ``placed``, ``running``, ``no recovery node``) and details (device,
+``acknowledged``, ``lease expired``; ``placed``, ``running``, ``no recovery node``) and details (device,
 attempt, target node, why a fence failed).
 """
 
@@ -33,6 +33,8 @@ def rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             extra.append(f"attempt {ev['attempt']}")
         if ev.get("target"):
             extra.append(f"on {ev['target']}")
+        if ev.get("silent") is not None:
+            extra.append(f"agent lease not renewed for {ev['silent']:g} s")
         if ev.get("by"):
             extra.append(f"by {ev['by']}")
         if ev.get("detail"):

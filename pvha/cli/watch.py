@@ -71,7 +71,8 @@ def watch(
         "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "
         "fence delay %d s, fencing by %s%s", ",".join(settings.api.hosts), cfs.root,
         settings.watch.round_interval, watcher.fence_delay,
-        "fence device (fence.cfg) or fence-ack" if watcher.power else "fence-ack",
+        "fence device (fence.cfg), agent lease or fence-ack" if watcher.power
+        else "agent lease or fence-ack",
         " (once)" if once else "")
     try:
         code = watcher.run(once=once)

@@ -1,4 +1,5 @@
-"""Fencing proofs: an administrator's fence-ack, or a fence device's verified power-off.
+"""Fencing proofs: an administrator's fence-ack, a fence device's verified power-off, or
+an agent's lease not renewed for longer than its watchdog lets a node live.
 
 Safety rule 1 (design §4): a guest of a node that is not online is started elsewhere
 only after that node is fenced. In this mode (no pvha code on the nodes, no fence
@@ -12,11 +13,12 @@ time the watcher saw the node online is ignored (should the deletion have failed
 ``pvha fence-ack`` itself refuses a node that a quorate API view shows online.
 
 :class:`Fencing` is the manager's one question "is this node fenced?" (its fencing
-step, in PVE "get the dead node's agent lock"): a valid fence-ack, else, for a node that
+step, in PVE "get the dead node's agent lock"): a valid fence-ack, else the expiry of
+the node's agent lease (:class:`pvha.shell.lease.Leases`), else, for a node that
 ``fence.cfg`` connects to a device, one non-blocking step of
 :class:`pvha.shell.power.PowerFencing`, which says yes only after the device read back
-"off". Never for a node that is online in this round's view, never for a process that
-may not act.
+"off": whichever proof comes first counts, and the log and the history name it. Never
+for a node that is online in this round's view, never for a process that may not act.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pvha.errors import StoreError
 from pvha.fsutil import atomic_write, fsync_dir
 from pvha.ports import NODE_NAME_RE
 from pvha.shell.authority import Authority
+from pvha.shell.lease import Leases
 
 FENCE_DIR = "fence"
 
@@ -104,11 +107,13 @@ class Fencing:
     :class:`~pvha.shell.power.PowerFencing` when ``fence.cfg`` exists, else None;
     ``history`` the fence journal."""
 
-    def __init__(self, auth: Authority, acks: FenceAcks, power: Any, history: Any) -> None:
+    def __init__(self, auth: Authority, acks: FenceAcks, power: Any, history: Any,
+                 leases: Leases | None = None) -> None:
         self.auth = auth
         self.acks = acks
         self.power = power
         self.history = history
+        self.leases = leases
         self.log = logging.getLogger("pvha.crm")
 
     def fenced(self, node: str) -> bool:
@@ -122,6 +127,19 @@ class Fencing:
             self.log.info("fencing: node '%s' acknowledged off%s (fence-ack)", node, by)
             self.history.append("fence", node, time=auth.clock.time(),
                                 outcome="acknowledged", by=ack.by or None)
+            if self.power is not None:
+                self.power.drop(node)
+            return True
+        if self.leases is not None and node in self.leases.fenced:
+            return True
+        silent = self.leases.expired(node) if self.leases is not None else None
+        if silent is not None and self.leases is not None:
+            self.log.info("fencing: node '%s' fenced by lease expiry: its agent's lease was not "
+                          "renewed for %d s (its watchdog resets it within %g s)", node,
+                          silent, self.leases.fence_after(node))
+            self.history.append("fence", node, time=auth.clock.time(), outcome="lease expired",
+                                proof="lease", silent=round(silent, 1))
+            self.leases.fenced.add(node)
             if self.power is not None:
                 self.power.drop(node)
             return True
@@ -148,6 +166,8 @@ class Fencing:
         verified power-off the node has not come back from."""
         if self.acks.get(node) is not None:
             return True
+        if self.leases is not None and node in self.leases.fenced:
+            return True
         return self.power is not None and node in self.power.fenced
 
     def node_back(self, view: Any) -> None:
@@ -159,6 +179,10 @@ class Fencing:
             for node in list(self.power.fenced):
                 if node in view.online:
                     self.power.node_back(node)
+        if self.leases is not None:
+            for node in list(self.leases.fenced):
+                if node in view.online:
+                    self.leases.node_back(node)
 
     def waiting(self, node: str) -> bool:
         """True while a fence device job for ``node`` runs (its end wakes the loop)."""

@@ -56,6 +56,7 @@ from pvha.shell.executor import MAX_WORKERS, Executors
 from pvha.shell.fencing import FenceAcks, Fencing
 from pvha.shell.guests import Guests
 from pvha.shell.history import History, Recorder
+from pvha.shell.lease import Leases
 from pvha.shell.notify import notify
 from pvha.shell.power import DEVICE_FENCE_DELAY, DEVICE_TIMEOUT, FENCE_CFG, PowerFencing
 from pvha.shell.snapshot import RoundView, take_view
@@ -115,7 +116,9 @@ class Watcher:
         self.statuses = StatusFiles(cfs, clock)
         self.guests = Guests(self.auth, api)
         self.power = self._power(fencer, fence_timeout)
-        self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history)
+        self.leases = Leases(cfs, clock.monotonic)
+        self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history,
+                               self.leases)
         self.shared = Shared(self.auth, self.config, self.statuses, self.guests, self.fencing,
                              Recorder(self.history, clock.time))
         self.executors = Executors(self.shared, max_workers=max_workers,
@@ -163,6 +166,7 @@ class Watcher:
             self.ok = False
             return self._say(f"{err}; waiting", logging.ERROR)
         self.ok = True
+        self.leases.observe(view.members)
         if view.quorate and self.auth.holds_manager_lock():
             self.fencing.node_back(view)
         crm = self._crm(view, now)
@@ -218,6 +222,10 @@ class Watcher:
 
     def fence_wait(self, node: str) -> str:
         """What the fencing of ``node`` waits for, in words."""
+        left = self.leases.left(node)
+        if left is not None and node not in self.leases.fenced and not (
+                self.power is not None and self.power.has_device(node)):
+            return f"waiting for its agent's lease to expire ({left:.0f} s) or pvha fence-ack"
         return describe_fence(node, self.power.state() if self.power else {},
                               self.power is not None and self.power.has_device(node),
                               self.clock.time())

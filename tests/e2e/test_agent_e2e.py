@@ -39,7 +39,7 @@ class AgentProc:
         self._fh = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pvha", "agent", "--node", node, "--watchdog-socket",
-             str(sock), "--interval", "0.3"], env=env, cwd=REPO, stdout=self._fh,
+             str(sock), "--interval", "0.3", "--watchdog-timeout", str(WATCHDOG)], env=env, cwd=REPO, stdout=self._fh,
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
@@ -151,3 +151,54 @@ def test_on_a_plain_directory_it_refuses_to_arm(tmp_path: Path) -> None:
                              check=False)
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "is not pmxcfs" in res.stderr, res.stderr
+
+
+def _lease_e2e(e2e: E2E, agents: list[AgentProc]) -> Any:
+    for node in e2e.fp.names:
+        agents.append(AgentProc(e2e, node))
+    wait_for(lambda: all(a.status().get("state") == "active" for a in agents), 20,
+             what="every agent active")
+    w = e2e.watch()
+    wait_for(e2e.all_started, 40, what="all services started")
+    return w
+
+
+def test_an_isolated_node_self_fences_and_its_guests_recover_with_no_manual_step(
+        e2e: E2E, agents: list[AgentProc]) -> None:
+    e2e.fp.cluster.timing.reboot_seconds = 600  # reset: node2 stays off
+    w = _lease_e2e(e2e, agents)
+    on_node2 = [v for v, g in e2e.truth()["guests"].items() if g["node"] == "node2"]
+    e2e.ctl("network node2 off")
+    seen: dict[str, float] = {}
+
+    def watch_order() -> bool:
+        truth = e2e.truth()
+        now = time.monotonic()
+        if truth["nodes"]["node2"]["power"] == "off":
+            seen.setdefault("off", now)
+        if any(truth["guests"][v]["node"] != "node2" for v in on_node2):
+            seen.setdefault("moved", now)
+        return all(truth["guests"][v]["running_on"] not in ([], ["node2"]) for v in on_node2)
+
+    wait_for(watch_order, 90, step=0.1, what="node2's guests running elsewhere")
+    assert seen["off"] < seen["moved"], seen  # never recovered before node2 was reset
+    assert "fenced by lease expiry" in w.log()
+    events = json.loads(e2e.pvha("history", "--output-format", "json").stdout)
+    fences = [ev for ev in events if ev.get("event") == "fence" and ev.get("node") == "node2"]
+    assert [ev["outcome"] for ev in fences] == ["lease expired"], events
+    assert fences[0]["detail"].startswith("agent lease not renewed for "), fences
+    e2e.no_split_brain()
+
+
+def test_a_cleanly_stopped_agent_gives_no_proof(e2e: E2E, agents: list[AgentProc]) -> None:
+    w = _lease_e2e(e2e, agents)
+    node2 = next(a for a in agents if a.node == "node2")
+    node2.proc.send_signal(signal.SIGTERM)
+    assert node2.wait()[0] == 0
+    e2e.ctl("network node2 off")
+    w.wait_log(r"fencing node2: waiting for fence-ack", 30)
+    n = w.count(r"waiting for fence-ack")
+    w.wait_log(r"waiting for fence-ack", 40, after=n + 20)  # far past the lease's time
+    assert "fenced by lease expiry" not in w.log()
+    assert all(g["node"] != "node2" or g["running_on"] == ["node2"]
+               for g in e2e.truth()["guests"].values())
