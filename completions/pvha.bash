@@ -48,7 +48,7 @@ _pvha_options() {
     'sim run') echo '--log --help -h' ;;
     'sim check') echo '--tier --diff --help -h' ;;
     'sim chaos') echo '--runs --seed --out --help -h' ;;
-    'sim serve') echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --watchdog-timeout --cfs-delay --cfs-lock-timeout --bmc --help -h' ;;
+    'sim serve') echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --watchdog-timeout --cfs-delay --cfs-lock-timeout --agents --agent-interval --bmc --help -h' ;;
     'sim ctl') echo '--state-dir --timeout --help -h' ;;
   esac
 }
@@ -168,6 +168,7 @@ _pvha_value() {
     'sim serve|--watchdog-timeout') echo 'any' ;;
     'sim serve|--cfs-delay') echo 'any' ;;
     'sim serve|--cfs-lock-timeout') echo 'any' ;;
+    'sim serve|--agent-interval') echo 'any' ;;
     'sim serve|--bmc') echo 'any' ;;
     'sim ctl|--state-dir') echo 'any' ;;
     'sim ctl|--timeout') echo 'any' ;;

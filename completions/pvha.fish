@@ -91,7 +91,7 @@ function __pvha_options
         case 'sim chaos'
             echo '--runs --seed --out --help -h'
         case 'sim serve'
-            echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --watchdog-timeout --cfs-delay --cfs-lock-timeout --bmc --help -h'
+            echo '--state-dir --nodes --guests --ha-guests --port --first-ip --task-seconds --migrate-seconds --proxy-delay --stale-seconds --rrd-interval --auth-fail-delay --reboot-seconds --membership-delay --watchdog-timeout --cfs-delay --cfs-lock-timeout --agents --agent-interval --bmc --help -h'
         case 'sim ctl'
             echo '--state-dir --timeout --help -h'
     end
@@ -332,6 +332,8 @@ function __pvha_value
         case 'sim serve|--cfs-delay'
             echo 'any'
         case 'sim serve|--cfs-lock-timeout'
+            echo 'any'
+        case 'sim serve|--agent-interval'
             echo 'any'
         case 'sim serve|--bmc'
             echo 'any'

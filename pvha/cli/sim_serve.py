@@ -60,6 +60,12 @@ def serve(
     cfs_lock_timeout: Annotated[float, typer.Option(
         "--cfs-lock-timeout", min=0.1,
         help="Seconds an unrenewed pmxcfs lock lives (PVE: 120).")] = 120.0,
+    agents: Annotated[bool, typer.Option(
+        "--agents", help="Run one `pvha agent` per node (its mount, its watchdog socket), "
+        "started at boot and killed with the node's power.")] = False,
+    agent_interval: Annotated[float, typer.Option(
+        "--agent-interval", min=0.1, max=30,
+        help="Seconds between an agent's lease renewals.")] = 5.0,
     bmc: Annotated[str | None, typer.Option(
         "--bmc", help="One BMC emulator per node (ipmi|redfish), wired to its power; "
         "writes cfs/pvha/fence.cfg.")] = None,
@@ -75,7 +81,8 @@ def serve(
                     reboot_seconds=reboot_seconds, membership_delay=membership_delay,
                     watchdog_seconds=watchdog_timeout, cfs_lock_seconds=cfs_lock_timeout)
     fake = FakePve(state_dir, nodes=nodes, guests=guests, ha_guests=ha_guests, port=port,
-                   first_ip=first_ip, timing=timing, bmc=bmc, cfs_delay=cfs_delay)
+                   first_ip=first_ip, timing=timing, bmc=bmc, cfs_delay=cfs_delay,
+                   agents=agents, agent_interval=agent_interval)
     stop = threading.Event()
     ctl: CtlServer | None = None
     try:
@@ -110,6 +117,9 @@ def _announce(fake: Any) -> None:
     else:
         typer.echo(f"  cfs: one pmxcfs mount per node at {fake.state}/nodes/NODE/pve, "
                    f"changes reach the other nodes after {fake.cfs_delay:g} s", err=True)
+    if fake.agents is not None:
+        typer.echo(f"  agents: pvha agent on every node, logs in {fake.state}/nodes/NODE/"
+                   "agent.log", err=True)
     if fake.bmcs is not None:
         for name, (ip, port) in sorted(fake.bmcs.endpoints.items()):
             typer.echo(f"  {name} BMC ({fake.bmcs.kind}): {ip}:{port}", err=True)

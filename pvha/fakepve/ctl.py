@@ -228,6 +228,9 @@ def _status(fake: FakePve, a: list[str]) -> Any:
             fake.pmxcfs.describe(name) if fake.pmxcfs is not None
             else {"mount": None, "shared_dir": str(fake.cfs_root(name)),
                   "notice": fake.cfs_notice})
+    if fake.agents is not None:
+        for name in truth["nodes"]:
+            truth["nodes"][name]["agent"] = fake.agents.describe(name)
     if fake.bmcs is not None:
         truth["bmc"] = fake.bmcs.describe()
     return truth

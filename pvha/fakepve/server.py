@@ -226,7 +226,8 @@ class FakePve:
     def __init__(self, state_dir: Path, *, nodes: int = 3, guests: int = 4,
                  ha_guests: int | None = None, port: int = 0, first_ip: str = "127.0.0.11",
                  timing: Timing | None = None, cluster_name: str = "pvha-sim",
-                 bmc: str | None = None, cfs_delay: float = CFS_DELAY) -> None:
+                 bmc: str | None = None, cfs_delay: float = CFS_DELAY,
+                 agents: bool = False, agent_interval: float = 5.0) -> None:
         if not 1 <= nodes <= 32 or guests < 0:
             raise ValueError("nodes must be 1..32 and guests >= 0")
         try:
@@ -251,6 +252,8 @@ class FakePve:
         if cfs_delay < 0:
             raise ValueError("--cfs-delay must be >= 0")
         self.cfs_delay = cfs_delay
+        self.with_agents, self.agent_interval = agents, agent_interval
+        self.agents: Any = None  # pvha.fakepve.agents.AgentFarm with --agents
         self.pmxcfs: Any = None  # pvha.fakepve.pmxcfs.Pmxcfs when the mounts are up
         self.cfs_notice: str | None = None  # why there are no mounts (one line)
         self.bmcs: Any = None  # pvha.fakepve.bmc.BmcFarm with --bmc
@@ -307,7 +310,20 @@ class FakePve:
         self.cluster.scheduler.start()
         self._start_bmcs(self.cfs_root(), (ca, cert, key))
         self.env_path = layout.write_env(self.state, self.ips, self.port, self.cfs_root())
+        if self.with_agents:
+            self._start_agents()
         return self
+
+    def _start_agents(self) -> None:
+        if self.pmxcfs is None:
+            raise ServeError(f"--agents needs the pmxcfs mounts: {self.cfs_notice}")
+        from pvha.fakepve.agents import AgentFarm
+
+        self.agents = AgentFarm(self.state, {n: self.cfs_root(n) for n in self.names},
+                                {n: m.path for n, m in self.watchdogs.muxes.items()},
+                                self.timing.watchdog_seconds, self.agent_interval)
+        for name in self.names:
+            self.agents.start(name)
 
     def _mount_cfs(self, backing: Path) -> Tree:
         """One pmxcfs mount per node at ``nodes/NODE/pve``, seeded from ``backing`` (the
@@ -417,7 +433,11 @@ class FakePve:
             mux = self.watchdogs.muxes[name]
             if on:
                 mux.start()
+                if self.agents is not None:
+                    self.agents.start(name)  # the node booted: its agent's unit starts
             else:
+                if self.agents is not None:
+                    self.agents.kill(name)  # every process of the node dies with it
                 mux.stop()
 
     def _watchdog_reset(self, name: str) -> None:
@@ -434,6 +454,8 @@ class FakePve:
             self._stopped = True
             for name in list(self.servers):
                 self._close(name)
+        if self.agents is not None:
+            self.agents.stop()
         if self.bmcs is not None:
             self.bmcs.stop()
         if hasattr(self, "watchdogs"):

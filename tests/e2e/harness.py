@@ -180,12 +180,13 @@ class E2E:
 
 @contextlib.contextmanager
 def running_e2e(tmp_path_factory: pytest.TempPathFactory, name: str,
-                timing: dict[str, Any] | None = None, **fake: Any) -> Iterator[E2E]:
+                timing: dict[str, Any] | None = None, nodes: int = 3,
+                **fake: Any) -> Iterator[E2E]:
     """A started FakePve (3 nodes, 6 guests, fast timings with ``timing`` on top, ``fake``
     options) and its harness; every watcher and the fake are stopped on the way out."""
     state = tmp_path_factory.mktemp(name)  # short path: the ctl socket has ~100 bytes
-    fp = FakePve(state / "d", nodes=3, guests=6, timing=Timing(**{**FAST, **(timing or {})}),
-                 **fake).start()
+    fp = FakePve(state / "d", nodes=nodes, guests=2 * nodes,
+                 timing=Timing(**{**FAST, **(timing or {})}), **fake).start()
     harness = E2E(fp, state)
     try:
         yield harness

@@ -153,52 +153,115 @@ def test_on_a_plain_directory_it_refuses_to_arm(tmp_path: Path) -> None:
     assert res.stderr.count("\n") == 1 and "is not pmxcfs" in res.stderr, res.stderr
 
 
-def _lease_e2e(e2e: E2E, agents: list[AgentProc]) -> Any:
-    for node in e2e.fp.names:
-        agents.append(AgentProc(e2e, node))
-    wait_for(lambda: all(a.status().get("state") == "active" for a in agents), 20,
-             what="every agent active")
+@pytest.fixture
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """``pvha sim serve --agents``: one pvha agent per node, renewing every 0.3 s; a reset
+    node stays off (reboot after 600 s)."""
+    with running_e2e(tmp_path_factory, "farm", agents=True, agent_interval=0.3,
+                     timing={"watchdog_seconds": WATCHDOG, "reboot_seconds": 600}) as harness:
+        yield harness
+
+
+def _agents_up(e2e: E2E) -> Any:
+    root = e2e.fp.cfs_root("node1") / "pvha" / "agent_status"
+
+    def active() -> bool:
+        try:
+            return all(json.loads((root / n).read_text())["state"] == "active"
+                       for n in e2e.fp.names)
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_for(active, 30, what="every agent active")
     w = e2e.watch()
     wait_for(e2e.all_started, 40, what="all services started")
     return w
 
 
-def test_an_isolated_node_self_fences_and_its_guests_recover_with_no_manual_step(
-        e2e: E2E, agents: list[AgentProc]) -> None:
-    e2e.fp.cluster.timing.reboot_seconds = 600  # reset: node2 stays off
-    w = _lease_e2e(e2e, agents)
-    on_node2 = [v for v, g in e2e.truth()["guests"].items() if g["node"] == "node2"]
-    e2e.ctl("network node2 off")
+def _recovered_after_reset(e2e: E2E, node: str) -> dict[str, float]:
+    """Waits until ``node``'s guests run elsewhere; when ``node`` went off and when the
+    first config left it (monotonic seconds)."""
+    mine = [v for v, g in e2e.truth()["guests"].items() if g["node"] == node]
     seen: dict[str, float] = {}
 
-    def watch_order() -> bool:
+    def done() -> bool:
         truth = e2e.truth()
         now = time.monotonic()
-        if truth["nodes"]["node2"]["power"] == "off":
+        if truth["nodes"][node]["power"] == "off":
             seen.setdefault("off", now)
-        if any(truth["guests"][v]["node"] != "node2" for v in on_node2):
+        if any(truth["guests"][v]["node"] != node for v in mine):
             seen.setdefault("moved", now)
-        return all(truth["guests"][v]["running_on"] not in ([], ["node2"]) for v in on_node2)
+        return all(truth["guests"][v]["running_on"] not in ([], [node]) for v in mine)
 
-    wait_for(watch_order, 90, step=0.1, what="node2's guests running elsewhere")
+    wait_for(done, 90, step=0.1, what=f"{node}'s guests running elsewhere")
+    return seen
+
+
+def test_an_isolated_node_self_fences_and_its_guests_recover_with_no_manual_step(
+        farm: E2E) -> None:
+    w = _agents_up(farm)
+    farm.ctl("network node2 off")
+    seen = _recovered_after_reset(farm, "node2")
     assert seen["off"] < seen["moved"], seen  # never recovered before node2 was reset
-    assert "fenced by lease expiry" in w.log()
-    events = json.loads(e2e.pvha("history", "--output-format", "json").stdout)
+    assert farm.ctl("status")["nodes"]["node2"]["watchdog"]["resets"] == 1
+    assert "fenced by lease expiry" in w.log() and "fence-ack" not in farm.pvha("history").stdout
+    events = json.loads(farm.pvha("history", "--output-format", "json").stdout)
     fences = [ev for ev in events if ev.get("event") == "fence" and ev.get("node") == "node2"]
     assert [ev["outcome"] for ev in fences] == ["lease expired"], events
     assert fences[0]["detail"].startswith("agent lease not renewed for "), fences
-    e2e.no_split_brain()
+    farm.no_split_brain()
 
 
-def test_a_cleanly_stopped_agent_gives_no_proof(e2e: E2E, agents: list[AgentProc]) -> None:
-    w = _lease_e2e(e2e, agents)
-    node2 = next(a for a in agents if a.node == "node2")
-    node2.proc.send_signal(signal.SIGTERM)
-    assert node2.wait()[0] == 0
-    e2e.ctl("network node2 off")
+def test_kill_9_of_an_agent_resets_its_node_and_its_guests_recover(farm: E2E) -> None:
+    _agents_up(farm)
+    pid = farm.ctl("status")["nodes"]["node2"]["agent"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    seen = _recovered_after_reset(farm, "node2")
+    assert seen["off"] < seen["moved"], seen
+    farm.no_split_brain()
+
+
+def test_a_clean_agent_stop_causes_no_reset(farm: E2E) -> None:
+    _agents_up(farm)
+    agent = farm.ctl("status")["nodes"]["node2"]["agent"]
+    os.kill(agent["pid"], signal.SIGTERM)
+    wait_for(lambda: not farm.ctl("status")["nodes"]["node2"]["agent"]["running"], 20,
+             what="agent stopped")
+    time.sleep(3 * WATCHDOG)
+    status = farm.ctl("status")["nodes"]["node2"]
+    assert status["agent"]["exit"] == 0 and status["watchdog"]["resets"] == 0
+    assert status["power"] == "on"
+
+
+def test_a_cleanly_stopped_agent_gives_no_proof(farm: E2E) -> None:
+    w = _agents_up(farm)
+    os.kill(farm.ctl("status")["nodes"]["node2"]["agent"]["pid"], signal.SIGTERM)
+    wait_for(lambda: not farm.ctl("status")["nodes"]["node2"]["agent"]["running"], 20,
+             what="agent stopped")
+    farm.ctl("network node2 off")
     w.wait_log(r"fencing node2: waiting for fence-ack", 30)
     n = w.count(r"waiting for fence-ack")
     w.wait_log(r"waiting for fence-ack", 40, after=n + 20)  # far past the lease's time
     assert "fenced by lease expiry" not in w.log()
     assert all(g["node"] != "node2" or g["running_on"] == ["node2"]
-               for g in e2e.truth()["guests"].values())
+               for g in farm.truth()["guests"].values())
+
+
+@pytest.fixture
+def farm4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    with running_e2e(tmp_path_factory, "farm4", nodes=4, agents=True, agent_interval=0.3,
+                     timing={"watchdog_seconds": WATCHDOG, "reboot_seconds": 600}) as harness:
+        yield harness
+
+
+def test_a_2_plus_2_partition_recovers_nothing(farm4: E2E) -> None:
+    w = _agents_up(farm4)
+    where = {v: g["node"] for v, g in farm4.truth()["guests"].items()}
+    farm4.ctl("partition node1,node2 node3,node4")  # no side has a majority
+    wait_for(lambda: all(n["watchdog"]["resets"] >= 1
+                         for n in farm4.ctl("status")["nodes"].values()), 4 * WATCHDOG + 10,
+             what="every node self-fenced (no quorum anywhere)")
+    time.sleep(2 * WATCHDOG)
+    assert {v: g["node"] for v, g in farm4.truth()["guests"].items()} == where
+    assert "recover service" not in w.log()
+    farm4.no_split_brain()

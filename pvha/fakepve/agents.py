@@ -1,0 +1,92 @@
+"""``pvha sim serve --agents``: one real ``pvha agent`` process per simulated node,
+configured as on a real node: its node name, its own pmxcfs mount as the cluster
+filesystem, its node's watchdog-mux socket, and the simulator's watchdog timeout.
+
+An agent runs while its node is powered on, as a systemd unit would: it is started when
+the node boots (at start and after every power-on) and killed with SIGKILL when the node
+loses power or is reset (every process of a node dies with it). ``network``, ``partition``
+and ``kill -9`` of the agent act on it as on real hardware. Each agent logs to
+``STATE_DIR/nodes/NODE/agent.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("pvha.fakepve")
+
+
+class AgentFarm:
+    """The agent processes of every node (see the module docstring)."""
+
+    def __init__(self, state: Path, roots: dict[str, Path], sockets: dict[str, Path],
+                 watchdog_seconds: float, interval: float) -> None:
+        self.state, self.roots, self.sockets = state, roots, sockets
+        self.watchdog_seconds, self.interval = watchdog_seconds, interval
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._starts = dict.fromkeys(roots, 0)
+        self._lock = threading.Lock()
+        self._settings = state / "agent-settings.toml"  # empty: only the flags count
+        self._settings.write_text("# pvha sim serve --agents: agents take flags only\n",
+                                  encoding="utf-8")
+
+    def start(self, node: str) -> None:
+        """The node booted: its agent starts (once)."""
+        with self._lock:
+            proc = self._procs.get(node)
+            if proc is not None and proc.poll() is None:
+                return
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PVHA_")}
+            env.update(PVHA_SETTINGS=str(self._settings), PYTHONUNBUFFERED="1")
+            argv = [sys.executable, "-m", "pvha", "agent", "--node", node,
+                    "--watchdog-socket", str(self.sockets[node]),
+                    "--cfs-root", str(self.roots[node]), "--interval", f"{self.interval:g}",
+                    "--watchdog-timeout", f"{self.watchdog_seconds:g}"]
+            logfile = self.roots[node].parent / "agent.log"
+            with logfile.open("ab") as fh:
+                self._procs[node] = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                    env=env, start_new_session=True)
+            self._starts[node] += 1
+
+    def kill(self, node: str) -> None:
+        """The node lost power: its agent dies with it."""
+        with self._lock:
+            proc = self._procs.pop(node, None)
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+
+    def describe(self, node: str) -> dict[str, Any]:
+        with self._lock:
+            proc = self._procs.get(node)
+            alive = proc is not None and proc.poll() is None
+            return {"pid": proc.pid if alive and proc is not None else None,
+                    "running": alive, "starts": self._starts[node],
+                    "exit": None if proc is None or alive else proc.returncode,
+                    "log": str(self.roots[node].parent / "agent.log")}
+
+    def stop(self) -> None:
+        """The simulator stops: agents get SIGTERM (a clean stop), then SIGKILL."""
+        with self._lock:
+            procs = list(self._procs.values())
+            self._procs.clear()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
