@@ -1,6 +1,6 @@
 """Recovery time: from a node's failure to all its HA guests running on other nodes.
 
-Usage: ``python bench/recovery.py [--runs 3] [--skip-real]``
+Usage: ``python bench/recovery.py [--runs 3] [--skip-real] [--only-agents]``
 
 The failure is a hang: ``network node2 off`` (power stays on, node2's guests keep
 running there, so nothing may start them elsewhere before node2 is proven off). Three
@@ -29,6 +29,12 @@ measurements, printed with the settings they use:
     to node3 is in flight when node2 loses power; timed from the power-off until the
     manager status shows node2 in ``fence``. A round never waits on a task, so the long
     migration must not delay it. Goal: <= one round interval (10 s) + 1 s.
+(e) no BMC: ``pvha sim serve --agents`` (one ``pvha agent`` per node renewing its lease
+    every 5 s, watchdog-mux's real 60 s client timeout, a reset node stays off) and
+    ``pvha watch`` at its defaults (10 s rounds, 60 s fence delay); ``network node2 off``
+    until node2's guests run elsewhere, fenced by lease expiry (no renewal seen for
+    60 + 10 + 5 s). Goal: <= 90 s (PVE: about 2 min).
+(f) the same, but the failure is ``kill -9`` of node2's agent.
 
 Nothing here is asserted in tests; the figures are for reading.
 """
@@ -208,11 +214,57 @@ def migration_run(workdir: Path) -> float:
         _stop(proc, fake)
 
 
+def agents_run(workdir: Path, failure: str) -> dict[str, float]:
+    """(e)/(f): no BMC, ``pvha sim serve --agents`` with watchdog-mux's real 60 s timeout,
+    agents renewing every 5 s, pvha watch at its defaults (10 s rounds, 60 s fence delay).
+    ``failure``: ``network`` (node2 cut off) or ``kill9`` (node2's agent killed). Seconds
+    from the failure to node2's watchdog reset and to its guests running elsewhere."""
+    from pvha.fakepve.cluster import Timing
+    from pvha.fakepve.server import FakePve
+
+    timing = Timing(task_seconds=1.0, migrate_seconds=2.0, proxy_delay=1.0,
+                    auth_fail_delay=0.0, membership_delay=8.0, watchdog_seconds=60.0,
+                    reboot_seconds=600.0)
+    fake = FakePve(workdir / "d", nodes=3, guests=6, timing=timing, agents=True).start()
+    proc = _watch(fake.state, workdir / "watch.log")
+    try:
+        mine = [v for v, c in fake.cluster.configs().items() if c.node == "node2"]
+        _wait(lambda: _steady(fake, 6), 60, "all services started")
+        _wait(lambda: all(fake.watchdogs.muxes[n].state()["armed"] for n in fake.names), 60,
+              "every agent armed")
+
+        def moved() -> bool:
+            truth = fake.cluster.truth()["guests"]
+            return all(truth[str(v)]["running_on"] not in ([], ["node2"]) for v in mine)
+
+        t0 = time.monotonic()
+        if failure == "network":
+            fake.cluster.set_network("node2", False)
+        else:
+            os.kill(fake.agents.describe("node2")["pid"], signal.SIGKILL)
+        _wait(lambda: not fake.cluster.nodes["node2"].power, 120, "node2 reset")
+        off = time.monotonic() - t0
+        _wait(moved, 180, "node2's guests running elsewhere")
+        return {"off": off, "running": time.monotonic() - t0}
+    finally:
+        _stop(proc, fake)
+
+
+def _agents_line(label: str, runs: list[dict[str, float]]) -> str:
+    total, off = [r["running"] for r in runs], [r["off"] for r in runs]
+    return (f"{label}: median {statistics.median(total):.1f} s (min {min(total):.1f}, max "
+            f"{max(total):.1f}, {len(runs)} runs; node2 reset by its watchdog after median "
+            f"{statistics.median(off):.1f} s; goal <= 90 s, PVE about 2 min)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="real-time runs for (c)")
     parser.add_argument("--skip-real", action="store_true", help="only (a) and (b)")
+    parser.add_argument("--only-agents", action="store_true", help="only (e) and (f)")
     args = parser.parse_args()
+    if args.only_agents:
+        return _agents(args.runs)
     print("failure: 'network node2 off' (node2 hangs, power on); 3 nodes, node2 runs "
           "vm:102 and vm:103 (sim) / vm:101 and vm:104 (real)")
     print(_sim_line("(a) simulator, PVE-compatible (20 s rounds, 60 s fence delay, "
@@ -244,6 +296,19 @@ def main() -> int:
           f"power-off to fence state median {statistics.median(fenced):.1f} s (min "
           f"{min(fenced):.1f}, max {max(fenced):.1f}, {len(fenced)} runs; goal <= 11 s: one "
           f"round interval + 1 s; 8 s of it are the membership delay)")
+    return _agents(args.runs)
+
+
+def _agents(count: int) -> int:
+    for label, failure in (
+            (("(e) no BMC, pvha sim serve --agents (watchdog-mux's 60 s), 'network node2 "
+              "off', failure to guests running elsewhere"), "network"),
+            ("(f) same, kill -9 of node2's agent", "kill9")):
+        runs = []
+        for _ in range(count):
+            with tempfile.TemporaryDirectory(prefix="pvha-bench-") as tmp:
+                runs.append(agents_run(Path(tmp), failure))
+        print(_agents_line(label, runs), flush=True)
     return 0
 
 

@@ -102,23 +102,35 @@ class Quorum:
 @dataclass(frozen=True, slots=True)
 class Fencing:
     """How the manager fences each node: ``devices`` maps a node to the fence devices
-    ``fence.cfg`` connects it to, in the order they are tried; a node without one is
-    fenced only by an administrator's ``pvha fence-ack``. ``invalid``: fence.cfg exists
-    but does not parse (``pvha watch`` refuses to start with it). A later node agent
-    (watchdog) adds its own field here and a part in :meth:`method`."""
+    ``fence.cfg`` connects it to, in the order they are tried; ``agents`` maps a node to
+    its ``pvha agent``'s state (``active``: the lease is renewed and the watchdog fed, so
+    the lease's expiry fences the node; ``lost``: renewals failed, the node resets;
+    ``waiting``: not armed yet; ``stopped``: cleanly stopped, no proof). A node with
+    neither is fenced only by an administrator's ``pvha fence-ack``. ``invalid``:
+    fence.cfg exists but does not parse (``pvha watch`` refuses to start with it)."""
 
     devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     invalid: bool = False
+    agents: Mapping[str, str] = field(default_factory=dict)
 
     def method(self, node: str) -> str:
-        """``fence device ipmi``, ``fence devices ipmi then pdu``, ``fence-ack only``."""
+        """``fence device ipmi``, ``fence devices ipmi then pdu``, ``agent lease``,
+        ``fence device ipmi or agent lease``, ``fence-ack only``."""
         if self.invalid:
             return "fence.cfg invalid"
+        parts = []
         devices = self.devices.get(node) or ()
-        if not devices:
-            return "fence-ack only"
-        plural = "s" if len(devices) > 1 else ""
-        return f"fence device{plural} {' then '.join(devices)}"
+        if devices:
+            plural = "s" if len(devices) > 1 else ""
+            parts.append(f"fence device{plural} {' then '.join(devices)}")
+        agent = self.agents.get(node)
+        if agent == "active":
+            parts.append("agent lease")
+        elif agent == "lost":
+            parts.append("agent lease (lost: node resetting)")
+        if not parts:
+            return "fence-ack only" + (f" (agent {agent})" if agent else "")
+        return " or ".join(parts)
 
     def summary(self, nodes: Sequence[str]) -> str:
         """The methods by node: ``fence device ipmi for every node``, or ``fence device

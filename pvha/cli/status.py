@@ -9,10 +9,12 @@ in the command's help)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +27,7 @@ from pvha.config.faults import ConfigFault
 from pvha.config.store import LRM_STATUS_DIR, MANAGER_STATUS, Store
 from pvha.errors import ApiError, StoreError
 from pvha.fsutil import parse_json_object
+from pvha.ports import NODE_NAME_RE
 
 STATUS_COLUMNS = [Column("type", "TYPE"), Column("status", "STATUS")]
 
@@ -60,18 +63,38 @@ def read_fencing(store: Store) -> tuple[ha_status.Fencing, list[ConfigFault]]:
     An invalid file gives one fault per bad line; an unreadable one raises ConfigError."""
     from pvha.shell.power import FENCE_CFG
 
+    agents = read_agents(store.dir)
     path = store.dir / FENCE_CFG
     if not path.exists():
-        return ha_status.Fencing(), []
+        return ha_status.Fencing(agents=agents), []
     from pvha.fence.config import FenceConfigError, load_fence_config
 
     try:
         config = load_fence_config(path)
     except FenceConfigError as err:
         faults = [ConfigFault(FENCE_CFG, line, None, message) for line, message in err.issues]
-        return ha_status.Fencing(invalid=True), faults
+        return ha_status.Fencing(invalid=True, agents=agents), faults
     devices = {n: tuple(level.device for level in config.levels(n)) for n in config.nodes()}
-    return ha_status.Fencing(devices), []
+    return ha_status.Fencing(devices, agents=agents), []
+
+
+def read_agents(config_dir: Path) -> dict[str, str]:
+    """Each node's ``pvha agent`` state from ``agent_status/<node>`` (damaged: none)."""
+    from pvha.shell.agent import STATUS_DIR
+
+    out: dict[str, str] = {}
+    try:
+        names = sorted(os.listdir(config_dir / STATUS_DIR))
+    except OSError:
+        return out
+    for name in names:
+        try:
+            state = json.loads((config_dir / STATUS_DIR / name).read_text("utf-8"))["state"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(state, str) and NODE_NAME_RE.match(name):
+            out[name] = state
+    return out
 
 
 def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, str] | None]:

@@ -472,3 +472,17 @@ def test_status_with_corrupt_manager_status(run, cfg_dir: Path) -> None:  # type
     (cfg_dir / "manager_status").write_text("{not json")
     result = run("status")
     assert result.exit_code == 1 and "invalid JSON" in result.stderr, result.output
+
+
+def test_agent_leases_in_the_fencing_per_node() -> None:
+    fencing = Fencing({"node1": ("ipmi",)},
+                      agents={"node1": "active", "node2": "lost", "node3": "stopped"})
+    lines = _lines(MANAGER, LRM, CONFIG, quorum=QUORATE, fencing=fencing)
+    assert lines[3:6] == [
+        "lrm node1 (active, fence device ipmi or agent lease, T3)",
+        "lrm node2 (old timestamp - dead?, agent lease (lost: node resetting), T40)",
+        "lrm node3 (maintenance mode, fence-ack only (agent stopped), T1)",
+    ]
+    every = Fencing(agents=dict.fromkeys(("node1", "node2", "node3"), "active"))
+    assert _lines(MANAGER, LRM, CONFIG, quorum=QUORATE, fencing=every)[2] == (
+        "fencing armed (agent lease for every node)")

@@ -175,6 +175,7 @@ def _agents_up(e2e: E2E) -> Any:
     wait_for(active, 30, what="every agent active")
     w = e2e.watch()
     wait_for(e2e.all_started, 40, what="all services started")
+    assert "fencing armed (agent lease for every node)" in e2e.pvha("status").stdout
     return w
 
 
