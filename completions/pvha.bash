@@ -26,7 +26,7 @@ _pvha_options() {
     'groupconfig') echo '--output-format --config-dir --help -h' ;;
     'status') echo '--verbose --output-format --watch --interval --config-dir --settings --help -h' ;;
     'watch') echo '--once --round-interval --fence-delay --cfs-root --verbose --settings --help -h' ;;
-    'fence-ack') echo '--settings --help -h' ;;
+    'fence-ack') echo '--yes -y --settings --help -h' ;;
     'history') echo '--node --limit --output-format --config-dir --help -h' ;;
     'agent') echo '--node --watchdog-socket --interval --watchdog-timeout --cfs-root --verbose --settings --help -h' ;;
     'crm-command') echo '--help -h' ;;

@@ -47,7 +47,7 @@ function __pvha_options
         case 'watch'
             echo '--once --round-interval --fence-delay --cfs-root --verbose --settings --help -h'
         case 'fence-ack'
-            echo '--settings --help -h'
+            echo '--yes -y --settings --help -h'
         case 'history'
             echo '--node --limit --output-format --config-dir --help -h'
         case 'agent'

@@ -264,7 +264,7 @@ def _cluster_steps(demo: Demo) -> int:
     demo.wait("node2 in fence state",
               lambda: (demo.manager_status().get("node_status") or {}).get("node2") == "fence")
     demo.run("status")
-    demo.run("fence-ack", "node2")
+    demo.run("fence-ack", "node2", "--yes")
     after = demo.wait("node2's guests running on other nodes",
                       lambda: _recovered(demo.running(), victims))
     demo.wait("the manager to see them run", lambda: all(

@@ -106,18 +106,23 @@ class Fencing:
     its ``pvha agent``'s state (``active``: the lease is renewed and the watchdog fed, so
     the lease's expiry fences the node; ``lost``: renewals failed, the node resets;
     ``waiting``: not armed yet; ``stopped``: cleanly stopped, no proof). A node with
-    neither is fenced only by an administrator's ``pvha fence-ack``. ``invalid``:
+    neither is fenced only by an administrator's ``pvha fence-ack``; ``acks`` holds the
+    nodes with such an ack in force (and who gave it). ``invalid``:
     fence.cfg exists but does not parse (``pvha watch`` refuses to start with it)."""
 
     devices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     invalid: bool = False
     agents: Mapping[str, str] = field(default_factory=dict)
+    acks: Mapping[str, str] = field(default_factory=dict)  # node -> who acknowledged it
 
     def method(self, node: str) -> str:
         """``fence device ipmi``, ``fence devices ipmi then pdu``, ``agent lease``,
         ``fence device ipmi or agent lease``, ``fence-ack only``."""
         if self.invalid:
             return "fence.cfg invalid"
+        if node in self.acks:
+            by = f" by {self.acks[node]}" if self.acks[node] else ""
+            return f"fence-ack{by} (acknowledged, not verified)"
         parts = []
         devices = self.devices.get(node) or ()
         if devices:

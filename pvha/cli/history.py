@@ -2,7 +2,7 @@
 
 One row per event: when (local time), what (``fence`` / ``recovery``), the node, the
 guest (recoveries), the outcome (``started``, ``failed``, ``verified off``,
-``acknowledged``, ``lease expired``; ``placed``, ``running``, ``no recovery node``) and details (device,
+``acknowledged, not verified``, ``lease expired``; ``placed``, ``running``, ``no recovery node``) and details (device,
 attempt, target node, why a fence failed).
 """
 

@@ -61,21 +61,24 @@ class Collected:
 def read_fencing(store: Store) -> tuple[ha_status.Fencing, list[ConfigFault]]:
     """The fence devices ``fence.cfg`` connects each node to (none without the file).
     An invalid file gives one fault per bad line; an unreadable one raises ConfigError."""
+    from pvha.shell.fencing import FenceAcks
     from pvha.shell.power import FENCE_CFG
 
+    acks_dir = FenceAcks(store.dir)
+    acks = {n: a.by for n in acks_dir.nodes() if (a := acks_dir.get(n)) is not None}
     agents = read_agents(store.dir)
     path = store.dir / FENCE_CFG
     if not path.exists():
-        return ha_status.Fencing(agents=agents), []
+        return ha_status.Fencing(agents=agents, acks=acks), []
     from pvha.fence.config import FenceConfigError, load_fence_config
 
     try:
         config = load_fence_config(path)
     except FenceConfigError as err:
         faults = [ConfigFault(FENCE_CFG, line, None, message) for line, message in err.issues]
-        return ha_status.Fencing(invalid=True, agents=agents), faults
+        return ha_status.Fencing(invalid=True, agents=agents, acks=acks), faults
     devices = {n: tuple(level.device for level in config.levels(n)) for n in config.nodes()}
-    return ha_status.Fencing(devices, agents=agents), []
+    return ha_status.Fencing(devices, agents=agents, acks=acks), []
 
 
 def read_agents(config_dir: Path) -> dict[str, str]:

@@ -85,25 +85,41 @@ def watch(
 def fence_ack(
     ctx: typer.Context,
     node: NodeArg,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask: the node is known to be powered off.")] = False,
     settings_file: SettingsOpt = None,
 ) -> None:
-    """Confirm that NODE is powered off, so its HA guests may be recovered elsewhere."""
+    """Confirm that NODE is powered off, so its HA guests may be recovered elsewhere.
+
+    Refused while the API shows NODE online or answering, while its agent's lease still
+    protects it, or when there is no API to check with. The ack is not verified: if NODE
+    still runs, its guests run twice.
+    """
+    import time
+
     from pvha.shell.fencing import FenceAcks
     from pvha.shell.live import check_fence_ack
 
     if not NODE_NAME_RE.match(node):
         raise UsageError(f"invalid node name '{node}'")
     settings = settings_for({}, settings_file)
-    warnings, _view = check_fence_ack(settings, node)
-    for w in warnings:
-        render.warn(w)
-    acks = FenceAcks(_config_dir(ctx, settings))
-    import time
-
-    acks.ack(node, now=time.time(), by=_who())
-    render.note(f"fence-ack recorded: node '{node}' is treated as powered off; pvha watch "
-                "recovers its HA guests on other nodes (the ack is dropped when the node "
-                "comes back online)")
+    config_dir = _config_dir(ctx, settings)
+    if not config_dir.is_dir():
+        raise UsageError(f"no pvha configuration at {config_dir} (--config-dir, "
+                         "PVHA_CONFIG_DIR or [cfs] in the settings): nothing recorded")
+    check_fence_ack(settings, node, time.time())
+    risk = (f"node '{node}' will be treated as powered off, without proof: if it still "
+            "runs, its HA guests will run twice (here and where they are recovered), "
+            "which can corrupt their disks")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"{risk}; confirm with --yes once it is off")
+        if not typer.confirm(f"{risk}. Is {node} powered off?", default=False):
+            raise UsageError("fence-ack not recorded")
+    FenceAcks(config_dir).ack(node, now=time.time(), by=_who())
+    render.note(f"fence-ack recorded (acknowledged, not verified): node '{node}' is treated "
+                "as powered off; pvha watch recovers its HA guests on other nodes (the ack "
+                "is dropped when the node comes back online)")
 
 
 def _who() -> str:

@@ -61,10 +61,11 @@ class FenceAcks:
         return self.dir / node
 
     def ack(self, node: str, *, now: float, by: str) -> FenceAck:
-        """Record that ``node`` is proven off. StoreError if it cannot be written."""
+        """Record that an administrator says ``node`` is off (not verified). StoreError if
+        it cannot be written; the config dir must exist (nothing is created outside it)."""
         path = self._path(node)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {self.dir}: {exc.strerror}") from None
         record = FenceAck(node, float(now), by)
@@ -124,9 +125,10 @@ class Fencing:
         ack = self._valid_ack(node)
         if ack is not None:
             by = f" by {ack.by}" if ack.by else ""
-            self.log.info("fencing: node '%s' acknowledged off%s (fence-ack)", node, by)
+            self.log.info("fencing: node '%s' acknowledged off%s (fence-ack, not verified)",
+                          node, by)
             self.history.append("fence", node, time=auth.clock.time(),
-                                outcome="acknowledged", by=ack.by or None)
+                                outcome="acknowledged, not verified", by=ack.by or None)
             if self.power is not None:
                 self.power.drop(node)
             return True

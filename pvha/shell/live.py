@@ -10,7 +10,9 @@ keep working on the local files alone, and say so where it matters.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -141,22 +143,54 @@ def _refuse_pve_ha(view: RoundView, sid: str) -> None:
         )
 
 
-def check_fence_ack(settings: Settings, node: str) -> tuple[list[str], Any]:
-    """Checks before recording a fence-ack. Refuses (UsageError) when a quorate API view
-    shows ``node`` online, or ``node`` is not a cluster member. Returns warnings."""
+def check_fence_ack(settings: Settings, node: str, now: float) -> RoundView:
+    """Checks before recording a fence-ack; refuses (UsageError, one line) whenever
+    ``node`` might still run: no API to check with, an API that fails, a view without
+    quorum, ``node`` not a member, online, answering its API through another node, or
+    its agent still renewing its lease. Returns the view it checked."""
+    refuse = "refusing the fence-ack"
+    api = api_for(settings)
+    if api is None:
+        raise UsageError(f"cannot check that {node} is off: no API configured (PVHA_HOSTS "
+                         f"or [api] hosts); {refuse}")
     try:
-        view = live_view(settings)
+        view = take_view(api)
     except ApiError as err:
-        return [f"could not check {node} through the API ({err}); recording the ack anyway"], None
-    if view is None:
-        return [(f"no API configured: cannot check that {node} is offline; make sure it "
-                 "is powered off")], None
+        raise UsageError(f"cannot check {node} through the API ({err}); {refuse}") from None
     if node not in view.members:
         raise UsageError(f"no such cluster node '{node}' (members: {', '.join(view.members)})")
-    if view.quorate and node in view.online:
-        raise UsageError(
-            f"node '{node}' is online in the cluster; fence-ack is only for a node that "
-            "is powered off"
-        )
-    warnings = [] if view.quorate else [f"{view.local_node} has no quorum; cannot confirm"]
-    return warnings, view
+    if not view.quorate:
+        raise UsageError(f"{view.local_node} has no quorum: cannot check {node}; {refuse}")
+    if node in view.online:
+        raise UsageError(f"node '{node}' is online in the cluster; fence-ack is only for a "
+                         "node that is powered off")
+    try:
+        api.node_status(node)
+    except ApiError:
+        pass  # what a node that is off does: no answer (595 through another node)
+    else:
+        raise UsageError(f"node '{node}' still answers its API; {refuse}")
+    renewed = lease_age(settings, node, now)
+    if renewed is not None:
+        raise UsageError(f"node '{node}' has an armed agent (lease renewed {renewed:.0f} s "
+                         "ago): its watchdog resets it and the lease's expiry fences it; "
+                         f"{refuse}")
+    return view
+
+
+def lease_age(settings: Settings, node: str, now: float) -> float | None:
+    """Seconds since ``node``'s armed agent last renewed its lease, while that is under
+    the time its watchdog may let the node live (then the lease itself fences the node and
+    an ack could only let its guests run twice); else None."""
+    from pvha.shell.agent import LEASE_PREFIX, STATUS_DIR
+    from pvha.shell.lease import ARMED, MARGIN
+
+    try:
+        mtime = os.stat(settings.cfs.root / "priv" / "lock" / f"{LEASE_PREFIX}{node}").st_mtime
+        status = json.loads((settings.cfs.resolved_config_dir / STATUS_DIR / node)
+                            .read_text("utf-8"))
+        armed, fence_after = status.get("state") in ARMED, float(status["fence_after"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    age = max(0.0, now - mtime)
+    return age if armed and age <= fence_after + MARGIN else None

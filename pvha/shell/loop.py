@@ -258,7 +258,7 @@ class Watcher:
 
     def _due(self) -> float | None:
         """Wall time at which a fence delay runs out (an offline node's services go to
-        ``fence`` then), or None."""
+        ``fence`` then) or an agent lease proves a fenced node dead, or None."""
         if not self._master() or self.crm is None or self.crm.manager is None:
             return None
         ns = self.crm.manager.ns
@@ -267,6 +267,10 @@ class Watcher:
                  if view is not None and node not in view.online
                  and ns.get_node_state(node) not in ("fence", "gone")]
         now = self.clock.time()
+        # a node in fence whose agent lease is about to prove it dead: wake when it does
+        times += [now + left + 0.1 for node in ns.status
+                  if ns.get_node_state(node) == "fence"
+                  and (left := self.leases.left(node)) is not None and left > 0]
         future = [t for t in times if t > now]
         return min(future) if future else None
 

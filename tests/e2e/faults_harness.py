@@ -198,7 +198,7 @@ class Trial:
             self.mon.acked.add("node2")
             deadline = time.monotonic() + ACK_TIMEOUT
             while time.monotonic() < deadline:
-                res = self.e2e.pvha("fence-ack", "node2", env=env)
+                res = self.e2e.pvha("fence-ack", "node2", "--yes", env=env)
                 self.say(f"pvha fence-ack node2: rc {res.returncode}")
                 if (self.e2e.config_dir / "fence" / "node2").exists():
                     return

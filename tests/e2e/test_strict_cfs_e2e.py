@@ -31,7 +31,7 @@ def test_e2e_recovery_while_propagation_to_the_target_is_delayed(e2e: E2E) -> No
     e2e.ctl("cfs node3 delay 4")
     e2e.ctl("power node2 off")
     w.wait_log(r"fencing node2: waiting for fence-ack", 30)
-    assert e2e.pvha("fence-ack", "node2").returncode == 0
+    assert e2e.pvha("fence-ack", "node2", "--yes").returncode == 0
     moved = wait_for(lambda: {v: g["node"] for v, g in e2e.truth()["guests"].items()
                               if v in ("101", "104") and g["node"] != "node2"}
                      if all(e2e.truth()["guests"][v]["node"] != "node2" for v in ("101", "104"))

@@ -30,7 +30,7 @@ def test_e2e_safety_rule1_power_loss_recovers_only_after_fence_ack(e2e: E2E) -> 
     truth = e2e.truth()
     assert all(truth["guests"][str(v)]["node"] == "node2" for v in NODE2_GUESTS), truth
     assert all(truth["guests"][str(v)]["running_on"] == [] for v in NODE2_GUESTS)
-    ack = e2e.pvha("fence-ack", "node2")
+    ack = e2e.pvha("fence-ack", "node2", "--yes")
     assert ack.returncode == 0, ack.stderr
     wait_for(lambda: all(v in e2e.running_via_api() for v in NODE2_GUESTS), 40,
              what="node2's guests running elsewhere")
@@ -44,7 +44,7 @@ def test_e2e_safety_rule1_power_loss_recovers_only_after_fence_ack(e2e: E2E) -> 
 
 
 def test_e2e_fence_ack_refused_for_an_online_node(e2e: E2E) -> None:
-    res = e2e.pvha("fence-ack", "node2")
+    res = e2e.pvha("fence-ack", "node2", "--yes")
     assert res.returncode != 0
     assert "online" in res.stderr
     assert not (e2e.config_dir / "fence" / "node2").exists()
@@ -63,7 +63,7 @@ def test_e2e_minority_partition_no_recovery_until_fenced(e2e: E2E) -> None:
     e2e.no_split_brain()
     # the administrator powers node2 off and says so: now recovery happens
     e2e.ctl("power node2 off")
-    assert e2e.pvha("fence-ack", "node2").returncode == 0
+    assert e2e.pvha("fence-ack", "node2", "--yes").returncode == 0
     wait_for(lambda: all(v in e2e.running_via_api() for v in NODE2_GUESTS), 40,
              what="recovery after the fence-ack")
     e2e.no_split_brain()
@@ -132,7 +132,7 @@ def test_e2e_safety_rule4_kill9_then_restart_resumes(e2e: E2E, kill_after: float
     w = e2e.watch("first", env)
     wait_for(e2e.all_started, 40, what="all services started")
     e2e.ctl("power node2 off")
-    assert e2e.pvha("fence-ack", "node2").returncode == 0
+    assert e2e.pvha("fence-ack", "node2", "--yes").returncode == 0
     w.wait_log(r"fencing node2: acknowledged|recover service", 30)
     time.sleep(kill_after)
     w.kill()  # SIGKILL at some point of the recovery

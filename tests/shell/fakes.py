@@ -26,6 +26,7 @@ from pvha.ports import (
     GuestRef,
     GuestStatus,
     NodeResource,
+    NodeStatus,
     PveHaResource,
     TaskStatus,
 )
@@ -137,8 +138,12 @@ class FakeApi:
         return GuestStatus(ref, "running" if alive else "stopped",
                            self.status.get(ref.vmid, "running") if alive else "stopped")
 
-    def node_status(self, node: str) -> None:
-        raise NotImplementedError
+    def node_status(self, node: str) -> NodeStatus:
+        """Answers while the node is powered; else what pveproxy says for it (595)."""
+        self.calls.append(f"node_status:{node}")
+        if not self.power.get(node, False):
+            raise ApiTransientError(f"595 No route to host ({node})")
+        return NodeStatus(node, 1000, 0.01, (0.1, 0.1, 0.1), 32 << 30, 2 << 30)
 
     # --- GuestActions ------------------------------------------------------------------
 
