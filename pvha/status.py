@@ -114,10 +114,12 @@ class Fencing:
     invalid: bool = False
     agents: Mapping[str, str] = field(default_factory=dict)
     acks: Mapping[str, str] = field(default_factory=dict)  # node -> who acknowledged it
+    renewed_ago: Mapping[str, float] = field(default_factory=dict)  # seconds, per lease
 
-    def method(self, node: str) -> str:
+    def method(self, node: str, detail: bool = True) -> str:
         """``fence device ipmi``, ``fence devices ipmi then pdu``, ``agent lease``,
-        ``fence device ipmi or agent lease``, ``fence-ack only``."""
+        ``fence device ipmi or agent lease``, ``fence-ack only``; ``detail`` adds when the
+        lease was last renewed."""
         if self.invalid:
             return "fence.cfg invalid"
         if node in self.acks:
@@ -129,8 +131,10 @@ class Fencing:
             plural = "s" if len(devices) > 1 else ""
             parts.append(f"fence device{plural} {' then '.join(devices)}")
         agent = self.agents.get(node)
+        ago = self.renewed_ago.get(node)
         if agent == "active":
-            parts.append("agent lease")
+            parts.append("agent lease" + (f" (renewed {ago:.0f} s ago)"
+                                          if ago is not None and detail else ""))
         elif agent == "lost":
             parts.append("agent lease (lost: node resetting)")
         if not parts:
@@ -147,7 +151,7 @@ class Fencing:
             return self.method("")
         groups: dict[str, list[str]] = {}
         for node in nodes:
-            groups.setdefault(self.method(node), []).append(node)
+            groups.setdefault(self.method(node, detail=False), []).append(node)
         if len(groups) == 1 and known:
             return f"{next(iter(groups))} for every node"
         return "; ".join(f"{method} for {' '.join(ns)}" for method, ns in groups.items())

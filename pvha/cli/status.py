@@ -67,18 +67,34 @@ def read_fencing(store: Store) -> tuple[ha_status.Fencing, list[ConfigFault]]:
     acks_dir = FenceAcks(store.dir)
     acks = {n: a.by for n in acks_dir.nodes() if (a := acks_dir.get(n)) is not None}
     agents = read_agents(store.dir)
+    renewed = lease_ages(store.dir.parent / "priv" / "lock", agents, time.time())
+    extra: dict[str, Any] = {"agents": agents, "acks": acks, "renewed_ago": renewed}
     path = store.dir / FENCE_CFG
     if not path.exists():
-        return ha_status.Fencing(agents=agents, acks=acks), []
+        return ha_status.Fencing(**extra), []
     from pvha.fence.config import FenceConfigError, load_fence_config
 
     try:
         config = load_fence_config(path)
     except FenceConfigError as err:
         faults = [ConfigFault(FENCE_CFG, line, None, message) for line, message in err.issues]
-        return ha_status.Fencing(invalid=True, agents=agents, acks=acks), faults
+        return ha_status.Fencing(invalid=True, **extra), faults
     devices = {n: tuple(level.device for level in config.levels(n)) for n in config.nodes()}
-    return ha_status.Fencing(devices, agents=agents, acks=acks), []
+    return ha_status.Fencing(devices, **extra), []
+
+
+def lease_ages(lock_dir: Path, agents: dict[str, str], now: float) -> dict[str, float]:
+    """Seconds since each agent's lease was last renewed, where the config dir sits in
+    the cluster filesystem root as ``<root>/pvha`` (its default)."""
+    from pvha.shell.agent import LEASE_PREFIX
+
+    out = {}
+    for node in agents:
+        try:
+            out[node] = max(0.0, now - os.stat(lock_dir / f"{LEASE_PREFIX}{node}").st_mtime)
+        except OSError:
+            continue
+    return out
 
 
 def read_agents(config_dir: Path) -> dict[str, str]:

@@ -486,3 +486,12 @@ def test_agent_leases_in_the_fencing_per_node() -> None:
     every = Fencing(agents=dict.fromkeys(("node1", "node2", "node3"), "active"))
     assert _lines(MANAGER, LRM, CONFIG, quorum=QUORATE, fencing=every)[2] == (
         "fencing armed (agent lease for every node)")
+
+
+def test_the_lrm_line_says_when_the_lease_was_renewed() -> None:
+    fencing = Fencing(agents=dict.fromkeys(("node1", "node2", "node3"), "active"),
+                      renewed_ago={"node1": 2.2, "node2": 61.0})
+    lines = _lines(MANAGER, LRM, CONFIG, quorum=QUORATE, fencing=fencing)
+    assert lines[2] == "fencing armed (agent lease for every node)"
+    assert lines[3:5] == ["lrm node1 (active, agent lease (renewed 2 s ago), T3)",
+                          "lrm node2 (old timestamp - dead?, agent lease (renewed 61 s ago), T40)"]
