@@ -50,9 +50,10 @@ paths one operation touched, as they are in the writer's view after the operatio
 The kernel's attribute, entry and page caches are off (timeouts 0, direct_io) so a
 change shows on a mount as soon as it is applied. One RLock guards the whole store.
 libfuse's ``fuse_main`` does ``chdir("/")`` and takes SIGTERM/SIGHUP: :meth:`mount`
-gives both back (signals only when called from the main thread). A process killed
-with its mounts up leaves them dead ("Transport endpoint is not connected"); the next
-:meth:`mount` on the same path lazily unmounts the leftover first.
+gives both back (signals only when called from the main thread). Mounts use libfuse's
+``auto_unmount``: when the process dies (even by SIGKILL), the ``fusermount3`` helper
+unmounts them; a leftover dead mount ("Transport endpoint is not connected") is lazily
+unmounted by the next :meth:`mount` on the same path.
 """
 
 from __future__ import annotations

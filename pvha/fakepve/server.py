@@ -329,6 +329,7 @@ class FakePve:
         """One pmxcfs mount per node at ``nodes/NODE/pve``, seeded from ``backing`` (the
         saved tree, as pmxcfs's config.db); where FUSE cannot be used, ``backing`` itself
         as the one directory every node shares, and a one-line ``cfs_notice``."""
+        store: Any = None
         try:
             from pvha.fakepve.pmxcfs import Pmxcfs
 
@@ -338,7 +339,7 @@ class FakePve:
             layout.seed_pmxcfs(store, backing)
             mounts = {n: store.mount(n, self.state / "nodes" / n / "pve") for n in self.names}
         except Exception as exc:  # noqa: BLE001 - no FUSE here: say so, use the directory
-            if "store" in locals():
+            if store is not None:
                 store.unmount_all()
             self.cfs_notice = (f"pmxcfs mounts unavailable ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
