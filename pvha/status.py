@@ -115,6 +115,7 @@ class Fencing:
     agents: Mapping[str, str] = field(default_factory=dict)
     acks: Mapping[str, str] = field(default_factory=dict)  # node -> who acknowledged it
     renewed_ago: Mapping[str, float] = field(default_factory=dict)  # seconds, per lease
+    stale: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # copies it stopped
 
     def method(self, node: str, detail: bool = True) -> str:
         """``fence device ipmi``, ``fence devices ipmi then pdu``, ``agent lease``,
@@ -137,9 +138,11 @@ class Fencing:
                                           if ago is not None and detail else ""))
         elif agent == "lost":
             parts.append("agent lease (lost: node resetting)")
+        stale = self.stale.get(node) if detail else None
+        tail = f"; its agent stopped stale copies of {' '.join(stale)}" if stale else ""
         if not parts:
-            return "fence-ack only" + (f" (agent {agent})" if agent else "")
-        return " or ".join(parts)
+            return "fence-ack only" + (f" (agent {agent})" if agent else "") + tail
+        return " or ".join(parts) + tail
 
     def summary(self, nodes: Sequence[str]) -> str:
         """The methods by node: ``fence device ipmi for every node``, or ``fence device

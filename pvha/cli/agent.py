@@ -30,6 +30,10 @@ def agent(
         help="Seconds watchdog-mux lets a client go unfed before the node resets: 60 on "
              "PVE, must match the mux (the manager waits this, plus 10 s for the hardware "
              "watchdog and a margin, before it counts the node fenced).")] = 60.0,
+    run_dir: Annotated[Path, typer.Option(
+        "--run-dir", metavar="DIR",
+        help="Where the guests' pidfiles are (qemu-server/VMID.pid), to find stale "
+             "copies.")] = Path("/var/run"),
     cfs_root: Annotated[str | None, typer.Option(
         "--cfs-root", metavar="DIR",
         help="Cluster filesystem root (default /etc/pve).", show_default=False)] = None,
@@ -39,6 +43,7 @@ def agent(
     """Hold this node's lease and feed its watchdog while the node is quorate (stop with
     SIGTERM: the watchdog is closed cleanly)."""
     from pvha.adapters.cfs import ClusterFs
+    from pvha.adapters.guestprocs import LocalGuests
     from pvha.cli.watch import _logging
     from pvha.shell.agent import Agent
 
@@ -49,7 +54,7 @@ def agent(
     _logging(verbose)
     cfs = ClusterFs(settings.cfs.root, settings.cfs.resolved_config_dir)
     runner = Agent(cfs, name, watchdog_socket, interval=interval,
-                   watchdog_timeout=watchdog_timeout)
+                   watchdog_timeout=watchdog_timeout, guests=LocalGuests(run_dir))
 
     def stop(_signum: int, _frame: Any) -> None:
         runner.stop()

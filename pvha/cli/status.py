@@ -66,9 +66,10 @@ def read_fencing(store: Store) -> tuple[ha_status.Fencing, list[ConfigFault]]:
 
     acks_dir = FenceAcks(store.dir)
     acks = {n: a.by for n in acks_dir.nodes() if (a := acks_dir.get(n)) is not None}
-    agents = read_agents(store.dir)
+    agents, stale = read_agents(store.dir)
     renewed = lease_ages(store.dir.parent / "priv" / "lock", agents, time.time())
-    extra: dict[str, Any] = {"agents": agents, "acks": acks, "renewed_ago": renewed}
+    extra: dict[str, Any] = {"agents": agents, "acks": acks, "renewed_ago": renewed,
+                             "stale": stale}
     path = store.dir / FENCE_CFG
     if not path.exists():
         return ha_status.Fencing(**extra), []
@@ -97,23 +98,28 @@ def lease_ages(lock_dir: Path, agents: dict[str, str], now: float) -> dict[str, 
     return out
 
 
-def read_agents(config_dir: Path) -> dict[str, str]:
-    """Each node's ``pvha agent`` state from ``agent_status/<node>`` (damaged: none)."""
+def read_agents(config_dir: Path) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """Each node's ``pvha agent`` state and the stale copies it stopped, from
+    ``agent_status/<node>`` (a damaged file: nothing)."""
     from pvha.shell.agent import STATUS_DIR
 
-    out: dict[str, str] = {}
+    states: dict[str, str] = {}
+    stale: dict[str, tuple[str, ...]] = {}
     try:
         names = sorted(os.listdir(config_dir / STATUS_DIR))
     except OSError:
-        return out
+        return states, stale
     for name in names:
         try:
-            state = json.loads((config_dir / STATUS_DIR / name).read_text("utf-8"))["state"]
+            data = json.loads((config_dir / STATUS_DIR / name).read_text("utf-8"))
+            state, stopped = data["state"], data.get("stale_stopped") or []
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if isinstance(state, str) and NODE_NAME_RE.match(name):
-            out[name] = state
-    return out
+            states[name] = state
+            if isinstance(stopped, list) and stopped:
+                stale[name] = tuple(str(sid) for sid in stopped)
+    return states, stale
 
 
 def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, str] | None]:

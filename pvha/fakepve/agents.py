@@ -1,6 +1,7 @@
 """``pvha sim serve --agents``: one real ``pvha agent`` process per simulated node,
 configured as on a real node: its node name, its own pmxcfs mount as the cluster
-filesystem, its node's watchdog-mux socket, and the simulator's watchdog timeout.
+filesystem, its node's watchdog-mux socket, the simulator's watchdog timeout, and its
+node's guest pidfiles (:mod:`pvha.fakepve.procs`).
 
 An agent runs while its node is powered on, as a systemd unit would: it is started when
 the node boots (at start and after every power-on) and killed with SIGKILL when the node
@@ -27,8 +28,8 @@ class AgentFarm:
     """The agent processes of every node (see the module docstring)."""
 
     def __init__(self, state: Path, roots: dict[str, Path], sockets: dict[str, Path],
-                 watchdog_seconds: float, interval: float) -> None:
-        self.state, self.roots, self.sockets = state, roots, sockets
+                 watchdog_seconds: float, interval: float, run_dirs: dict[str, Path]) -> None:
+        self.state, self.roots, self.sockets, self.run_dirs = state, roots, sockets, run_dirs
         self.watchdog_seconds, self.interval = watchdog_seconds, interval
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._starts = dict.fromkeys(roots, 0)
@@ -48,6 +49,7 @@ class AgentFarm:
             argv = [sys.executable, "-m", "pvha", "agent", "--node", node,
                     "--watchdog-socket", str(self.sockets[node]),
                     "--cfs-root", str(self.roots[node]), "--interval", f"{self.interval:g}",
+                    "--run-dir", str(self.run_dirs[node]),
                     "--watchdog-timeout", f"{self.watchdog_seconds:g}"]
             logfile = self.roots[node].parent / "agent.log"
             with logfile.open("ab") as fh:

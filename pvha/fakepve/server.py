@@ -254,6 +254,7 @@ class FakePve:
         self.cfs_delay = cfs_delay
         self.with_agents, self.agent_interval = agents, agent_interval
         self.agents: Any = None  # pvha.fakepve.agents.AgentFarm with --agents
+        self.procs: Any = None  # pvha.fakepve.procs.GuestProcs with --agents
         self.pmxcfs: Any = None  # pvha.fakepve.pmxcfs.Pmxcfs when the mounts are up
         self.cfs_notice: str | None = None  # why there are no mounts (one line)
         self.bmcs: Any = None  # pvha.fakepve.bmc.BmcFarm with --bmc
@@ -318,10 +319,15 @@ class FakePve:
         if self.pmxcfs is None:
             raise ServeError(f"--agents needs the pmxcfs mounts: {self.cfs_notice}")
         from pvha.fakepve.agents import AgentFarm
+        from pvha.fakepve.procs import GuestProcs
 
+        self.procs = GuestProcs(self.cluster, self.state)
+        self.procs.sync()  # the guests running now have their processes before any agent
+        self.procs.start()
         self.agents = AgentFarm(self.state, {n: self.cfs_root(n) for n in self.names},
                                 {n: m.path for n, m in self.watchdogs.muxes.items()},
-                                self.timing.watchdog_seconds, self.agent_interval)
+                                self.timing.watchdog_seconds, self.agent_interval,
+                                {n: self.procs.run_dir(n) for n in self.names})
         for name in self.names:
             self.agents.start(name)
 
@@ -457,6 +463,7 @@ class FakePve:
                 self._close(name)
         if self.agents is not None:
             self.agents.stop()
+            self.procs.stop()
         if self.bmcs is not None:
             self.bmcs.stop()
         if hasattr(self, "watchdogs"):

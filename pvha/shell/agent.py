@@ -17,6 +17,13 @@ it expires, or no quorum; the watchdog is not open), ``active`` (lease held, wat
 armed and fed), ``lost`` (a renewal failed: feeding stopped for good, the node will be
 reset), ``stopped`` (clean stop: watchdog closed with the magic ``V``, lease released).
 
+After every renewal that succeeded, and so before it first arms, it looks at the guest
+processes running on its node (:mod:`pvha.adapters.guestprocs`): a process of an HA guest
+whose config now belongs to another node is a stale copy (the node was fenced by an
+acknowledgement while it still ran, and rejoined): it is killed, logged, put in the
+history (``stale-copy``) and listed in the agent status (``stale_stopped``) for ``pvha
+status``. A renewal that succeeded means a quorate node whose cfs view is current.
+
 It refuses to start, in one line, without a watchdog-mux socket or on a cluster
 filesystem that is not pmxcfs (where losing quorum would not stop the renewals).
 """
@@ -33,9 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from pvha.adapters.cfs import ClusterFs
+from pvha.adapters.guestprocs import LocalGuests
 from pvha.adapters.watchdog import HARDWARE_TIMEOUT, MUX_CLIENT_TIMEOUT, WatchdogClient
+from pvha.config.resources import parse_resources_text
 from pvha.errors import PvhaError
 from pvha.fsutil import atomic_write
+from pvha.shell.history import History
 
 log = logging.getLogger("pvha.agent")
 
@@ -57,9 +67,12 @@ class Agent:
 
     def __init__(self, cfs: ClusterFs, node: str, watchdog: Path, *, interval: float = 5.0,
                  watchdog_timeout: float = MUX_CLIENT_TIMEOUT,
+                 guests: LocalGuests | None = None,
                  connect: Callable[[Path], WatchdogClient] = WatchdogClient,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfs, self.node, self.watchdog = cfs, node, Path(watchdog)
+        self.guests = guests
+        self.stale_stopped: list[str] = []
         self.interval, self.watchdog_timeout = interval, watchdog_timeout
         self._connect, self._clock = connect, clock
         self._stop = threading.Event()
@@ -107,6 +120,7 @@ class Agent:
                           "the watchdog, node %s resets within %g s", lease_id(self.node),
                           self.node, self.watchdog_timeout + HARDWARE_TIMEOUT)
             return
+        self._stop_stale_copies()
         if self._client is None:
             try:
                 self._client = self._connect(self.watchdog)
@@ -121,6 +135,36 @@ class Agent:
         except OSError:
             self._client = None
             raise AgentError("the watchdog connection broke: the node is being reset") from None
+
+    def _stop_stale_copies(self) -> None:
+        if self.guests is None:
+            return
+        procs = self.guests.running()
+        if not procs:
+            return
+        ha = self._ha_sids()
+        for proc in procs:
+            if proc.sid not in ha:
+                continue
+            owners = self.cfs.find_guest_config(proc.kind, proc.vmid)  # type: ignore[arg-type]
+            if not owners or self.node in owners:
+                continue  # ours, or deleted: not a copy of a guest running elsewhere
+            killed = self.guests.kill(proc)
+            log.error("stale copy of %s stopped: it ran on %s, but its config is on %s now "
+                      "(this node was fenced while it ran)%s", proc.sid, self.node,
+                      ",".join(owners), "" if killed else ": KILL FAILED")
+            History(self.cfs.config_dir).append(
+                "stale-copy", self.node, time=self._clock(), sid=proc.sid,
+                outcome="stopped" if killed else "kill failed", target=",".join(owners))
+            self.stale_stopped = (self.stale_stopped + [proc.sid])[-20:]
+            self._set(self.state)
+
+    def _ha_sids(self) -> set[str]:
+        try:
+            text = (self.cfs.config_dir / "resources.cfg").read_text("utf-8")
+            return set(parse_resources_text(text))
+        except (OSError, PvhaError):
+            return set()
 
     def _shutdown(self) -> None:
         if self._client is not None:
@@ -140,6 +184,7 @@ class Agent:
             "node": self.node, "state": state, "pid": os.getpid(), "time": int(self._clock()),
             "interval": self.interval,
             "fence_after": self.watchdog_timeout + HARDWARE_TIMEOUT,
+            "stale_stopped": self.stale_stopped,
         }
         path = self.cfs.config_dir / STATUS_DIR / self.node
         try:

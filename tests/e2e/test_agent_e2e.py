@@ -266,3 +266,34 @@ def test_a_2_plus_2_partition_recovers_nothing(farm4: E2E) -> None:
     assert {v: g["node"] for v, g in farm4.truth()["guests"].items()} == where
     assert "recover service" not in w.log()
     farm4.no_split_brain()
+
+
+def test_a_node_acknowledged_by_mistake_cannot_keep_its_guests_running_after_it_rejoins(
+        farm: E2E) -> None:
+    """node2's agent is stopped (no lease proof), node2 is cut off but still runs its
+    guests, and an administrator acknowledges it anyway: pvha recovers them elsewhere,
+    so they run twice, as they would under PVE. When node2 rejoins, its agent starts and
+    stops the stale copies before it arms: no guest is left running on two nodes."""
+    w = _agents_up(farm)
+    mine = sorted(v for v, g in farm.truth()["guests"].items() if g["node"] == "node2")
+    os.kill(farm.ctl("status")["nodes"]["node2"]["agent"]["pid"], signal.SIGTERM)
+    wait_for(lambda: not farm.ctl("status")["nodes"]["node2"]["agent"]["running"], 20,
+             what="node2's agent stopped")
+    farm.ctl("network node2 off")
+    w.wait_log(r"fencing node2: waiting for fence-ack", 30)
+    ack = farm.pvha("fence-ack", "node2", "--yes")
+    assert ack.returncode == 0, ack.stderr
+    wait_for(lambda: sorted(farm.truth()["split_brain"]) == mine, 60,
+             what="node2's guests running twice (the mistaken ack)")
+    farm.ctl("network node2 on")
+    farm.fp.agents.start("node2")  # node2 is back; its agent's unit starts again
+    wait_for(lambda: farm.truth()["split_brain"] == [], 30, what="the stale copies stopped")
+    guests = farm.truth()["guests"]
+    assert all(len(guests[v]["running_on"]) == 1 and guests[v]["running_on"] != ["node2"]
+               for v in mine), guests
+    agent_log = (farm.fp.cfs_root("node2").parent / "agent.log").read_text()
+    assert agent_log.count("stale copy of ") == len(mine), agent_log
+    events = json.loads(farm.pvha("history", "--output-format", "json").stdout)
+    stale = sorted(ev["sid"] for ev in events if ev["event"] == "stale-copy")
+    assert stale == sorted(f"vm:{v}" for v in mine), events
+    assert "its agent stopped stale copies of" in farm.pvha("status").stdout
