@@ -47,6 +47,7 @@ class MemoryEnv:
         self.stolen: list[tuple[str, str, str]] = []
         self.running: set[str] = set()
         self.dc: dict[str, Any] = {}
+        self.blocked: frozenset[str] = frozenset()
 
     def _copy(self, value: Any) -> Any:
         return copy.deepcopy(value) if self.isolate else value
@@ -60,6 +61,9 @@ class MemoryEnv:
 
     def nodename(self) -> str:
         return self.node
+
+    def blocked_nodes(self) -> frozenset[str]:
+        return self.blocked
 
     def get_node_info(self) -> tuple[dict[str, dict[str, Any]], bool]:
         return {n: {"online": int(up)} for n, up in self.online.items()}, True

@@ -80,6 +80,11 @@ class ClusterPort(Protocol):
         the CRM then skips its round."""
         ...
 
+    def blocked_nodes(self) -> frozenset[str]:
+        """Online nodes no guest may be placed on now (pvha: a node whose agent reports
+        a stale copy of a guest it could not stop); always empty under PVE's rules."""
+        ...
+
 
 class LockPort(Protocol):
     """The cluster locks (120 s lifetime unless renewed; none without quorum)."""

@@ -182,11 +182,13 @@ class RoundState:
 
     def select_node(self, sid: str, cd: Mapping[str, Any], sd: Sd, preference: str) -> str | None:
         """The node ``sid`` should run on (None: none qualifies), by PVE's
-        ``select_service_node`` over this round's online nodes and usage model; the
-        model's scoring messages go to the log."""
+        ``select_service_node`` over this round's online nodes (less the env's blocked
+        nodes) and usage model; the model's scoring messages go to the log."""
         current: str | None = sd.get("node")
         if preference == "none" and self.keeps_current_node(sid, sd):
             return current
+        # a guest already on a blocked node stays; none is placed there anew
+        blocked = self.env.blocked_nodes() - {current}
         node = placement.select_service_node(
             sid,
             preference,
@@ -194,6 +196,7 @@ class RoundState:
             usage=self.usage,
             ss=self.ss,
             current_node=current,
+            online_nodes=self.usage.node_set - blocked if blocked else None,
             failed_nodes=sd.get("failed_nodes") or (),
             maintenance_node=sd.get("maintenance_node"),
             failback=self.failback.get(sid, bool(int(cd.get("failback", 1)))),

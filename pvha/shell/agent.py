@@ -73,6 +73,7 @@ class Agent:
         self.cfs, self.node, self.watchdog = cfs, node, Path(watchdog)
         self.guests = guests
         self.stale_stopped: list[str] = []
+        self.stale_running: list[str] = []  # copies it could not kill
         self.interval, self.watchdog_timeout = interval, watchdog_timeout
         self._connect, self._clock = connect, clock
         self._stop = threading.Event()
@@ -140,9 +141,8 @@ class Agent:
         if self.guests is None:
             return
         procs = self.guests.running()
-        if not procs:
-            return
-        ha = self._ha_sids()
+        failed: list[str] = []
+        ha = self._ha_sids() if procs else set()
         for proc in procs:
             if proc.sid not in ha:
                 continue
@@ -156,7 +156,13 @@ class Agent:
             History(self.cfs.config_dir).append(
                 "stale-copy", self.node, time=self._clock(), sid=proc.sid,
                 outcome="stopped" if killed else "kill failed", target=",".join(owners))
-            self.stale_stopped = (self.stale_stopped + [proc.sid])[-20:]
+            if killed:
+                self.stale_stopped = (self.stale_stopped + [proc.sid])[-20:]
+            else:
+                failed.append(proc.sid)
+            self._set(self.state)
+        if failed != self.stale_running:
+            self.stale_running = failed  # the manager places nothing here meanwhile
             self._set(self.state)
 
     def _ha_sids(self) -> set[str]:
@@ -185,6 +191,7 @@ class Agent:
             "interval": self.interval,
             "fence_after": self.watchdog_timeout + HARDWARE_TIMEOUT,
             "stale_stopped": self.stale_stopped,
+            "stale_running": self.stale_running,
         }
         path = self.cfs.config_dir / STATUS_DIR / self.node
         try:

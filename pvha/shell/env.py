@@ -106,6 +106,11 @@ class _Env:
     def cluster_state_update(self) -> bool:
         return self.auth.view is not None
 
+    def blocked_nodes(self) -> frozenset[str]:
+        """Nodes whose agent reports a stale copy it could not stop (pvha.shell.lease)."""
+        leases = self.shared.fencing.leases
+        return leases.blocked() if leases is not None else frozenset()
+
     def is_node_shutdown(self) -> tuple[bool, bool]:
         return False, False  # the watcher is not the node: stopping it never stops guests
 

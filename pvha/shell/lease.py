@@ -16,6 +16,9 @@ for nodes the quorate view shows offline: a node cut off from a quorate majority
 quorum, so its renewals fail. A lease released by a clean agent stop, a node whose agent
 never armed, or a watcher that started after the last renewal (it waits the whole time
 from its first look) give no proof early.
+
+A node whose agent reports a stale copy it could not kill (``stale_running``) is
+:meth:`Leases.blocked`: no guest is placed there while it lasts.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class _Seen:
     changed_at: float  # monotonic time of the last change seen (or of the first look)
     state: str | None  # the agent status's state
     fence_after: float
+    stale_running: bool = False  # a stale copy the agent could not stop runs there
 
 
 class Leases:
@@ -58,17 +62,23 @@ class Leases:
                                         .st_mtime)
             except OSError:
                 mtime = None
-            state, fence_after = self._status(node)
+            state, fence_after, stale = self._status(node)
             prev = self._seen.get(node)
             changed = now if prev is None or prev.mtime != mtime else prev.changed_at
-            self._seen[node] = _Seen(mtime, changed, state, fence_after)
+            self._seen[node] = _Seen(mtime, changed, state, fence_after, stale)
 
-    def _status(self, node: str) -> tuple[str | None, float]:
+    def _status(self, node: str) -> tuple[str | None, float, bool]:
         try:
             data = json.loads((self.cfs.config_dir / STATUS_DIR / node).read_text("utf-8"))
-            return str(data["state"]), float(data["fence_after"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None, 0.0
+            return (str(data["state"]), float(data["fence_after"]),
+                    bool(data.get("stale_running")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None, 0.0, False
+
+    def blocked(self) -> frozenset[str]:
+        """Nodes whose agent reports a stale copy it could not stop: nothing is placed
+        there until it is gone."""
+        return frozenset(n for n, s in self._seen.items() if s.stale_running)
 
     def armed(self, node: str) -> bool:
         s = self._seen.get(node)

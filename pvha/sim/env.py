@@ -58,6 +58,9 @@ class SimEnv:
     def nodename(self) -> str:
         return self.node
 
+    def blocked_nodes(self) -> frozenset[str]:
+        return frozenset()
+
     def get_node_info(self) -> tuple[dict[str, dict[str, Any]], bool]:
         return self.hw.get_node_info()
 

@@ -20,6 +20,26 @@ def _env() -> FakeEnv:
     return env
 
 
+def test_nothing_is_recovered_onto_a_blocked_node() -> None:
+    """A node whose agent could not stop a stale copy takes no guest; the ones on it
+    stay (pvha extension; PVE's envs block nothing)."""
+    env = _env()
+    m = Manager(env, 20)
+    m.manage(20)
+    env.online["node3"] = False
+    env.blocked = frozenset({"node2"})
+    m.manage(40)
+    m.manage(100)
+    env.agent_locks.add("node3")
+    m.manage(120)
+    assert env.stolen == [("vm:103", "node3", "node1")]  # node2 would have scored best
+    assert env.manager_status["service_status"]["vm:103"]["node"] == "node1"
+    env.blocked = frozenset({"node1"})
+    m.manage(140)  # guests already on a blocked node stay there
+    assert {sid: sd["node"] for sid, sd in env.manager_status["service_status"].items()} \
+        == {"vm:101": "node1", "vm:103": "node1"}
+
+
 def test_first_round_adds_and_starts_services() -> None:
     env = _env()
     m = Manager(env, 20)

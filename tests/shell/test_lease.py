@@ -69,3 +69,16 @@ def test_no_proof_without_an_armed_agent(tmp_path: Path) -> None:
     leases = Leases(ClusterFs(tmp_path / "nothing", pmxcfs=False), Clock())
     leases.observe(["node2"])
     assert leases.expired("node2") is None and leases.left("node2") is None
+
+
+def test_a_stale_copy_the_agent_could_not_stop_blocks_its_node(tmp_path: Path) -> None:
+    leases, _clock, _ = setup(tmp_path)
+    assert leases.blocked() == frozenset()
+    status = leases.cfs.config_dir / "agent_status" / "node2"
+    status.write_text(json.dumps({"state": "active", "fence_after": 70,
+                                  "stale_running": ["vm:101"]}))
+    leases.observe(["node2"])
+    assert leases.blocked() == {"node2"}
+    status.write_text(json.dumps({"state": "active", "fence_after": 70, "stale_running": []}))
+    leases.observe(["node2"])
+    assert leases.blocked() == frozenset()
