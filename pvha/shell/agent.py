@@ -150,17 +150,20 @@ class Agent:
             if not owners or self.node in owners:
                 continue  # ours, or deleted: not a copy of a guest running elsewhere
             killed = self.guests.kill(proc)
-            log.error("stale copy of %s stopped: it ran on %s, but its config is on %s now "
-                      "(this node was fenced while it ran)%s", proc.sid, self.node,
-                      ",".join(owners), "" if killed else ": KILL FAILED")
+            if not killed:
+                failed.append(proc.sid)
+                if proc.sid in self.stale_running:
+                    continue  # told already; it is tried again at every renewal
+            log.error("stale copy of %s %s: it ran on %s, but its config is on %s now (this "
+                      "node was fenced while it ran)", proc.sid,
+                      "stopped" if killed else "found and NOT stopped (kill failed)",
+                      self.node, ",".join(owners))
             History(self.cfs.config_dir).append(
                 "stale-copy", self.node, time=self._clock(), sid=proc.sid,
                 outcome="stopped" if killed else "kill failed", target=",".join(owners))
             if killed:
                 self.stale_stopped = (self.stale_stopped + [proc.sid])[-20:]
-            else:
-                failed.append(proc.sid)
-            self._set(self.state)
+                self._set(self.state)
         if failed != self.stale_running:
             self.stale_running = failed  # the manager places nothing here meanwhile
             self._set(self.state)
