@@ -35,6 +35,9 @@ measurements, printed with the settings they use:
     until node2's guests run elsewhere, fenced by lease expiry (no renewal seen for
     60 + 10 + 5 s). Goal: <= 90 s (PVE: about 2 min).
 (f) the same, but the failure is ``kill -9`` of node2's agent.
+(e-sim) the simulator's lease mode (``{"pvha": {"fencing": "lease"}}``, pvha.sim.fencing):
+    PVE's 20 s rounds and 60 s fence delay, the dead node fenced once its agent lock
+    (its lease) went 75 s without renewal; virtual time.
 
 Nothing here is asserted in tests; the figures are for reading.
 """
@@ -66,6 +69,7 @@ FENCE_CFG = ("device ipmi fence_ipmilan username=admin password_file=/etc/pvha/b
              + "".join(f"connect ipmi node=node{i} ip=10.0.0.{i}\n" for i in (1, 2, 3)))
 POWER = {"fencing": "power", "round_interval": 6, "detection_delay": 8, "device_latency": 0}
 SLOW_BMC = {**POWER, "device_latency": 2}
+LEASE = {"fencing": "lease"}  # PVE's rounds and fence delay; agents' leases, no BMC
 
 
 # --- (a) and (b): the simulator -----------------------------------------------------------
@@ -83,6 +87,7 @@ def _scenario(root: Path, pvha: dict[str, Any] | None) -> Path:
         [["power node1 on", "power node2 on", "power node3 on"], ["network node2 off"]]))
     if pvha:
         (d / "datacenter.cfg").write_text(json.dumps({"pvha": pvha}))
+    if pvha and pvha["fencing"] == "power":
         (d / "fence.cfg").write_text(FENCE_CFG)
     return d
 
@@ -264,6 +269,8 @@ def main() -> int:
     parser.add_argument("--only-agents", action="store_true", help="only (e) and (f)")
     args = parser.parse_args()
     if args.only_agents:
+        print(_sim_line("(e-sim) simulator, no BMC, pvha agents' leases (20 s rounds, 60 s "
+                        "fence delay)", simulate(LEASE)))
         return _agents(args.runs)
     print("failure: 'network node2 off' (node2 hangs, power on); 3 nodes, node2 runs "
           "vm:102 and vm:103 (sim) / vm:101 and vm:104 (real)")
@@ -273,6 +280,8 @@ def main() -> int:
                     "fence delay, BMC at once)", simulate(POWER)))
     print(_sim_line("(b2) same, with a BMC that switches 2 s after the off command      ",
                     simulate(SLOW_BMC)))
+    print(_sim_line("(e-sim) simulator, no BMC, pvha agents' leases (20 s rounds, 60 s "
+                    "fence delay)", simulate(LEASE)))
     if args.skip_real:
         return 0
     if shutil.which("fence_ipmilan", path=os.environ.get("PATH", "") + ":/usr/sbin") is None:

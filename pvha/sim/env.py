@@ -13,6 +13,7 @@ from typing import Any
 
 from pvha.config import parse_groups_text, parse_rules_text
 from pvha.core.ports import CfsError
+from pvha.sim.fencing import LEASE_FENCE_AFTER
 from pvha.sim.hardware import Hardware
 from pvha.sim.resources import plugin_for
 
@@ -97,7 +98,24 @@ class SimEnv:
         fencing = self.hw.fencing
         if node and node != self.node and fencing is not None and fencing.has_device(node):
             return self._power_fence(node)
+        if node and node != self.node and self.hw.pvha.lease:
+            return self._lease_fence(node)
         return self._lock(f"ha_agent_{node or self.node}_lock")
+
+    def _lease_fence(self, node: str) -> bool:
+        """pvha extension: the dead node's lease (its agent lock) proves it reset once
+        it has not been renewed for LEASE_FENCE_AFTER s (pvha.sim.fencing)."""
+        name = f"ha_agent_{node}_lock"
+        held = self.hw.locks.get(name)
+        if held is None or not self.quorate():
+            return self._lock(name)  # released cleanly: PVE's path (taken at once)
+        silent = self.cur_time - int(held["time"])
+        if held.get("node") != node or silent <= LEASE_FENCE_AFTER:
+            return self._lock(name)
+        self.log("info", f"fencing: node '{node}' fenced by lease expiry (lock not renewed "
+                         f"for {silent} s)")
+        self.hw.locks[name] = {"time": self.cur_time, "node": self.node}
+        return True
 
     def _power_fence(self, node: str) -> bool:
         """pvha extension: the dead node's agent lock is granted only after its BMC

@@ -13,7 +13,8 @@ with two inputs, both required:
       {"pvha": {"fencing": "power", "fence_delay": 10, "device_latency": 2,
                 "round_interval": 20, "detection_delay": 0}}
 
-  ``fencing``: ``"power"`` enables it (``"lock"``, the default, is PVE's behaviour);
+  ``fencing``: ``"power"`` enables it (``"lock"``, the default, is PVE's behaviour;
+  ``"lease"`` models ``pvha agent``: see below);
   ``fence_delay``: seconds a node must be offline before its services are fenced
   (default 60 without power fencing, :data:`DEVICE_FENCE_DELAY` with it);
   ``device_latency``: seconds between a BMC's off command and the node losing power
@@ -24,6 +25,15 @@ with two inputs, both required:
 
 Without the ``pvha`` key (every PVE scenario) nothing here is active and runs are
 PVE's byte for byte.
+
+``"fencing": "lease"`` models ``pvha agent`` and ``pvha watch``'s fencing by lease expiry
+(pvha.shell.lease): each LRM's agent lock stands for the node's lease, renewed and
+followed by a watchdog feed in every LRM round as in PVE, and the master counts a dead
+node fenced once the lock has not been renewed for :data:`LEASE_FENCE_AFTER` seconds
+(the watchdog's 60 s + the hardware watchdog's 10 s + pvha's 5 s margin) instead of
+pmxcfs's 120 s lock expiry. It then takes the lock and logs ``fencing: node '<node>'
+fenced by lease expiry (lock not renewed for N s)``; a lock released by a clean LRM stop
+is taken at once, as in PVE. No fence.cfg is needed.
 
 With power fencing, the master's "get the agent lock of the dead node" step (the port
 call ``get_ha_agent_lock(node)`` in :mod:`pvha.core.node_status`) is answered by
@@ -69,6 +79,9 @@ offline (Pacemaker fences at that point); the 5 s only ride out a membership fla
 60 s exist in PVE for the watchdog self-fence, which a verified power-off replaces."""
 
 PVE_ROUND = 20
+LEASE_FENCE_AFTER = 60 + 10 + 5
+"""Seconds without a renewal after which a lease proves its node reset (pvha.shell.lease:
+watchdog-mux's 60 s, the hardware watchdog's 10 s, pvha's 5 s margin)."""
 _KEYS = {"fencing", "fence_delay", "device_latency", "round_interval", "detection_delay"}
 
 LogFn = Callable[[str, str], None]
@@ -87,6 +100,10 @@ class PvhaSimOptions:
     @property
     def power(self) -> bool:
         return self.fencing == "power"
+
+    @property
+    def lease(self) -> bool:
+        return self.fencing == "lease"
 
 
 def _int_option(raw: Mapping[str, Any], key: str, default: int, where: str) -> int:
@@ -117,8 +134,8 @@ def parse_options(datacenter: Mapping[str, Any], fence_cfg: str | None,
     if unknown:
         raise ConfigError(f"unknown pvha option(s): {', '.join(unknown)}", where)
     fencing = raw.get("fencing", "lock")
-    if fencing not in ("lock", "power"):
-        raise ConfigError("pvha.fencing must be 'lock' or 'power'", where)
+    if fencing not in ("lock", "power", "lease"):
+        raise ConfigError("pvha.fencing must be 'lock', 'power' or 'lease'", where)
     if fencing == "power" and not (fence_cfg or "").strip():
         raise ConfigError("pvha.fencing 'power' needs a fence.cfg in the scenario", where)
     delay = DEVICE_FENCE_DELAY if fencing == "power" else FENCE_DELAY

@@ -30,7 +30,7 @@ def test_power_default_delay_is_shorter() -> None:
 
 @pytest.mark.parametrize("raw, cfg, message", [
     ({"fencing": "power"}, None, "needs a fence.cfg"),
-    ({"fencing": "magic"}, FENCE_CFG, "'lock' or 'power'"),
+    ({"fencing": "magic"}, FENCE_CFG, "'lock', 'power' or 'lease'"),
     ({"fence_delay": -1}, FENCE_CFG, "cannot be negative"),
     ({"fence_delay": "soon"}, FENCE_CFG, "must be an integer"),
     ({"speed": 1}, FENCE_CFG, "unknown pvha option"),
