@@ -101,7 +101,7 @@ def make_cfs(cfs: Path, names: list[str], guests: int,
 def seed_pmxcfs(store: Pmxcfs, backing: Path) -> None:
     """Load the saved tree into a fresh pmxcfs (every directory and file under it)."""
     for top, dirs, files in os.walk(backing):
-        rel = "/" + os.path.relpath(top, backing).removeprefix(".").lstrip("/")
+        rel = posixpath.normpath(posixpath.join("/", os.path.relpath(top, backing)))
         store.seed(rel)
         for name in files:
             store.seed(posixpath.join(rel, name), (Path(top) / name).read_bytes())

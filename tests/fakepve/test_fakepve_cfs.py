@@ -125,12 +125,23 @@ def test_bad_cfs_commands_are_refused(fake: FakePve, command: str) -> None:
 
 
 def test_the_tree_is_saved_when_the_simulator_stops(fake_factory: Any) -> None:
+    from fakepve_helpers import start_fake
+
     fp = fake_factory(nodes=3, guests=2)
     (fp.cfs_root("node2") / "pvha" / "kept").write_text("yes")
+    (fp.cfs_root("node2") / "pvha" / ".hidden").mkdir()
+    (fp.cfs_root("node2") / "pvha" / ".hidden" / "f").write_text("too")
     fp.stop()
     assert (fp.state / "cfs" / "pvha" / "kept").read_text() == "yes"
     with open("/proc/self/mounts", encoding="utf-8") as fh:
         assert str(fp.state) not in fh.read()
+    again = start_fake(fp.state, nodes=3, guests=2)  # loaded from the saved tree
+    try:
+        root = again.cfs_root("node3")
+        assert (root / "pvha" / "kept").read_text() == "yes"
+        assert (root / "pvha" / ".hidden" / "f").read_text() == "too"
+    finally:
+        again.stop()
 
 
 def _or_none(call: Any) -> Any:
