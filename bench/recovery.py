@@ -162,22 +162,26 @@ def real_run(workdir: Path) -> dict[str, float]:
     fake = FakePve(workdir / "d", nodes=3, guests=6, timing=timing, bmc="ipmi").start()
     proc = _watch(fake.state, workdir / "watch.log")
     try:
-        mine = [v for v, c in fake.cluster.configs().items() if c.node == "node2"]
-
         _wait(lambda: _steady(fake, 6), 60, "all services started")
-
-        def moved() -> bool:
-            truth = fake.cluster.truth()["guests"]
-            return all(truth[str(v)]["running_on"] not in ([], ["node2"]) for v in mine)
-
-        t0 = time.monotonic()
-        fake.cluster.set_network("node2", False)
-        _wait(lambda: not fake.cluster.nodes["node2"].power, 90, "node2 powered off")
-        off = time.monotonic() - t0
-        _wait(moved, 90, "node2's guests running elsewhere")
-        return {"off": off, "running": time.monotonic() - t0}
+        return _fail_node2(fake, lambda: fake.cluster.set_network("node2", False), 90)
     finally:
         _stop(proc, fake)
+
+
+def _fail_node2(fake: Any, fail: Any, bound: float) -> dict[str, float]:
+    """Run ``fail()``; seconds until node2 is off and until its guests run elsewhere."""
+    mine = [v for v, c in fake.cluster.configs().items() if c.node == "node2"]
+
+    def moved() -> bool:
+        truth = fake.cluster.truth()["guests"]
+        return all(truth[str(v)]["running_on"] not in ([], ["node2"]) for v in mine)
+
+    t0 = time.monotonic()
+    fail()
+    _wait(lambda: not fake.cluster.nodes["node2"].power, bound, "node2 off")
+    off = time.monotonic() - t0
+    _wait(moved, 2 * bound, "node2's guests running elsewhere")
+    return {"off": off, "running": time.monotonic() - t0}
 
 
 def _manager_status(fake: Any) -> dict[str, Any]:
@@ -233,24 +237,17 @@ def agents_run(workdir: Path, failure: str) -> dict[str, float]:
     fake = FakePve(workdir / "d", nodes=3, guests=6, timing=timing, agents=True).start()
     proc = _watch(fake.state, workdir / "watch.log")
     try:
-        mine = [v for v, c in fake.cluster.configs().items() if c.node == "node2"]
         _wait(lambda: _steady(fake, 6), 60, "all services started")
         _wait(lambda: all(fake.watchdogs.muxes[n].state()["armed"] for n in fake.names), 60,
               "every agent armed")
 
-        def moved() -> bool:
-            truth = fake.cluster.truth()["guests"]
-            return all(truth[str(v)]["running_on"] not in ([], ["node2"]) for v in mine)
+        def fail() -> None:
+            if failure == "network":
+                fake.cluster.set_network("node2", False)
+            else:
+                os.kill(fake.agents.describe("node2")["pid"], signal.SIGKILL)
 
-        t0 = time.monotonic()
-        if failure == "network":
-            fake.cluster.set_network("node2", False)
-        else:
-            os.kill(fake.agents.describe("node2")["pid"], signal.SIGKILL)
-        _wait(lambda: not fake.cluster.nodes["node2"].power, 120, "node2 reset")
-        off = time.monotonic() - t0
-        _wait(moved, 180, "node2's guests running elsewhere")
-        return {"off": off, "running": time.monotonic() - t0}
+        return _fail_node2(fake, fail, 120)
     finally:
         _stop(proc, fake)
 

@@ -87,21 +87,16 @@ def read_fencing(store: Store) -> tuple[ha_status.Fencing, list[ConfigFault]]:
 def lease_ages(lock_dir: Path, agents: dict[str, str], now: float) -> dict[str, float]:
     """Seconds since each agent's lease was last renewed, where the config dir sits in
     the cluster filesystem root as ``<root>/pvha`` (its default)."""
-    from pvha.shell.agent import LEASE_PREFIX
+    from pvha.shell.agent import lease_mtime
 
-    out = {}
-    for node in agents:
-        try:
-            out[node] = max(0.0, now - os.stat(lock_dir / f"{LEASE_PREFIX}{node}").st_mtime)
-        except OSError:
-            continue
-    return out
+    return {node: max(0.0, now - mtime) for node in agents
+            if (mtime := lease_mtime(lock_dir, node)) is not None}
 
 
 def read_agents(config_dir: Path) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     """Each node's ``pvha agent`` state and the stale copies it stopped, from
     ``agent_status/<node>`` (a damaged file: nothing)."""
-    from pvha.shell.agent import STATUS_DIR
+    from pvha.shell.agent import STATUS_DIR, read_status
 
     states: dict[str, str] = {}
     stale: dict[str, tuple[str, ...]] = {}
@@ -110,15 +105,11 @@ def read_agents(config_dir: Path) -> tuple[dict[str, str], dict[str, tuple[str, 
     except OSError:
         return states, stale
     for name in names:
-        try:
-            data = json.loads((config_dir / STATUS_DIR / name).read_text("utf-8"))
-            state, stopped = data["state"], data.get("stale_stopped") or []
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if isinstance(state, str) and NODE_NAME_RE.match(name):
-            states[name] = state
-            if isinstance(stopped, list) and stopped:
-                stale[name] = tuple(str(sid) for sid in stopped)
+        status = read_status(config_dir, name) if NODE_NAME_RE.match(name) else None
+        if status is not None:
+            states[name] = status.state
+            if status.stale_stopped:
+                stale[name] = status.stale_stopped
     return states, stale
 
 

@@ -57,22 +57,27 @@ class GuestProcs:
 
     def sync(self) -> None:
         with self.cluster.lock:
-            kinds = {v: c.kind for v, c in self.cluster.configs().items()}
             want = {(vmid, node) for vmid, rt in self.cluster.runtime.items()
                     for node in rt.running}
+            died = False
             for key, (proc, _) in list(self._procs.items()):
                 if proc.poll() is not None:  # killed from outside: the guest died there
                     vmid, node = key
                     self.cluster.rt(vmid).running.discard(node)
                     want.discard(key)
+                    died = True
                     log.warning("guest %s's process on %s was killed: it stopped there",
                                 vmid, node)
                     self._end(key)
                 elif key not in want:
                     self._end(key)
-            for key in sorted(want - set(self._procs)):
-                self._spawn(key, kinds.get(key[0], "qemu"))
-            self.cluster.refresh()
+            missing = sorted(want - set(self._procs))
+            if missing:
+                kinds = {v: c.kind for v, c in self.cluster.configs().items()}
+                for key in missing:
+                    self._spawn(key, kinds.get(key[0], "qemu"))
+            if died:
+                self.cluster.refresh()
 
     def _spawn(self, key: Key, kind: str) -> None:
         vmid, node = key

@@ -36,6 +36,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,44 @@ class AgentError(PvhaError):
 
 def lease_id(node: str) -> str:
     return f"{LEASE_PREFIX}{node}"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    """``<config dir>/agent_status/<node>`` as an agent wrote it (see the module
+    docstring); ``fence_after``: the seconds its watchdog may let the node live unfed."""
+
+    state: str
+    fence_after: float
+    interval: float = 5.0
+    stale_stopped: tuple[str, ...] = ()
+    stale_running: tuple[str, ...] = ()
+
+    @property
+    def armed(self) -> bool:
+        """Lease held and watchdog fed (``active``), or feeding stopped for good (``lost``):
+        either way the node lives at most ``fence_after`` s past its last renewal."""
+        return self.state in ("active", "lost") and self.fence_after > 0
+
+
+def read_status(config_dir: Path, node: str) -> AgentStatus | None:
+    """The agent status of ``node``; None when there is none or it is damaged."""
+    try:
+        data = json.loads((config_dir / STATUS_DIR / node).read_text("utf-8"))
+        return AgentStatus(str(data["state"]), float(data["fence_after"]),
+                           float(data.get("interval", 5.0)),
+                           tuple(str(s) for s in data.get("stale_stopped") or ()),
+                           tuple(str(s) for s in data.get("stale_running") or ()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def lease_mtime(lock_dir: Path, node: str) -> float | None:
+    """When ``node``'s lease last changed (its renewal), or None without a lease."""
+    try:
+        return os.stat(lock_dir / lease_id(node)).st_mtime
+    except OSError:
+        return None
 
 
 class Agent:

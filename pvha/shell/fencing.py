@@ -132,16 +132,17 @@ class Fencing:
             if self.power is not None:
                 self.power.drop(node)
             return True
-        if self.leases is not None and node in self.leases.fenced:
+        leases = self.leases
+        if leases is not None and node in leases.fenced:
             return True
-        silent = self.leases.expired(node) if self.leases is not None else None
-        if silent is not None and self.leases is not None:
+        silent = leases.expired(node) if leases is not None else None
+        if leases is not None and silent is not None:
             self.log.info("fencing: node '%s' fenced by lease expiry: its agent's lease was not "
                           "renewed for %d s (its watchdog resets it within %g s)", node,
-                          silent, self.leases.fence_after(node))
+                          silent, leases.fence_after(node))
             self.history.append("fence", node, time=auth.clock.time(), outcome="lease expired",
                                 proof="lease", silent=round(silent, 1))
-            self.leases.fenced.add(node)
+            leases.fenced.add(node)
             if self.power is not None:
                 self.power.drop(node)
             return True

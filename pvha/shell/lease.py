@@ -23,27 +23,22 @@ A node whose agent reports a stale copy it could not kill (``stale_running``) is
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pvha.adapters.cfs import ClusterFs
-from pvha.shell.agent import LEASE_PREFIX, STATUS_DIR
+from pvha.shell.agent import AgentStatus, lease_mtime, read_status
 
 MARGIN = 5.0
 """Seconds beyond the watchdog's worst case: mux tick (1 s), mtime granularity (1 s),
 scheduling."""
-ARMED = ("active", "lost")
 
 
 @dataclass(slots=True)
 class _Seen:
-    mtime: int | None  # the lease directory's mtime at the last look; None: no lease
+    mtime: float | None  # the lease directory's mtime at the last look; None: no lease
     changed_at: float  # monotonic time of the last change seen (or of the first look)
-    state: str | None  # the agent status's state
-    fence_after: float
-    stale_running: bool = False  # a stale copy the agent could not stop runs there
+    status: AgentStatus | None
 
 
 class Leases:
@@ -54,35 +49,28 @@ class Leases:
         self._seen: dict[str, _Seen] = {}
         self.fenced: set[str] = set()  # proven by lease expiry, until the node is back
 
-    def observe(self, nodes: Iterable[str]) -> None:
+    def observe(self, nodes: Iterable[str], statuses: bool = True) -> None:
+        """Look at the leases; ``statuses`` also re-reads the agents' status files (they
+        change only with an agent's state: once per round is enough)."""
         now = self._now()
         for node in nodes:
-            try:
-                mtime: int | None = int(os.stat(self.cfs.lock_dir / f"{LEASE_PREFIX}{node}")
-                                        .st_mtime)
-            except OSError:
-                mtime = None
-            state, fence_after, stale = self._status(node)
+            mtime = lease_mtime(self.cfs.lock_dir, node)
             prev = self._seen.get(node)
             changed = now if prev is None or prev.mtime != mtime else prev.changed_at
-            self._seen[node] = _Seen(mtime, changed, state, fence_after, stale)
-
-    def _status(self, node: str) -> tuple[str | None, float, bool]:
-        try:
-            data = json.loads((self.cfs.config_dir / STATUS_DIR / node).read_text("utf-8"))
-            return (str(data["state"]), float(data["fence_after"]),
-                    bool(data.get("stale_running")))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None, 0.0, False
+            status = read_status(self.cfs.config_dir, node) if statuses or prev is None \
+                else prev.status
+            self._seen[node] = _Seen(mtime, changed, status)
 
     def blocked(self) -> frozenset[str]:
         """Nodes whose agent reports a stale copy it could not stop: nothing is placed
         there until it is gone."""
-        return frozenset(n for n, s in self._seen.items() if s.stale_running)
+        return frozenset(n for n, s in self._seen.items()
+                         if s.status is not None and s.status.stale_running)
 
     def armed(self, node: str) -> bool:
         s = self._seen.get(node)
-        return s is not None and s.mtime is not None and s.state in ARMED and s.fence_after > 0
+        return s is not None and s.mtime is not None and s.status is not None \
+            and s.status.armed
 
     def silent_for(self, node: str) -> float | None:
         """Seconds since the last renewal seen, for an armed agent (else None)."""
@@ -95,18 +83,18 @@ class Leases:
         silent = self.silent_for(node)
         if silent is None:
             return None
-        return max(0.0, self._seen[node].fence_after + MARGIN - silent)
+        return max(0.0, self.fence_after(node) + MARGIN - silent)
 
     def expired(self, node: str) -> float | None:
         """Seconds of silence when the lease proves ``node`` was reset, else None."""
         silent = self.silent_for(node)
-        if silent is None or silent <= self._seen[node].fence_after + MARGIN:
+        if silent is None or silent <= self.fence_after(node) + MARGIN:
             return None
         return silent
 
     def fence_after(self, node: str) -> float:
         s = self._seen.get(node)
-        return s.fence_after if s is not None else 0.0
+        return s.status.fence_after if s is not None and s.status is not None else 0.0
 
     def node_back(self, node: str) -> None:
         self.fenced.discard(node)

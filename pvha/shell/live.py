@@ -10,9 +10,7 @@ keep working on the local files alone, and say so where it matters.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -182,15 +180,12 @@ def lease_age(settings: Settings, node: str, now: float) -> float | None:
     """Seconds since ``node``'s armed agent last renewed its lease, while that is under
     the time its watchdog may let the node live (then the lease itself fences the node and
     an ack could only let its guests run twice); else None."""
-    from pvha.shell.agent import LEASE_PREFIX, STATUS_DIR
-    from pvha.shell.lease import ARMED, MARGIN
+    from pvha.shell.agent import lease_mtime, read_status
+    from pvha.shell.lease import MARGIN
 
-    try:
-        mtime = os.stat(settings.cfs.root / "priv" / "lock" / f"{LEASE_PREFIX}{node}").st_mtime
-        status = json.loads((settings.cfs.resolved_config_dir / STATUS_DIR / node)
-                            .read_text("utf-8"))
-        armed, fence_after = status.get("state") in ARMED, float(status["fence_after"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    status = read_status(settings.cfs.resolved_config_dir, node)
+    mtime = lease_mtime(settings.cfs.root / "priv" / "lock", node)
+    if status is None or not status.armed or mtime is None:
         return None
     age = max(0.0, now - mtime)
-    return age if armed and age <= fence_after + MARGIN else None
+    return age if age <= status.fence_after + MARGIN else None

@@ -251,7 +251,7 @@ class Watcher:
                 next_poll = now + self.poll_interval
                 view = self.auth.view
                 if view is not None:  # a renewal is timed when it is seen: look often
-                    self.leases.observe(view.members)
+                    self.leases.observe(view.members, statuses=False)
                 if self._changed():
                     return
             self.clock.sleep(min(WAIT_STEP, deadline - now, max(0.0, next_poll - now)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from pvha.adapters.watchdog import WatchdogClient
 
 
@@ -24,7 +26,9 @@ def _all(conn: socket.socket) -> bytes:
     return data
 
 
-def test_feeds_are_nul_bytes_and_a_clean_close_ends_with_v(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("clean", "sent"), [(True, b"\0\0V"), (False, b"\0\0")])
+def test_feeds_are_nul_bytes_and_only_a_clean_close_ends_with_v(
+        tmp_path: Path, clean: bool, sent: bytes) -> None:
     with _listener(tmp_path) as srv:
         client = WatchdogClient(tmp_path / "wd.sock")
         conn, _ = srv.accept()
@@ -32,18 +36,8 @@ def test_feeds_are_nul_bytes_and_a_clean_close_ends_with_v(tmp_path: Path) -> No
             client.feed()
             client.feed()
             assert not client.dropped()
-            client.close(clean=True)
-            assert _all(conn) == b"\0\0V"
-
-
-def test_an_unclean_close_sends_no_v(tmp_path: Path) -> None:
-    with _listener(tmp_path) as srv:
-        client = WatchdogClient(tmp_path / "wd.sock")
-        conn, _ = srv.accept()
-        with conn:
-            client.feed()
-            client.close(clean=False)
-            assert _all(conn) == b"\0"
+            client.close(clean=clean)
+            assert _all(conn) == sent
 
 
 def test_the_mux_dropping_the_connection_is_seen_without_feeding(tmp_path: Path) -> None:
