@@ -28,6 +28,10 @@ is fine; a missing file that was asked for is an error). Layout::
     max_workers = 4                        # guest tasks in flight per node (PVE's default)
     lock_lifetime = 120                    # lock lifetime of the cfs (pmxcfs: 120; a shorter
                                            # value is for a test pmxcfs that expires sooner)
+    shutdown_policy = "migrate"            # HA guests of a node that shuts down or reboots:
+                                           # conditional | freeze | failover | migrate
+                                           # (default: datacenter.cfg's "ha: shutdown_policy",
+                                           # else conditional, as PVE)
 
 Secrets are never taken from argv or from the TOML file itself: they come from the file
 named by ``token_secret_file`` / ``password_file``, or from ``PVHA_TOKEN_SECRET`` /
@@ -143,6 +147,7 @@ class WatchSettings:
     fence_timeout: float = 20.0  # bound of each fence device call and its read-back
     max_workers: int = 4  # guest tasks in flight per node
     lock_lifetime: float = 120.0
+    shutdown_policy: str | None = None  # None: datacenter.cfg's, else conditional
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,9 @@ _KEYS: dict[str, tuple[str, str]] = {
     "fence_timeout": ("watch", "PVHA_FENCE_TIMEOUT"),
     "lock_lifetime": ("watch", "PVHA_LOCK_LIFETIME"),
     "max_workers": ("watch", "PVHA_MAX_WORKERS"),
+    "shutdown_policy": ("watch", "PVHA_SHUTDOWN_POLICY"),
 }
+SHUTDOWN_POLICIES = ("conditional", "freeze", "failover", "migrate")
 _SECRET_KEYS = {"token_secret", "token_value", "password", "secret"}
 _FP_RE = re.compile(r"^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$")
 
@@ -226,7 +233,11 @@ def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
         fence_timeout=_number(m, "fence_timeout", 20.0, float, where),
         lock_lifetime=_number(m, "lock_lifetime", 120.0, float, where),
         max_workers=_number(m, "max_workers", 4, int, where),
+        shutdown_policy=str(m["shutdown_policy"]) if "shutdown_policy" in m else None,
     )
+    if watch.shutdown_policy is not None and watch.shutdown_policy not in SHUTDOWN_POLICIES:
+        raise ConfigError(f"shutdown_policy {watch.shutdown_policy!r} is not one of "
+                          f"{', '.join(SHUTDOWN_POLICIES)}", where)
     if (watch.round_interval <= 0 or (watch.fence_delay or 0) < 0 or watch.lock_lifetime <= 0
             or watch.fence_timeout <= 0 or watch.max_workers < 1):
         raise ConfigError(

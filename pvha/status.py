@@ -104,8 +104,10 @@ class Fencing:
     """How the manager fences each node: ``devices`` maps a node to the fence devices
     ``fence.cfg`` connects it to, in the order they are tried; ``agents`` maps a node to
     its ``pvha agent``'s state (``active``: the lease is renewed and the watchdog fed, so
-    the lease's expiry fences the node; ``lost``: renewals failed, the node resets;
-    ``waiting``: not armed yet; ``stopped``: cleanly stopped, no proof). A node with
+    the lease's expiry fences the node; ``shutting-down``: the same, while the manager
+    applies the shutdown policy; ``lost``: renewals failed, the node resets; ``waiting``:
+    not armed yet; ``stopped`` or ``stopped for node shutdown|reboot``: cleanly stopped,
+    no proof). A node with
     neither is fenced only by an administrator's ``pvha fence-ack``; ``acks`` holds the
     nodes with such an ack in force (and who gave it). ``invalid``:
     fence.cfg exists but does not parse (``pvha watch`` refuses to start with it)."""
@@ -133,9 +135,11 @@ class Fencing:
             parts.append(f"fence device{plural} {' then '.join(devices)}")
         agent = self.agents.get(node)
         ago = self.renewed_ago.get(node)
-        if agent == "active":
-            parts.append("agent lease" + (f" (renewed {ago:.0f} s ago)"
-                                          if ago is not None and detail else ""))
+        if agent in ("active", "shutting-down"):
+            notes = [f"renewed {ago:.0f} s ago"] if ago is not None and detail else []
+            if agent == "shutting-down":
+                notes.append("node shutting down")
+            parts.append("agent lease" + (f" ({', '.join(notes)})" if notes else ""))
         elif agent == "lost":
             parts.append("agent lease (lost: node resetting)")
         stale = self.stale.get(node) if detail else None

@@ -34,14 +34,19 @@ def agent(
         "--run-dir", metavar="DIR",
         help="Where the guests' pidfiles are (qemu-server/VMID.pid), to find stale "
              "copies.")] = Path("/var/run"),
+    shutdown_timeout: Annotated[float, typer.Option(
+        "--shutdown-timeout", metavar="SECONDS", min=0, max=86400,
+        help="When the node shuts down or reboots: seconds to wait for the manager to "
+             "apply the HA shutdown policy to this node's guests.")] = 900.0,
     cfs_root: Annotated[str | None, typer.Option(
         "--cfs-root", metavar="DIR",
         help="Cluster filesystem root (default /etc/pve).", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Debug logging.")] = False,
     settings_file: SettingsOpt = None,
 ) -> None:
-    """Hold this node's lease and feed its watchdog while the node is quorate (stop with
-    SIGTERM: the watchdog is closed cleanly)."""
+    """Hold this node's lease and feed its watchdog while the node is quorate. SIGTERM
+    closes the watchdog cleanly; during a node shutdown or reboot, only after the manager
+    applied the HA shutdown policy to the node's guests."""
     from pvha.adapters.cfs import ClusterFs
     from pvha.adapters.guestprocs import LocalGuests
     from pvha.cli.watch import _logging
@@ -54,7 +59,8 @@ def agent(
     _logging(verbose)
     cfs = ClusterFs(settings.cfs.root, settings.cfs.resolved_config_dir)
     runner = Agent(cfs, name, watchdog_socket, interval=interval,
-                   watchdog_timeout=watchdog_timeout, guests=LocalGuests(run_dir))
+                   watchdog_timeout=watchdog_timeout, guests=LocalGuests(run_dir),
+                   shutdown_timeout=shutdown_timeout)
 
     def stop(_signum: int, _frame: Any) -> None:
         runner.stop()

@@ -43,8 +43,10 @@ HELP = (
     '│ history      List fence and recovery events (time, node, guest, outcome),    │\n'
     '│              oldest first.                                                   │\n'
     "│ agent        Hold this node's lease and feed its watchdog while the node is  │\n"
-    '│              quorate (stop with                                              │\n'
-    '│              SIGTERM: the watchdog is closed cleanly).                       │\n'
+    '│              quorate. SIGTERM                                                │\n'
+    '│              closes the watchdog cleanly; during a node shutdown or reboot,  │\n'
+    '│              only after the manager                                          │\n'
+    "│              applied the HA shutdown policy to the node's guests.            │\n"
     '│ crm-command  Queue a command for the HA manager.                             │\n'
     '│ rules        HA rules: node affinity and resource affinity.                  │\n'
     '│ sim          Deterministic HA simulator.                                     │\n'

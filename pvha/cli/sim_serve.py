@@ -136,6 +136,8 @@ def ctl(
 
     \b
     power NODE on|off       network NODE on|off      reboot NODE     shutdown NODE
+                            (reboot, shutdown: orderly; with --agents the HA shutdown
+                            policy is applied before the power goes off)
     partition node1,node2 node3,node4 (split)        partition heal
     guest VMID start|stop   guest VMID lock NAME|unlock
     guest VMID pause|resume|suspend|io-error (a running VM's QEMU state)

@@ -108,6 +108,8 @@ def read_agents(config_dir: Path) -> tuple[dict[str, str], dict[str, tuple[str, 
         status = read_status(config_dir, name) if NODE_NAME_RE.match(name) else None
         if status is not None:
             states[name] = status.state
+            if status.shutdown and status.state == "stopped":
+                states[name] = f"stopped for node {status.shutdown}"
             if status.stale_stopped:
                 stale[name] = status.stale_stopped
     return states, stale

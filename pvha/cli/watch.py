@@ -65,7 +65,8 @@ def watch(
                       round_interval=settings.watch.round_interval,
                       fence_timeout=settings.watch.fence_timeout,
                       max_workers=settings.watch.max_workers,
-                      task_timeout=settings.api.task_timeout)
+                      task_timeout=settings.api.task_timeout,
+                      shutdown_policy=settings.watch.shutdown_policy)
     watcher.install_signals()
     logging.getLogger("pvha.watch").info(
         "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "

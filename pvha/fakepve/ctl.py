@@ -6,6 +6,8 @@ Request ``{"command": "power node2 off"}``; answer ``{"ok": true, "result": ...}
 part, plus fault injection):
 
     power NODE on|off        network NODE on|off       reboot NODE      shutdown NODE
+                             (reboot/shutdown are orderly: with --agents the node's agent
+                             is stopped as systemd stops it, then the power goes off)
     partition NODE,NODE... [NODE,NODE...]...    partition heal
     guest VMID start|stop    (truth change, no task: as if done on the node itself)
     guest VMID lock NAME     guest VMID unlock   (the config lock, e.g. backup)
@@ -115,11 +117,11 @@ def _partition(fake: FakePve, a: list[str]) -> Any:
 
 
 def _reboot(fake: FakePve, a: list[str]) -> Any:
-    fake.cluster.reboot(_node(fake, a[0]))
+    fake.shut_down(_node(fake, a[0]), reboot=True)
 
 
 def _shutdown(fake: FakePve, a: list[str]) -> Any:
-    fake.cluster.set_power(_node(fake, a[0]), False)
+    fake.shut_down(_node(fake, a[0]), reboot=False)
 
 
 _TASKS = ("start", "stop", "shutdown", "migrate")
@@ -231,6 +233,7 @@ def _status(fake: FakePve, a: list[str]) -> Any:
     if fake.agents is not None:
         for name in truth["nodes"]:
             truth["nodes"][name]["agent"] = fake.agents.describe(name)
+            truth["nodes"][name]["shutting_down"] = fake.shutting_down.get(name)
     if fake.bmcs is not None:
         truth["bmc"] = fake.bmcs.describe()
     return truth

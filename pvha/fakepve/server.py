@@ -254,6 +254,7 @@ class FakePve:
         self.cfs_delay = cfs_delay
         self.with_agents, self.agent_interval = agents, agent_interval
         self.agents: Any = None  # pvha.fakepve.agents.AgentFarm with --agents
+        self.shutting_down: dict[str, str] = {}  # node -> "shutdown" | "reboot" in progress
         self.procs: Any = None  # pvha.fakepve.procs.GuestProcs with --agents
         self.pmxcfs: Any = None  # pvha.fakepve.pmxcfs.Pmxcfs when the mounts are up
         self.cfs_notice: str | None = None  # why there are no mounts (one line)
@@ -446,6 +447,37 @@ class FakePve:
                 if self.agents is not None:
                     self.agents.kill(name)  # every process of the node dies with it
                 mux.stop()
+
+    def shut_down(self, name: str, reboot: bool) -> None:
+        """``shutdown NODE`` / ``reboot NODE``: systemd's orderly shutdown of the node.
+        Its agent's unit stops first (it hands the node's HA guests to the shutdown
+        policy, pvha.fakepve.agents), then the guests still running stop with the node,
+        which powers off (and on again after ``reboot_seconds``). Without agents, or for
+        a node that is off, at once; else on a thread of its own (this returns at once)."""
+        node = self.cluster.nodes[name]
+        if self.agents is None or not node.power:
+            self._power_down(name, reboot)
+            return
+        with self._lock:
+            if name in self.shutting_down:
+                return
+            self.shutting_down[name] = "reboot" if reboot else "shutdown"
+
+        def run() -> None:
+            try:
+                self.agents.shut_down(name, reboot)
+                self._power_down(name, reboot)
+            finally:
+                with self._lock:
+                    self.shutting_down.pop(name, None)
+
+        threading.Thread(target=run, name=f"fakepve-shutdown-{name}", daemon=True).start()
+
+    def _power_down(self, name: str, reboot: bool) -> None:
+        if reboot:
+            self.cluster.reboot(name)
+        else:
+            self.cluster.set_power(name, False)
 
     def _watchdog_reset(self, name: str) -> None:
         """A client of the node's watchdog-mux was not fed in time: the node resets

@@ -15,7 +15,21 @@ States (written to ``<config dir>/agent_status/<node>`` on each change, for the 
 and ``pvha status``): ``waiting`` (the lease is not ours yet: held by an earlier run until
 it expires, or no quorum; the watchdog is not open), ``active`` (lease held, watchdog
 armed and fed), ``lost`` (a renewal failed: feeding stopped for good, the node will be
-reset), ``stopped`` (clean stop: watchdog closed with the magic ``V``, lease released).
+reset), ``shutting-down`` (the node is shutting down or rebooting: lease held and watchdog
+fed while the manager applies the HA shutdown policy), ``stopped`` (clean stop: watchdog
+closed with the magic ``V``, lease released).
+
+Shutdown policy. A stop while systemd shuts the node down or reboots it
+(:mod:`pvha.adapters.systemd`, asked as pve-ha-lrm asks) is a request: the agent writes
+``shutting-down`` with the kind and a request id, keeps renewing and feeding, and waits
+(at most ``shutdown_timeout`` s) until the manager's executor of this node has applied the
+datacenter shutdown policy as PVE's LRM does (stop and freeze, stop, or migrate everything
+away: pvha.shell.executor) and marks the request done in ``lrm_status/<node>``. Then it
+stops cleanly; the node is not fenced by its lease (a guest stopped by a clean shutdown is
+recovered elsewhere only after a fence device or ``pvha fence-ack``). If a guest did not
+stop, it leaves the watchdog armed and the lease held, as PVE's LRM does: the node is
+reset, and the lease proves it. A stop without a shutdown (``systemctl restart``, an
+upgrade) changes nothing for the guests: they stay managed through the API.
 
 After every renewal that succeeded, and so before it first arms, it looks at the guest
 processes running on its node (:mod:`pvha.adapters.guestprocs`): a process of an HA guest
@@ -42,6 +56,7 @@ from typing import Any
 
 from pvha.adapters.cfs import ClusterFs
 from pvha.adapters.guestprocs import LocalGuests
+from pvha.adapters.systemd import node_shutdown
 from pvha.adapters.watchdog import HARDWARE_TIMEOUT, MUX_CLIENT_TIMEOUT, WatchdogClient
 from pvha.config.resources import parse_resources_text
 from pvha.errors import PvhaError
@@ -52,6 +67,10 @@ log = logging.getLogger("pvha.agent")
 
 LEASE_PREFIX = "pvha_agent_"
 STATUS_DIR = "agent_status"
+SHUTDOWN_TIMEOUT = 900.0
+"""Seconds a node shutdown waits for the manager to apply the shutdown policy (migrating
+every guest away may take minutes); systemd's TimeoutStopSec of the unit is longer."""
+ARMED_STATES = ("active", "shutting-down", "lost")
 
 
 class AgentError(PvhaError):
@@ -72,12 +91,15 @@ class AgentStatus:
     interval: float = 5.0
     stale_stopped: tuple[str, ...] = ()
     stale_running: tuple[str, ...] = ()
+    shutdown: str | None = None  # "shutdown" | "reboot": the node's shutdown in progress
+    request: int | None = None  # its id, echoed by the manager when the policy is applied
 
     @property
     def armed(self) -> bool:
-        """Lease held and watchdog fed (``active``), or feeding stopped for good (``lost``):
-        either way the node lives at most ``fence_after`` s past its last renewal."""
-        return self.state in ("active", "lost") and self.fence_after > 0
+        """Lease held and watchdog fed (``active``, ``shutting-down``), or feeding stopped
+        for good (``lost``): the node lives at most ``fence_after`` s past its last
+        renewal."""
+        return self.state in ARMED_STATES and self.fence_after > 0
 
 
 def read_status(config_dir: Path, node: str) -> AgentStatus | None:
@@ -87,9 +109,28 @@ def read_status(config_dir: Path, node: str) -> AgentStatus | None:
         return AgentStatus(str(data["state"]), float(data["fence_after"]),
                            float(data.get("interval", 5.0)),
                            tuple(str(s) for s in data.get("stale_stopped") or ()),
-                           tuple(str(s) for s in data.get("stale_running") or ()))
+                           tuple(str(s) for s in data.get("stale_running") or ()),
+                           _kind(data.get("shutdown")), _request(data.get("request")))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _kind(value: Any) -> str | None:
+    return value if value in ("shutdown", "reboot") else None
+
+
+def _request(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def shutdown_done(executor_status: dict[str, Any] | None, request: int) -> dict[str, Any] | None:
+    """What the manager reported for shutdown request ``request`` in the node's executor
+    status (``{"mode": ..., "errors": N}``), or None while it has not carried it out."""
+    memory = (executor_status or {}).get("pvha")
+    done = memory.get("shutdown_done") if isinstance(memory, dict) else None
+    if isinstance(done, dict) and done.get("request") == request:
+        return done
+    return None
 
 
 def lease_mtime(lock_dir: Path, node: str) -> float | None:
@@ -108,13 +149,18 @@ class Agent:
                  watchdog_timeout: float = MUX_CLIENT_TIMEOUT,
                  guests: LocalGuests | None = None,
                  connect: Callable[[Path], WatchdogClient] = WatchdogClient,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 shutdown_probe: Callable[[], tuple[bool, bool]] = node_shutdown,
+                 shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
         self.cfs, self.node, self.watchdog = cfs, node, Path(watchdog)
         self.guests = guests
         self.stale_stopped: list[str] = []
         self.stale_running: list[str] = []  # copies it could not kill
         self.interval, self.watchdog_timeout = interval, watchdog_timeout
         self._connect, self._clock = connect, clock
+        self._probe, self.shutdown_timeout = shutdown_probe, shutdown_timeout
+        self.shutdown: str | None = None
+        self.request: int | None = None
         self._stop = threading.Event()
         self._client: WatchdogClient | None = None
         self.state = "starting"
@@ -132,19 +178,63 @@ class Agent:
         self._stop.set()
 
     def run(self) -> int:
-        """Renew and feed until :meth:`stop`; then close cleanly. 0 after a clean stop,
-        1 when the watchdog connection broke (the node is being reset)."""
+        """Renew and feed until :meth:`stop`; during a node shutdown, hand the guests over
+        first; then close cleanly. 0 after a clean stop, 1 when the watchdog stays armed
+        (its connection broke, or a guest did not stop: the node is being reset)."""
         self.check()
         self._set("waiting")
         try:
             while not self._stop.is_set():
                 self.step()
                 self._stop.wait(self.interval)
+            if self.state == "active" and not self._hand_over():
+                return 1
         except AgentError as exc:
             log.error("%s", exc)
             return 1
         self._shutdown()
         return 0
+
+    def _hand_over(self) -> bool:
+        """A node shutdown: wait until the manager applied the shutdown policy (module
+        docstring). False when the watchdog must stay armed (a guest did not stop, or
+        the lease was lost meanwhile): the caller exits without closing it."""
+        shutdown, reboot = self._probe()
+        if not shutdown:
+            return True
+        self.shutdown = "reboot" if reboot else "shutdown"
+        self.request = int(self._clock() * 1000)
+        self._set("shutting-down")
+        log.info("node %s: %s: waiting for the manager to apply the HA shutdown policy to "
+                 "this node's guests (at most %g s)", self.node, self.shutdown,
+                 self.shutdown_timeout)
+        deadline = time.monotonic() + self.shutdown_timeout
+        renew = 0.0
+        while True:
+            if time.monotonic() >= renew:
+                self.step()
+                if self.state == "lost":
+                    return False
+                renew = time.monotonic() + self.interval
+            try:
+                done = shutdown_done(self.cfs.read_executor_status(self.node), self.request)
+            except PvhaError:
+                done = None
+            if done is not None:
+                errors = int(done.get("errors") or 0)
+                if errors:
+                    log.error("%d HA guest(s) of this node did not stop: leaving the watchdog "
+                              "armed and the lease held, the node will be reset", errors)
+                    return False  # exiting closes the watchdog without the magic V
+                log.info("shutdown policy applied by the manager (mode '%s')",
+                         done.get("mode"))
+                return True
+            if time.monotonic() >= deadline:
+                log.warning("no manager applied the shutdown policy within %g s; stopping "
+                            "anyway (pve-guests stops the guests that still run)",
+                            self.shutdown_timeout)
+                return True
+            time.sleep(min(1.0, self.interval))
 
     def step(self) -> None:
         """One renewal, and a feed if it succeeded."""
@@ -154,7 +244,7 @@ class Agent:
                 raise AgentError("the watchdog connection broke: the node is being reset")
             return
         if not self.cfs.acquire_lock(lease_id(self.node), quiet=True):
-            if self.state == "active":
+            if self.state in ("active", "shutting-down"):
                 self._set("lost")
                 log.error("lease %s not renewed (no quorum, or taken over): no longer feeding "
                           "the watchdog, node %s resets within %g s", lease_id(self.node),
@@ -221,10 +311,11 @@ class Agent:
             except OSError:
                 pass
             self._client = None
-        if self.state == "active":
+        if self.state in ("active", "shutting-down"):
             self.cfs.release_lock(lease_id(self.node))
         self._set("stopped")
-        log.info("stopped: watchdog closed cleanly, lease released")
+        log.info("stopped: watchdog closed cleanly, lease released%s",
+                 f" (node {self.shutdown})" if self.shutdown else "")
 
     def _set(self, state: str) -> None:
         self.state = state
@@ -234,6 +325,7 @@ class Agent:
             "fence_after": self.watchdog_timeout + HARDWARE_TIMEOUT,
             "stale_stopped": self.stale_stopped,
             "stale_running": self.stale_running,
+            "shutdown": self.shutdown, "request": self.request,
         }
         path = self.cfs.config_dir / STATUS_DIR / self.node
         try:

@@ -57,8 +57,10 @@ class Shared:
     """What the manager's and the executors' ports share within one watcher."""
 
     def __init__(self, auth: Authority, config: ConfigSource, statuses: StatusFiles,
-                 guests: Guests, fencing: Fencing, recorder: Recorder | None = None) -> None:
+                 guests: Guests, fencing: Fencing, recorder: Recorder | None = None,
+                 shutdown_policy: Callable[[], str] = lambda: "conditional") -> None:
         self.auth = auth
+        self.shutdown_policy = shutdown_policy  # asked when a node's agent reports a shutdown
         self.config = config
         self.statuses = statuses
         self.guests = guests
@@ -302,6 +304,7 @@ class ExecutorEnv(_Env):
     def __init__(self, shared: Shared, node: str) -> None:
         super().__init__(shared, node)
         self.node = node
+        self.node_shutdown = (False, False)  # (shutdown, reboot), as the node's agent said
         ops = GuestOps(shared.guests, node)
         self.check_running = ops.check_running
         self.start = ops.start
@@ -311,6 +314,14 @@ class ExecutorEnv(_Env):
 
     def nodename(self) -> str:
         return self.node
+
+    def is_node_shutdown(self) -> tuple[bool, bool]:
+        return self.node_shutdown
+
+    def get_datacenter_settings(self) -> Mapping[str, Any]:
+        out = {k: dict(v) for k, v in DATACENTER_DEFAULTS.items()}
+        out["ha"]["shutdown_policy"] = self.shared.shutdown_policy()
+        return out
 
     def quorate(self) -> bool:
         return self.auth.quorate() and self.auth.node_online(self.node)

@@ -19,14 +19,26 @@ Nothing lost, nothing done twice: every round, each executor writes its status
 command interrupted before its job recorded its task is run again, and every operation
 checks first: a start looks whether the guest runs, a migration whether the config is
 already on the target.
+
+A node shutdown (:mod:`pvha.shell.agent`): when a node's agent reports that systemd is
+shutting the node down or rebooting it, that node's executor gets PVE's LRM shutdown
+request, with the datacenter shutdown policy (stop and freeze, stop, or maintenance
+that migrates everything away), and runs until the core LRM would exit. Then the request
+is marked done in ``lrm_status/<node>`` (with the count of guests that did not stop) for
+the agent, and the executor does nothing more for that node (it must not start the
+stopped guests again) until the agent runs again after the reboot: a new executor,
+in mode ``active``, then starts the frozen guests.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from pvha.core.lrm import Lrm
+from pvha.core.lrm import MEMORY_KEY, Lrm
+from pvha.core.ports import CfsError
+from pvha.shell.agent import AgentStatus, shutdown_done
 from pvha.shell.env import ExecutorEnv, Shared
 
 MAX_WORKERS = 4
@@ -44,6 +56,8 @@ class Executors:
         self.max_workers = max_workers
         self.task_timeout = int(task_timeout)
         self.lrms: dict[str, Lrm] = {}
+        self.shutdowns: dict[str, int] = {}  # node -> the shutdown request its Lrm serves
+        self.done: set[str] = set()  # nodes whose shutdown request was carried out
         self.log = logging.getLogger("pvha.watch")
         self._pool: ThreadPoolExecutor | None = None  # kept: threads cost ~1 ms each
 
@@ -51,6 +65,8 @@ class Executors:
         """A new tenure of the manager lock: forget every executor (another watcher may
         have run them meanwhile); the next round resumes them from their files."""
         self.lrms.clear()
+        self.shutdowns.clear()
+        self.done.clear()
 
     def _new(self, node: str, now: int) -> Lrm:
         env = ExecutorEnv(self.shared, node)
@@ -58,16 +74,14 @@ class Executors:
         lrm.resume(env.read_lrm_status(node))
         return lrm
 
-    def run_round(self, now: int) -> None:
-        """One executor iteration per online node (never one for an offline node)."""
+    def run_round(self, now: int, agents: Mapping[str, AgentStatus | None] | None = None) -> None:
+        """One executor iteration per online node (never one for an offline node), except
+        nodes whose shutdown request (``agents``: each node's agent status) is done."""
         view = self.shared.auth.require_view()
         for node in list(self.lrms):
             if node not in view.online:
-                del self.lrms[node]
-        nodes = sorted(view.online)
-        for node in nodes:
-            if node not in self.lrms:
-                self.lrms[node] = self._new(node, now)
+                self._forget(node)
+        nodes = [n for n in sorted(view.online) if self._prepare(n, now, (agents or {}).get(n))]
         if self.parallel == 1 or len(nodes) < 2:
             for node in nodes:
                 self._iterate(node, now)
@@ -76,6 +90,39 @@ class Executors:
             self._pool = ThreadPoolExecutor(self.parallel, "pvha-exec")
         for future in [self._pool.submit(self._iterate, node, now) for node in nodes]:
             future.result()
+
+    def _forget(self, node: str) -> None:
+        self.lrms.pop(node, None)
+        self.shutdowns.pop(node, None)
+        self.done.discard(node)
+
+    def _prepare(self, node: str, now: int, agent: AgentStatus | None) -> bool:
+        """Make ``node``'s Lrm ready for this round; False: it must not run (its node's
+        shutdown was carried out, see the module docstring)."""
+        request = agent.request if agent is not None and agent.shutdown else None
+        if request is None:
+            if node in self.shutdowns:  # the agent runs again: a new executor
+                self._forget(node)
+        elif self.shutdowns.get(node) == request:
+            return node not in self.done
+        else:  # a first look at this request
+            served = self.lrms.get(node)
+            if served is not None and served.shutdown_request_time is not None:
+                self._forget(node)  # it served an earlier request
+            self.done.discard(node)
+            self.shutdowns[node] = request
+            if shutdown_done(self.shared.statuses.read_lrm(node), request) is not None or (
+                    agent is not None and agent.state != "shutting-down"):
+                self.done.add(node)  # done before, or the agent stopped without it
+                return False
+        lrm = self.lrms.get(node)
+        if lrm is None:
+            lrm = self.lrms[node] = self._new(node, now)
+        if request is not None and lrm.shutdown_request_time is None and agent is not None:
+            assert isinstance(lrm.env, ExecutorEnv)
+            lrm.env.node_shutdown = (True, agent.shutdown == "reboot")
+            lrm.shutdown_request(now)
+        return True
 
     def close(self) -> None:
         """Stop the worker threads (the watcher is ending)."""
@@ -86,10 +133,29 @@ class Executors:
     def _iterate(self, node: str, now: int) -> None:
         if not self.shared.auth.may_act():
             return
+        lrm = self.lrms[node]
         try:
-            self.lrms[node].do_one_iteration(now)
+            if not lrm.do_one_iteration(now) and node in self.shutdowns:
+                self._shutdown_done(node, lrm)
         except Exception as err:  # noqa: BLE001 - one node's trouble must not stop the others
             self.log.error("executor for %s: unexpected error: %s", node, err)
+
+    def _shutdown_done(self, node: str, lrm: Lrm) -> None:
+        """The core Lrm would exit: tell the node's agent, and run no more for it."""
+        status = dict(self.shared.statuses.read_lrm(node))
+        memory = dict(status.get(MEMORY_KEY) or {})
+        memory["shutdown_done"] = {"request": self.shutdowns[node], "mode": lrm.mode,
+                                   "errors": lrm.shutdown_errors}
+        status[MEMORY_KEY] = memory
+        try:
+            lrm.env.write_lrm_status(status)
+        except CfsError as err:
+            self.log.error("executor for %s: cannot mark its shutdown done: %s", node, err)
+            return  # marked at the next round
+        self.done.add(node)
+        self.log.info("node %s: shutdown policy applied (mode '%s'%s)", node, lrm.mode,
+                      f", {lrm.shutdown_errors} guest(s) did not stop"
+                      if lrm.shutdown_errors else "")
 
     def in_flight(self) -> list[str]:
         """UPIDs of the tasks the workers wait for."""

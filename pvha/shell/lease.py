@@ -7,8 +7,8 @@ renewal. No clock agreement between nodes is needed: a renewal is seen at or aft
 moment it was made (pmxcfs mtimes are whole seconds, so a renewal inside the same second
 as the one before may go unseen: up to 1 s, inside the margin).
 
-A node counts as fenced by its lease when its agent was armed (status ``active`` or
-``lost`` and the lease there at the last look) and no renewal has been seen for longer
+A node counts as fenced by its lease when its agent was armed (status ``active``,
+``shutting-down`` or ``lost`` and the lease there at the last look) and no renewal has been seen for longer
 than the agent's ``fence_after`` (watchdog-mux's client timeout plus the hardware
 watchdog's, 60 + 10 s on PVE) plus :data:`MARGIN`. The agent feeds the watchdog only after
 a renewal that succeeded, so by then the node has been reset. The fencing step asks only
@@ -60,6 +60,10 @@ class Leases:
             status = read_status(self.cfs.config_dir, node) if statuses or prev is None \
                 else prev.status
             self._seen[node] = _Seen(mtime, changed, status)
+
+    def statuses(self) -> dict[str, AgentStatus | None]:
+        """Each node's agent status as last read (a shutdown in progress is in it)."""
+        return {n: s.status for n, s in self._seen.items()}
 
     def blocked(self) -> frozenset[str]:
         """Nodes whose agent reports a stale copy it could not stop: nothing is placed

@@ -41,8 +41,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
+from pvha.config import datacenter
 from pvha.core.crm import Crm
 from pvha.core.node_status import FENCE_DELAY
 from pvha.core.ports import CfsError
@@ -100,11 +102,13 @@ class Watcher:
     def __init__(self, api: Any, cfs: Any, clock: Clock, *, fence_delay: int | None = None,
                  round_interval: float = 10.0, fencer: Any = None,
                  fence_timeout: float = DEVICE_TIMEOUT, max_workers: int = MAX_WORKERS,
-                 task_timeout: float = 600.0, poll_interval: float = POLL_INTERVAL) -> None:
+                 task_timeout: float = 600.0, poll_interval: float = POLL_INTERVAL,
+                 shutdown_policy: str | None = None) -> None:
         """With ``<config dir>/fence.cfg`` the manager fences through its devices
         (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests); an
         invalid fence.cfg raises ConfigError here. ``fence_delay`` None: PVE's 60 s, or
-        DEVICE_FENCE_DELAY with a fence device."""
+        DEVICE_FENCE_DELAY with a fence device. ``shutdown_policy`` None: the one
+        datacenter.cfg names (pvha.config.datacenter)."""
         self.api, self.cfs, self.clock = api, cfs, clock
         self.round_interval = round_interval
         self.poll_interval = poll_interval
@@ -120,7 +124,8 @@ class Watcher:
         self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history,
                                self.leases)
         self.shared = Shared(self.auth, self.config, self.statuses, self.guests, self.fencing,
-                             Recorder(self.history, clock.time))
+                             Recorder(self.history, clock.time),
+                             lambda: datacenter.shutdown_policy(Path(cfs.root), shutdown_policy))
         self.executors = Executors(self.shared, max_workers=max_workers,
                                    task_timeout=task_timeout)
         self.fence_delay = resolve_fence_delay(fence_delay, self.power is not None)
@@ -179,7 +184,7 @@ class Watcher:
             crm.fire(CrmEvent.LOCK_LOST)
         crm.do_one_iteration(now)
         if crm.state == "master" and self.auth.may_act():
-            self.executors.run_round(now)
+            self.executors.run_round(now, self.leases.statuses())
         sentence = round_sentence(view, crm, self.fence_delay, self.fence_wait,
                                   self.config.degraded)
         degraded = self.config.degraded or " in error (" in sentence

@@ -82,6 +82,11 @@ def node_cmd(sim: Simulator, cmd: str, node: str, action: str | None, params: li
         if action not in ("work", "fail") or hw.fencing is None:
             raise _err("sim_hardware_cmd: bmc needs work|fail and pvha power fencing")
         hw.fencing.set_bmc(node, action == "work")
+    elif cmd == "fence-ack":
+        # pvha extension: an administrator's ``pvha fence-ack NODE`` (lease mode)
+        if not hw.pvha.lease:
+            raise _err("sim_hardware_cmd: fence-ack needs pvha lease fencing")
+        hw.acks.add(node)
     elif cmd == "cfs":
         if action not in ("rw", "update") or not params or params[0] not in ("work", "fail"):
             raise _err(f"sim_hardware_cmd: bad cfs command for node '{node}'")

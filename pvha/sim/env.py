@@ -107,13 +107,26 @@ class SimEnv:
         it has not been renewed for LEASE_FENCE_AFTER s (pvha.sim.fencing)."""
         name = f"ha_agent_{node}_lock"
         held = self.hw.locks.get(name)
-        if held is None or not self.quorate():
-            return self._lock(name)  # released cleanly: PVE's path (taken at once)
+        if not self.quorate():
+            return False
+        if node in self.hw.acks:
+            self.hw.acks.discard(node)
+            self.hw.waiting_ack.discard(node)
+            self.log("info", f"fencing: node '{node}' acknowledged by fence-ack (not verified)")
+            self.hw.locks[name] = {"time": self.cur_time, "node": self.node}
+            return True
+        if held is None:  # released by a clean stop, or never held: no armed agent
+            if node not in self.hw.waiting_ack:
+                self.hw.waiting_ack.add(node)
+                self.log("info", f"fencing: node '{node}' has no armed agent lease: waiting "
+                                 "for fence-ack")
+            return False
         silent = self.cur_time - int(held["time"])
         if held.get("node") != node or silent <= LEASE_FENCE_AFTER:
             return self._lock(name)
         self.log("info", f"fencing: node '{node}' fenced by lease expiry (lock not renewed "
                          f"for {silent} s)")
+        self.hw.waiting_ack.discard(node)
         self.hw.locks[name] = {"time": self.cur_time, "node": self.node}
         return True
 

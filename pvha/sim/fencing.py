@@ -32,8 +32,12 @@ followed by a watchdog feed in every LRM round as in PVE, and the master counts 
 node fenced once the lock has not been renewed for :data:`LEASE_FENCE_AFTER` seconds
 (the watchdog's 60 s + the hardware watchdog's 10 s + pvha's 5 s margin) instead of
 pmxcfs's 120 s lock expiry. It then takes the lock and logs ``fencing: node '<node>'
-fenced by lease expiry (lock not renewed for N s)``; a lock released by a clean LRM stop
-is taken at once, as in PVE. No fence.cfg is needed.
+fenced by lease expiry (lock not renewed for N s)``. A lock released by a clean LRM stop
+(a node shutdown under the conditional or failover policy, an idle LRM) or never taken
+proves nothing, as for ``pvha watch`` (PVE takes it at once): the node waits for the
+cmdlist command ``fence-ack <node>`` (pvha extension, an administrator's ``pvha
+fence-ack``), logged ``fencing: node '<node>' acknowledged by fence-ack (not verified)``.
+No fence.cfg is needed.
 
 With power fencing, the master's "get the agent lock of the dead node" step (the port
 call ``get_ha_agent_lock(node)`` in :mod:`pvha.core.node_status`) is answered by

@@ -67,6 +67,8 @@ class Hardware:
                 str(scenario.path / "fence.cfg"))
         # node -> time it lost power or network (for pvha's detection_delay)
         self.down_since: dict[str, int] = {}
+        self.acks: set[str] = set()  # lease mode: nodes acknowledged by ``fence-ack NODE``
+        self.waiting_ack: set[str] = set()  # lease mode: told to wait for an ack (once)
 
     # ------------------------------------------------------------------ logging/time
     def log(self, level: str, msg: str, origin: str = "hardware") -> None:

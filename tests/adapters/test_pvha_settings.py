@@ -118,6 +118,7 @@ def test_missing_secret_is_reported_when_the_client_is_built(tmp_path):
      ('[api]\nuser = "root"\n', "needs a realm"),
      ('[api]\nfingerprint = "AB:CD"\n', "not a SHA-256"),
      ('[api]\nca_file = "/x.pem"\nfingerprint = ["' + FP + '"]\n', "either ca_file"),
+     ('[watch]\nshutdown_policy = "poweroff"\n', "is not one of conditional, freeze"),
      ("[api\n", "invalid TOML")],
 )
 def test_invalid_settings(tmp_path, text, message):
@@ -159,3 +160,12 @@ def test_max_answer_bytes_from_file_env_and_its_floor(tmp_path):
     for bad, message in (("1000", "below 65536"), ("lots", "expected a number")):
         with pytest.raises(ConfigError, match=message):
             load_settings(env={"PVHA_PASSWORD": "pw", "PVHA_MAX_ANSWER_BYTES": bad}, path=empty)
+
+
+def test_shutdown_policy_from_file_and_environment(tmp_path):
+    path = write(tmp_path, '[watch]\nshutdown_policy = "freeze"\n')
+    assert load_settings(env={"PVHA_PASSWORD": "pw"}, path=path).watch.shutdown_policy == "freeze"
+    env = {"PVHA_PASSWORD": "pw", "PVHA_SHUTDOWN_POLICY": "migrate"}
+    assert load_settings(env=env, path=path).watch.shutdown_policy == "migrate"
+    assert load_settings(env={"PVHA_PASSWORD": "pw"},
+                         path=write(tmp_path, "")).watch.shutdown_policy is None

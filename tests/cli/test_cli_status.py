@@ -495,3 +495,13 @@ def test_the_lrm_line_says_when_the_lease_was_renewed() -> None:
     assert lines[2] == "fencing armed (agent lease for every node)"
     assert lines[3:5] == ["lrm node1 (active, agent lease (renewed 2 s ago), T3)",
                           "lrm node2 (old timestamp - dead?, agent lease (renewed 61 s ago), T40)"]
+
+
+def test_a_node_shutdown_in_the_fencing_per_node() -> None:
+    fencing = Fencing(agents={"node1": "shutting-down", "node2": "stopped for node shutdown",
+                              "node3": "active"}, renewed_ago={"node1": 1.0})
+    lines = _lines(MANAGER, LRM, CONFIG, quorum=QUORATE, fencing=fencing)
+    assert lines[3:5] == [
+        "lrm node1 (active, agent lease (renewed 1 s ago, node shutting down), T3)",
+        "lrm node2 (old timestamp - dead?, fence-ack only (agent stopped for node shutdown),"
+        + " T40)"]

@@ -297,3 +297,107 @@ def test_a_node_acknowledged_by_mistake_cannot_keep_its_guests_running_after_it_
     stale = sorted(ev["sid"] for ev in events if ev["event"] == "stale-copy")
     assert stale == sorted(f"vm:{v}" for v in mine), events
     assert "its agent stopped stale copies of" in farm.pvha("status").stdout
+
+
+def _node_guests(e2e: E2E, node: str) -> list[str]:
+    return sorted(v for v, g in e2e.truth()["guests"].items() if g["node"] == node)
+
+
+def _set_policy(e2e: E2E, policy: str) -> None:
+    """As an administrator does it (Datacenter -> Options -> HA Settings): PVE's own
+    datacenter.cfg, which the watcher reads through its mount."""
+    (e2e.fp.cfs_root("node1") / "datacenter.cfg").write_text(
+        f"keyboard: en-us\nha: shutdown_policy={policy}\n")
+
+
+def _powered_off(e2e: E2E, node: str, timeout: float = 60) -> dict[str, Any]:
+    """Waits for ``node`` to lose power; the truth at the first look after that."""
+    seen: dict[str, Any] = {}
+
+    def off() -> bool:
+        truth = e2e.truth()
+        if truth["nodes"][node]["power"] == "off":
+            seen.update(truth)
+            return True
+        return False
+
+    wait_for(off, timeout, step=0.1, what=f"{node} powered off")
+    return seen
+
+
+def test_a_node_shutdown_with_policy_migrate_moves_its_guests_away_before_the_power_goes(
+        farm: E2E) -> None:
+    _set_policy(farm, "migrate")
+    w = _agents_up(farm)
+    mine = _node_guests(farm, "node2")
+    farm.ctl("shutdown node2")
+    assert farm.ctl("status")["nodes"]["node2"]["shutting_down"] == "shutdown"
+    truth = _powered_off(farm, "node2")
+    for v in mine:  # already running elsewhere when node2 went off: migrated, not recovered
+        g = truth["guests"][v]
+        assert g["node"] != "node2" and g["running_on"] == [g["node"]], truth["guests"]
+    agent_log = (farm.fp.cfs_root("node2").parent / "agent.log").read_text()
+    assert "shutdown policy applied by the manager (mode 'maintenance')" in agent_log
+    assert "node shutdown" in agent_log and "Traceback" not in agent_log
+    status = farm.ctl("status")["nodes"]["node2"]
+    assert status["watchdog"]["resets"] == 0 and status["agent"]["exit"] == 0
+    time.sleep(3 * WATCHDOG)  # node2 stays off: it is in maintenance, nothing is fenced
+    assert "fenc" not in farm.pvha("history").stdout.lower()
+    assert "recover service" not in w.log()
+    assert "node2" in w.log() and "shutdown policy applied (mode 'maintenance')" in w.log()
+    farm.no_split_brain()
+
+
+def test_a_node_shutdown_with_policy_conditional_stops_its_guests_and_waits_for_a_fence_ack(
+        farm: E2E) -> None:
+    w = _agents_up(farm)  # no datacenter.cfg: PVE's default, conditional
+    mine = _node_guests(farm, "node2")
+    farm.ctl("shutdown node2")
+    truth = _powered_off(farm, "node2")
+    assert all(truth["guests"][v]["running_on"] == [] for v in mine), truth["guests"]
+    assert "shutdown policy applied (mode 'shutdown')" in w.log()
+    # the agent stopped cleanly: it proves nothing, so only an acknowledgement fences
+    w.wait_log(r"fencing node2: waiting for fence-ack", 30)
+    status = farm.pvha("status").stdout
+    assert "fence-ack only (agent stopped for node shutdown)" in status, status
+    assert all(farm.truth()["guests"][v]["node"] == "node2" for v in mine)
+    assert farm.ctl("status")["nodes"]["node2"]["watchdog"]["resets"] == 0
+    ack = farm.pvha("fence-ack", "node2", "--yes")
+    assert ack.returncode == 0, ack.stderr
+    wait_for(lambda: all(farm.truth()["guests"][v]["running_on"] not in ([], ["node2"])
+                         for v in mine), 60, what="node2's guests recovered after the ack")
+    farm.no_split_brain()
+
+
+@pytest.fixture
+def farm_reboot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """As ``farm``, with nodes that come back 4 s after a reset or reboot."""
+    with running_e2e(tmp_path_factory, "farm-reboot", agents=True, agent_interval=0.3,
+                     timing={"watchdog_seconds": WATCHDOG, "reboot_seconds": 4}) as harness:
+        yield harness
+
+
+def test_a_reboot_with_policy_conditional_freezes_its_guests_and_starts_them_there_again(
+        farm_reboot: E2E) -> None:
+    farm = farm_reboot
+    w = _agents_up(farm)
+    mine = _node_guests(farm, "node2")
+    farm.ctl("reboot node2")
+    elsewhere: list[str] = []
+    stopped_before_off: list[bool] = []
+
+    def back() -> bool:
+        truth = farm.truth()
+        elsewhere.extend(v for v in mine if truth["guests"][v]["node"] != "node2" or
+                         truth["guests"][v]["running_on"] not in ([], ["node2"]))
+        if truth["nodes"]["node2"]["power"] == "off" and not stopped_before_off:
+            stopped_before_off.append(all(truth["guests"][v]["running_on"] == [] for v in mine))
+        return bool(stopped_before_off) and all(
+            truth["guests"][v]["running_on"] == ["node2"] for v in mine)
+
+    wait_for(back, 90, step=0.1, what="node2 rebooted and its guests running there again")
+    assert stopped_before_off == [True] and elsewhere == []
+    assert "shutdown policy applied (mode 'restart')" in w.log()
+    assert "recover service" not in w.log() and "fenc" not in farm.pvha("history").stdout.lower()
+    assert farm.ctl("status")["nodes"]["node2"]["agent"]["starts"] == 2
+    farm.no_split_brain()

@@ -5,6 +5,7 @@ covered end to end in tests/e2e/test_agent_e2e.py)."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,68 @@ def test_a_copy_that_cannot_be_killed_is_reported_once_and_blocks_its_node(
     agent._shutdown()
     assert wd.closed is True and _status(cfs)["state"] == "stopped"
     assert not (cfs.lock_dir / "pvha_agent_node2").exists()
+
+
+class Manager:
+    """The manager's side of a shutdown request: marks it done in the executor status
+    once the agent asked (as pvha.shell.executor does), with ``errors`` guests that did
+    not stop; ``None``: no manager answers."""
+
+    def __init__(self, cfs: ClusterFs, errors: int | None) -> None:
+        self.cfs, self.errors = cfs, errors
+        self.seen: dict[str, Any] | None = None
+
+    def __call__(self) -> None:
+        status = _status(self.cfs)
+        if status["state"] == "shutting-down" and self.errors is not None:
+            self.seen = dict(status)
+            self.cfs.write_executor_status("node2", {"mode": "shutdown", "pvha": {
+                "shutdown_done": {"request": status["request"], "mode": "shutdown",
+                                  "errors": self.errors}}})
+
+
+def _shut_down(tmp_path: Path, errors: int | None, probe: tuple[bool, bool] = (True, False),
+               timeout: float = 30.0) -> tuple[Agent, Watchdog, ClusterFs, Manager, int]:
+    agent, wd, cfs = _agent(tmp_path, Guests([], killable=True))
+    manager = Manager(cfs, errors)
+    agent._probe = lambda: probe
+    agent.shutdown_timeout, agent.interval = timeout, 0.05
+    real_step = agent.step
+
+    def step() -> None:  # the signal arrives once the agent is armed
+        real_step()
+        manager()
+        agent.stop()
+
+    agent.step = step  # type: ignore[method-assign]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(tmp_path / "wd.sock"))
+        code = agent.run()
+    return agent, wd, cfs, manager, code
+
+
+def test_a_node_shutdown_waits_for_the_manager_then_disarms(tmp_path: Path) -> None:
+    agent, wd, cfs, manager, code = _shut_down(tmp_path, errors=0)
+    assert code == 0 and manager.seen["shutdown"] == "shutdown"
+    assert manager.seen["request"] == agent.request and wd.closed is True
+    assert _status(cfs)["state"] == "stopped" and _status(cfs)["shutdown"] == "shutdown"
+    assert not (cfs.lock_dir / "pvha_agent_node2").exists()
+
+
+def test_a_guest_that_did_not_stop_leaves_the_watchdog_armed_and_the_lease_held(
+        tmp_path: Path) -> None:
+    _, wd, cfs, _, code = _shut_down(tmp_path, errors=1)
+    assert code == 1 and wd.closed is None  # the process exits: no magic V, a reset
+    assert _status(cfs)["state"] == "shutting-down"  # armed: the lease will prove it
+    assert (cfs.lock_dir / "pvha_agent_node2").is_dir()
+
+
+def test_without_a_manager_the_shutdown_waits_its_timeout_then_disarms(tmp_path: Path) -> None:
+    _, wd, cfs, _, code = _shut_down(tmp_path, errors=None, timeout=0.3)
+    assert code == 0 and wd.closed is True and _status(cfs)["state"] == "stopped"
+
+
+def test_a_stop_without_a_node_shutdown_hands_nothing_over(tmp_path: Path) -> None:
+    agent, wd, cfs, manager, code = _shut_down(tmp_path, errors=0, probe=(False, False))
+    assert code == 0 and manager.seen is None and wd.closed is True
+    assert _status(cfs)["shutdown"] is None and agent.request is None

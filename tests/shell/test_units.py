@@ -63,3 +63,17 @@ def test_the_agent_unit_runs_beside_watchdog_mux() -> None:
     agent = (REPO / "systemd" / "pvha-agent.service").read_text()
     assert "ExecStart=/usr/local/bin/pvha agent\n" in agent
     assert "Wants=watchdog-mux.service" in agent and "KillSignal=SIGTERM" in agent
+
+
+def test_the_agent_unit_stops_before_the_guests_the_api_and_the_watcher() -> None:
+    """Units stop in the reverse order of After=: at a node shutdown the agent stops
+    first, while the guests, the API and the local watcher still run, and systemd waits
+    longer for it than it waits for the manager."""
+    from pvha.shell.agent import SHUTDOWN_TIMEOUT
+
+    lines = (REPO / "systemd" / "pvha-agent.service").read_text().splitlines()
+    after = {u for line in lines if line.startswith("After=") for u in line[6:].split()}
+    assert {"pve-guests.service", "pveproxy.service", "pvedaemon.service",
+            "pve-cluster.service", "watchdog-mux.service", "pvha-watch.service"} <= after
+    stop = next(line for line in lines if line.startswith("TimeoutStopSec="))
+    assert stop.endswith("s") and float(stop[15:-1]) > SHUTDOWN_TIMEOUT

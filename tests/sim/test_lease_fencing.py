@@ -12,8 +12,11 @@ from pvha.sim.fencing import LEASE_FENCE_AFTER
 from pvha.sim.runner import run_scenario
 from pvha.sim.scenario import load_scenario
 
+FAIL = [["network node2 off"]]
 
-def _run(tmp_path: Path, pvha: dict[str, str] | None) -> list[tuple[int, str, str]]:
+
+def _run(tmp_path: Path, pvha: dict[str, str] | None,
+         events: list[list[str]] = FAIL) -> list[tuple[int, str, str]]:
     d = tmp_path / ("lease" if pvha else "pve")
     d.mkdir()
     (d / "hardware_status").write_text(json.dumps(
@@ -23,7 +26,7 @@ def _run(tmp_path: Path, pvha: dict[str, str] | None) -> list[tuple[int, str, st
          "vm:102": {"node": "node2", "state": "started"}}))
     (d / "manager_status").write_text("{}")
     (d / "cmdlist").write_text(json.dumps(
-        [["power node1 on", "power node2 on", "power node3 on"], ["network node2 off"]]))
+        [["power node1 on", "power node2 on", "power node3 on"], *events]))
     if pvha:
         (d / "datacenter.cfg").write_text(json.dumps({"pvha": pvha}))
     log = run_scenario(load_scenario(d))
@@ -52,3 +55,18 @@ def test_lease_expiry_fences_after_the_watchdog_reset_and_before_pve(tmp_path: P
     pve = _run(tmp_path, None)
     assert not [msg for _t, _o, msg in pve if "lease expiry" in msg]
     assert started < _started(pve, failure)  # PVE waits for the 120 s lock expiry
+
+
+def test_a_clean_shutdown_proves_nothing_and_waits_for_a_fence_ack(tmp_path: Path) -> None:
+    """Conditional policy, node2 shut down: its LRM stops vm:102 and releases its lock.
+    PVE takes the released lock at once; pvha (a cleanly stopped agent) waits for an
+    administrator's fence-ack, and recovers only after it."""
+    events = [["shutdown node2"], *[[]] * 12, ["fence-ack node2"]]
+    lease = _run(tmp_path, {"fencing": "lease"}, events)
+    pve = _run(tmp_path, None, events[:-1])  # PVE's simulator has no fence-ack
+    assert _at(lease, "shutdown LRM, stop all services") == _at(pve, "shutdown LRM, stop all")
+    waiting = _at(lease, "fencing: node 'node2' has no armed agent lease: waiting for fence-ack")
+    acked = _at(lease, "fencing: node 'node2' acknowledged by fence-ack (not verified)")
+    assert waiting < acked and _started(lease, 0) > acked
+    assert _started(pve, 0) < acked  # PVE did not wait
+    assert not [msg for _t, _o, msg in lease if "lease expiry" in msg]
