@@ -28,7 +28,7 @@ _pvha_options() {
     'watch') echo '--once --round-interval --fence-delay --cfs-root --verbose --settings --help -h' ;;
     'fence-ack') echo '--yes -y --settings --help -h' ;;
     'history') echo '--node --limit --output-format --config-dir --help -h' ;;
-    'agent') echo '--node --watchdog-socket --interval --watchdog-timeout --run-dir --shutdown-timeout --cfs-root --verbose --settings --help -h' ;;
+    'agent') echo '--node --watchdog-socket --interval --watchdog-timeout --run-dir --cgroup-root --shutdown-timeout --cfs-root --verbose --settings --help -h' ;;
     'crm-command') echo '--help -h' ;;
     'crm-command migrate') echo '--config-dir --help -h' ;;
     'crm-command relocate') echo '--config-dir --help -h' ;;
@@ -114,6 +114,7 @@ _pvha_value() {
     'agent|--interval') echo 'any' ;;
     'agent|--watchdog-timeout') echo 'any' ;;
     'agent|--run-dir') echo 'dir' ;;
+    'agent|--cgroup-root') echo 'dir' ;;
     'agent|--shutdown-timeout') echo 'any' ;;
     'agent|--cfs-root') echo 'dir' ;;
     'agent|--settings') echo 'any' ;;

@@ -34,6 +34,10 @@ def agent(
         "--run-dir", metavar="DIR",
         help="Where the guests' pidfiles are (qemu-server/VMID.pid), to find stale "
              "copies.")] = Path("/var/run"),
+    cgroup_root: Annotated[Path, typer.Option(
+        "--cgroup-root", metavar="DIR",
+        help="The cgroup v2 hierarchy, where the containers are (lxc/VMID), to find "
+             "stale copies.")] = Path("/sys/fs/cgroup"),
     shutdown_timeout: Annotated[float, typer.Option(
         "--shutdown-timeout", metavar="SECONDS", min=0, max=86400,
         help="When the node shuts down or reboots: seconds to wait for the manager to "
@@ -59,7 +63,7 @@ def agent(
     _logging(verbose)
     cfs = ClusterFs(settings.cfs.root, settings.cfs.resolved_config_dir)
     runner = Agent(cfs, name, watchdog_socket, interval=interval,
-                   watchdog_timeout=watchdog_timeout, guests=LocalGuests(run_dir),
+                   watchdog_timeout=watchdog_timeout, guests=LocalGuests(run_dir, cgroup_root),
                    shutdown_timeout=shutdown_timeout)
 
     def stop(_signum: int, _frame: Any) -> None:

@@ -75,6 +75,7 @@ class AgentFarm:
                     "--watchdog-socket", str(self.sockets[node]),
                     "--cfs-root", str(self.roots[node]), "--interval", f"{self.interval:g}",
                     "--run-dir", str(self.run_dirs[node]),
+                    "--cgroup-root", str(self._home(node) / "cgroup"),  # none: pidfiles only
                     "--watchdog-timeout", f"{self.watchdog_seconds:g}",
                     "--shutdown-timeout", f"{self.shutdown_timeout:g}"]
             logfile = self._home(node) / "agent.log"

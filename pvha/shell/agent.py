@@ -32,7 +32,8 @@ reset, and the lease proves it. A stop without a shutdown (``systemctl restart``
 upgrade) changes nothing for the guests: they stay managed through the API.
 
 After every renewal that succeeded, and so before it first arms, it looks at the guest
-processes running on its node (:mod:`pvha.adapters.guestprocs`): a process of an HA guest
+processes running on its node (:mod:`pvha.adapters.guestprocs`: QEMU pidfiles, container
+cgroups): a process of an HA guest
 whose config now belongs to another node is a stale copy (the node was fenced by an
 acknowledgement while it still ran, and rejoined): it is killed, logged, put in the
 history (``stale-copy``) and listed in the agent status (``stale_stopped``) for ``pvha
