@@ -33,6 +33,11 @@ is fine; a missing file that was asked for is an error). Layout::
                                            # (default: datacenter.cfg's "ha: shutdown_policy",
                                            # else conditional, as PVE)
 
+    [notify]                               # notifications (pvha.shell.notifications)
+    urls_file = "/etc/pvha/notify-urls"    # apprise URLs, one per line (they hold tokens)
+    pve_mail = "auto"                      # mail to root: PVE's notification system
+                                           # (auto: on a PVE node; or yes / no)
+
 Secrets are never taken from argv or from the TOML file itself: they come from the file
 named by ``token_secret_file`` / ``password_file``, or from ``PVHA_TOKEN_SECRET`` /
 ``PVHA_PASSWORD``. They are held in :class:`Secret`, whose repr and str are masked.
@@ -151,12 +156,22 @@ class WatchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """Where notifications go: the apprise URLs in ``urls_file`` (a secret file) and,
+    ``pve_mail`` None = auto (on a PVE node), PVE's own notification system."""
+
+    urls_file: Path | None = None
+    pve_mail: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     cfs: CfsSettings = field(default_factory=CfsSettings)
     source: Path | None = None  # the TOML file read, if any
     watch: WatchSettings = field(default_factory=WatchSettings)
     api_configured: bool = False  # hosts came from a flag, the environment or the file
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
 
 # key -> (TOML section, environment variable). Flags use the same keys as the file
@@ -183,7 +198,11 @@ _KEYS: dict[str, tuple[str, str]] = {
     "lock_lifetime": ("watch", "PVHA_LOCK_LIFETIME"),
     "max_workers": ("watch", "PVHA_MAX_WORKERS"),
     "shutdown_policy": ("watch", "PVHA_SHUTDOWN_POLICY"),
+    "urls_file": ("notify", "PVHA_NOTIFY_URLS_FILE"),
+    "pve_mail": ("notify", "PVHA_NOTIFY_PVE_MAIL"),
 }
+TRUE_WORDS = ("1", "yes", "on", "true")
+FALSE_WORDS = ("0", "no", "off", "false")
 SHUTDOWN_POLICIES = ("conditional", "freeze", "failover", "migrate")
 _SECRET_KEYS = {"token_secret", "token_value", "password", "secret"}
 _FP_RE = re.compile(r"^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$")
@@ -222,8 +241,25 @@ def load_settings(
         config_dir=Path(merged["config_dir"]) if "config_dir" in merged else None,
     )
     watch = _build_watch(merged, where)
+    mail = merged.get("pve_mail", "auto")
+    notify = NotifySettings(
+        urls_file=Path(merged["urls_file"]) if merged.get("urls_file") else None,
+        pve_mail=None if str(mail).lower() == "auto" else parse_bool(mail, "pve_mail", where))
     return Settings(api=api, cfs=cfs, source=file_path if file_values else None, watch=watch,
-                    api_configured="hosts" in merged)
+                    api_configured="hosts" in merged, notify=notify)
+
+
+def parse_bool(value: Any, name: str, where: str | None = None) -> bool:
+    """A boolean as PVE spells them: 1/0, yes/no, on/off, true/false (any case)."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{name}: expected a boolean (yes/no, on/off, true/false, 1/0), "
+                      f"got {value!r}", where)
 
 
 def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
@@ -270,7 +306,7 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {exc}", str(path)) from None
     out: dict[str, Any] = {}
     for section, table in data.items():
-        if section not in ("api", "cfs", "watch") or not isinstance(table, dict):
+        if section not in ("api", "cfs", "watch", "notify") or not isinstance(table, dict):
             raise ConfigError(f"unknown section [{section}]", str(path))
         for name, value in table.items():
             if name in _SECRET_KEYS:

@@ -55,6 +55,7 @@ def agent(
     from pvha.adapters.guestprocs import LocalGuests
     from pvha.cli.watch import _logging
     from pvha.shell.agent import Agent
+    from pvha.shell.notifications import notifier_for
 
     name = node or socket.gethostname().split(".")[0]
     if not NODE_NAME_RE.match(name):
@@ -62,16 +63,20 @@ def agent(
     settings = settings_for({"cfs_root": cfs_root}, settings_file)
     _logging(verbose)
     cfs = ClusterFs(settings.cfs.root, settings.cfs.resolved_config_dir)
+    notifier = notifier_for(settings)
     runner = Agent(cfs, name, watchdog_socket, interval=interval,
                    watchdog_timeout=watchdog_timeout, guests=LocalGuests(run_dir, cgroup_root),
-                   shutdown_timeout=shutdown_timeout)
+                   shutdown_timeout=shutdown_timeout, on_event=notifier.history)
 
     def stop(_signum: int, _frame: Any) -> None:
         runner.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    code = runner.run()  # AgentError: one line on stderr, exit 1 (pvha.cli.main)
+    try:
+        code = runner.run()  # AgentError: one line on stderr, exit 1 (pvha.cli.main)
+    finally:
+        notifier.close()
     if code:
         raise typer.Exit(code)
 

@@ -54,6 +54,7 @@ def watch(
     from pvha.adapters import build_real_adapters
     from pvha.adapters import cfs as cfs_mod
     from pvha.shell.loop import Watcher
+    from pvha.shell.notifications import notifier_for
 
     flags: dict[str, Any] = {"round_interval": round_interval, "fence_delay": fence_delay,
                              "cfs_root": cfs_root}
@@ -66,7 +67,8 @@ def watch(
                       fence_timeout=settings.watch.fence_timeout,
                       max_workers=settings.watch.max_workers,
                       task_timeout=settings.api.task_timeout,
-                      shutdown_policy=settings.watch.shutdown_policy)
+                      shutdown_policy=settings.watch.shutdown_policy,
+                      notifier=notifier_for(settings))
     watcher.install_signals()
     logging.getLogger("pvha.watch").info(
         "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "

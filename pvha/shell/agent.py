@@ -152,7 +152,8 @@ class Agent:
                  connect: Callable[[Path], WatchdogClient] = WatchdogClient,
                  clock: Callable[[], float] = time.time,
                  shutdown_probe: Callable[[], tuple[bool, bool]] = node_shutdown,
-                 shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
+                 shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.cfs, self.node, self.watchdog = cfs, node, Path(watchdog)
         self.guests = guests
         self.stale_stopped: list[str] = []
@@ -162,6 +163,7 @@ class Agent:
         self._probe, self.shutdown_timeout = shutdown_probe, shutdown_timeout
         self.shutdown: str | None = None
         self.request: int | None = None
+        self.on_event = on_event  # each history event (pvha.shell.notifications)
         self._stop = threading.Event()
         self._client: WatchdogClient | None = None
         self.state = "starting"
@@ -288,7 +290,7 @@ class Agent:
                       "node was fenced while it ran)", proc.sid,
                       "stopped" if killed else "found and NOT stopped (kill failed)",
                       self.node, ",".join(owners))
-            History(self.cfs.config_dir).append(
+            History(self.cfs.config_dir, self.on_event).append(
                 "stale-copy", self.node, time=self._clock(), sid=proc.sid,
                 outcome="stopped" if killed else "kill failed", target=",".join(owners))
             if killed:

@@ -42,13 +42,17 @@ log = logging.getLogger("pvha.watch")
 _PLACED = re.compile(r"^recover service '([^']+)' from fenced node '([^']+)' to node '([^']+)'$")
 _NO_NODE = re.compile(r"^recovering service '([^']+)' from fenced node '([^']+)' failed")
 _STARTED = re.compile(r"^service status (\S+) started$")
+_ERROR = re.compile(r"^service '([^']+)': state changed from '([^']+)' to 'error'")
 
 
 class History:
     """Append-only journal in ``config_dir`` (see the module docstring)."""
 
-    def __init__(self, config_dir: Path | str) -> None:
+    def __init__(self, config_dir: Path | str,
+                 on_append: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """``on_append`` sees every event, written or not (pvha.shell.notifications)."""
         self.path = Path(config_dir) / HISTORY
+        self.on_append = on_append
         self._lock = threading.Lock()
 
     def append(self, event: str, node: str, *, time: float, sid: str | None = None,
@@ -74,6 +78,8 @@ class History:
                 log.warning("cannot append to %s: %s", self.path, err.strerror)
             except StoreError as err:
                 log.warning("cannot rotate %s: %s", self.path, err)
+        if self.on_append is not None:
+            self.on_append(record)
 
     def _rotate(self, incoming: int) -> None:
         """Keep the newest whole lines that fit in half of :data:`MAX_BYTES` when
@@ -116,9 +122,12 @@ class History:
 class Recorder:
     """Log-line hook of the watcher's ports: recovery events into ``history``."""
 
-    def __init__(self, history: History, clock: Callable[[], float]) -> None:
+    def __init__(self, history: History, clock: Callable[[], float],
+                 on_error: Callable[[str, str], None] | None = None) -> None:
+        """``on_error(sid, previous state)``: a service entered ``error``."""
         self.history = history
         self.clock = clock
+        self.on_error = on_error
         self.placed: dict[str, str] = {}  # sid -> fenced node, until it runs
         self._lock = threading.Lock()
 
@@ -137,6 +146,10 @@ class Recorder:
                                 outcome="running", target=node)
 
     def _manager(self, msg: str) -> None:
+        m = _ERROR.match(msg)
+        if m is not None and self.on_error is not None:
+            self.on_error(m.group(1), m.group(2))
+            return
         m = _PLACED.match(msg)
         if m is not None:
             sid, fenced, target = m.groups()

@@ -59,6 +59,7 @@ from pvha.shell.fencing import FenceAcks, Fencing
 from pvha.shell.guests import Guests
 from pvha.shell.history import History, Recorder
 from pvha.shell.lease import Leases
+from pvha.shell.notifications import Notifier
 from pvha.shell.notify import notify
 from pvha.shell.power import DEVICE_FENCE_DELAY, DEVICE_TIMEOUT, FENCE_CFG, PowerFencing
 from pvha.shell.snapshot import RoundView, take_view
@@ -103,19 +104,23 @@ class Watcher:
                  round_interval: float = 10.0, fencer: Any = None,
                  fence_timeout: float = DEVICE_TIMEOUT, max_workers: int = MAX_WORKERS,
                  task_timeout: float = 600.0, poll_interval: float = POLL_INTERVAL,
-                 shutdown_policy: str | None = None) -> None:
+                 shutdown_policy: str | None = None, notifier: Notifier | None = None) -> None:
         """With ``<config dir>/fence.cfg`` the manager fences through its devices
         (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests); an
         invalid fence.cfg raises ConfigError here. ``fence_delay`` None: PVE's 60 s, or
         DEVICE_FENCE_DELAY with a fence device. ``shutdown_policy`` None: the one
-        datacenter.cfg names (pvha.config.datacenter)."""
+        datacenter.cfg names (pvha.config.datacenter). ``notifier`` gets the HA events
+        (pvha.shell.notifications; None: none are sent)."""
         self.api, self.cfs, self.clock = api, cfs, clock
         self.round_interval = round_interval
         self.poll_interval = poll_interval
         self.wake = threading.Event()
         self.stop_event = threading.Event()
         self.auth = Authority(cfs, clock)
-        self.history = History(cfs.config_dir)
+        self.notifier = notifier or Notifier([])
+        self.history = History(cfs.config_dir, on_append=self.notifier.history)
+        self._quorate: bool | None = None  # at the last round that read the view
+        self._degraded: tuple[str, ...] = ()
         self.config = ConfigSource(cfs)
         self.statuses = StatusFiles(cfs, clock)
         self.guests = Guests(self.auth, api)
@@ -124,7 +129,7 @@ class Watcher:
         self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history,
                                self.leases)
         self.shared = Shared(self.auth, self.config, self.statuses, self.guests, self.fencing,
-                             Recorder(self.history, clock.time),
+                             Recorder(self.history, clock.time, self._guest_error),
                              lambda: datacenter.shutdown_policy(Path(cfs.root), shutdown_policy))
         self.executors = Executors(self.shared, max_workers=max_workers,
                                    task_timeout=task_timeout)
@@ -171,6 +176,7 @@ class Watcher:
             self.ok = False
             return self._say(f"{err}; waiting", logging.ERROR)
         self.ok = True
+        self._changes(view)
         self.leases.observe(view.members)
         if view.quorate and self.auth.holds_manager_lock():
             self.fencing.node_back(view)
@@ -189,6 +195,31 @@ class Watcher:
                                   self.config.degraded)
         degraded = self.config.degraded or " in error (" in sentence
         return self._say(sentence, logging.WARNING if degraded else logging.INFO)
+
+    def _changes(self, view: RoundView) -> None:
+        """Quorum and configuration health changes, as notifications."""
+        if view.quorate != self._quorate and (self._quorate is not None or not view.quorate):
+            if view.quorate:
+                self.notifier.event("quorum-back", f"{view.local_node} sees a quorate "
+                                    "cluster again", node=view.local_node)
+            else:
+                self.notifier.event("quorum-lost", f"{view.local_node} sees no quorum: HA "
+                                    "does nothing until it is back", node=view.local_node)
+        self._quorate = view.quorate
+        degraded = tuple(self.config.degraded)
+        if degraded != self._degraded:
+            if degraded:
+                self.notifier.event("ha-degraded", "HA degraded: " + "; ".join(degraded),
+                                    faults=list(degraded))
+            else:
+                self.notifier.event("ha-healthy", "HA no longer degraded: the configuration "
+                                    "is whole again")
+            self._degraded = degraded
+
+    def _guest_error(self, sid: str, previous: str) -> None:
+        self.notifier.event("guest-error", f"{sid} entered the error state (from {previous}):"
+                            " HA no longer acts on it until it is disabled and enabled", sid=sid,
+                            previous=previous)
 
     def _crm(self, view: RoundView, now: int) -> ShellCrm:
         if self.crm is None or self.crm_node != view.local_node:
@@ -215,6 +246,12 @@ class Watcher:
         if same and fresh and isinstance(since, (int, float)) \
                 and not (ms.get("pvha") or {}).get("stopped_at"):
             self.master_since = float(since)  # the same manager, one --once run later
+            return
+        me = view.local_node if view is not None else None
+        before = ms.get("master_node")
+        self.notifier.event("manager-takeover", f"the manager is now on {me}" + (
+            f" (was on {before})" if before and before != me else ""), node=me,
+            previous=before if before != me else None)
 
     def _extras(self) -> dict[str, Any]:
         """What the watcher adds to the manager's memory in manager_status["pvha"]."""
@@ -335,6 +372,7 @@ class Watcher:
             self.executors.close()
             if self.power is not None:
                 self.power.close()
+            self.notifier.close()
         return 0 if self.ok or not once else 1
 
     def _flush(self) -> None:
