@@ -25,7 +25,7 @@ _pvha_options() {
     'groupremove') echo '--config-dir --help -h' ;;
     'groupconfig') echo '--output-format --config-dir --help -h' ;;
     'status') echo '--verbose --output-format --watch --interval --config-dir --settings --help -h' ;;
-    'watch') echo '--once --round-interval --fence-delay --cfs-root --verbose --settings --help -h' ;;
+    'watch') echo '--once --round-interval --fence-delay --cfs-root --metrics-listen --verbose --settings --help -h' ;;
     'fence-ack') echo '--yes -y --settings --help -h' ;;
     'history') echo '--node --limit --output-format --config-dir --help -h' ;;
     'agent') echo '--node --watchdog-socket --interval --watchdog-timeout --run-dir --cgroup-root --shutdown-timeout --cfs-root --verbose --settings --help -h' ;;
@@ -103,6 +103,7 @@ _pvha_value() {
     'watch|--round-interval') echo 'any' ;;
     'watch|--fence-delay') echo 'any' ;;
     'watch|--cfs-root') echo 'dir' ;;
+    'watch|--metrics-listen') echo 'any' ;;
     'watch|--settings') echo 'any' ;;
     'fence-ack|--settings') echo 'any' ;;
     'history|--node') echo 'dyn:nodes' ;;

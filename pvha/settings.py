@@ -32,6 +32,7 @@ is fine; a missing file that was asked for is an error). Layout::
                                            # conditional | freeze | failover | migrate
                                            # (default: datacenter.cfg's "ha: shutdown_policy",
                                            # else conditional, as PVE)
+    metrics_listen = "127.0.0.1:9750"      # Prometheus metrics (default: not served)
 
     [notify]                               # notifications (pvha.shell.notifications)
     urls_file = "/etc/pvha/notify-urls"    # apprise URLs, one per line (they hold tokens)
@@ -153,6 +154,7 @@ class WatchSettings:
     max_workers: int = 4  # guest tasks in flight per node
     lock_lifetime: float = 120.0
     shutdown_policy: str | None = None  # None: datacenter.cfg's, else conditional
+    metrics_listen: str | None = None  # HOST:PORT of the Prometheus metrics, None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "lock_lifetime": ("watch", "PVHA_LOCK_LIFETIME"),
     "max_workers": ("watch", "PVHA_MAX_WORKERS"),
     "shutdown_policy": ("watch", "PVHA_SHUTDOWN_POLICY"),
+    "metrics_listen": ("watch", "PVHA_METRICS_LISTEN"),
     "urls_file": ("notify", "PVHA_NOTIFY_URLS_FILE"),
     "pve_mail": ("notify", "PVHA_NOTIFY_PVE_MAIL"),
 }
@@ -270,6 +273,7 @@ def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
         lock_lifetime=_number(m, "lock_lifetime", 120.0, float, where),
         max_workers=_number(m, "max_workers", 4, int, where),
         shutdown_policy=str(m["shutdown_policy"]) if "shutdown_policy" in m else None,
+        metrics_listen=str(m["metrics_listen"]) if m.get("metrics_listen") else None,
     )
     if watch.shutdown_policy is not None and watch.shutdown_policy not in SHUTDOWN_POLICIES:
         raise ConfigError(f"shutdown_policy {watch.shutdown_policy!r} is not one of "

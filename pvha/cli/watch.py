@@ -46,6 +46,12 @@ def watch(
         typer.Option("--cfs-root", metavar="DIR",
                      help="Cluster filesystem root (default /etc/pve).", show_default=False),
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option("--metrics-listen", metavar="HOST:PORT",
+                     help="Serve Prometheus metrics there (default: none).",
+                     show_default=False),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Debug logging.")] = False,
     settings_file: SettingsOpt = None,
 ) -> None:
@@ -57,8 +63,15 @@ def watch(
     from pvha.shell.notifications import notifier_for
 
     flags: dict[str, Any] = {"round_interval": round_interval, "fence_delay": fence_delay,
-                             "cfs_root": cfs_root}
+                             "cfs_root": cfs_root, "metrics_listen": metrics_listen}
     settings = settings_for(flags, settings_file)
+    notifier = notifier_for(settings)
+    metrics = server = None
+    if settings.watch.metrics_listen:
+        from pvha.shell.metrics import Metrics, serve
+
+        metrics = Metrics()
+        server = serve(metrics, settings.watch.metrics_listen)
     _logging(verbose)
     api, cfs, clock = build_real_adapters(settings)
     cfs_mod.LOCK_LIFETIME = cfs_mod.lock_lifetime_for(settings.watch.lock_lifetime, cfs.pmxcfs)
@@ -68,7 +81,7 @@ def watch(
                       max_workers=settings.watch.max_workers,
                       task_timeout=settings.api.task_timeout,
                       shutdown_policy=settings.watch.shutdown_policy,
-                      notifier=notifier_for(settings))
+                      notifier=notifier, metrics=metrics)
     watcher.install_signals()
     logging.getLogger("pvha.watch").info(
         "pvha watch starting: API %s, cluster filesystem %s, rounds every %g s, "
@@ -77,10 +90,16 @@ def watch(
         "fence device (fence.cfg), agent lease or fence-ack" if watcher.power
         else "agent lease or fence-ack",
         " (once)" if once else "")
+    if server is not None:
+        logging.getLogger("pvha.watch").info("metrics at http://%s:%d/metrics",
+                                             *server.server_address[:2])
     try:
         code = watcher.run(once=once)
     except KeyboardInterrupt:
         code = 0
+    finally:
+        if server is not None:
+            server.shutdown()
     if code:
         raise typer.Exit(code)
 

@@ -104,13 +104,15 @@ class Watcher:
                  round_interval: float = 10.0, fencer: Any = None,
                  fence_timeout: float = DEVICE_TIMEOUT, max_workers: int = MAX_WORKERS,
                  task_timeout: float = 600.0, poll_interval: float = POLL_INTERVAL,
-                 shutdown_policy: str | None = None, notifier: Notifier | None = None) -> None:
+                 shutdown_policy: str | None = None, notifier: Notifier | None = None,
+                 metrics: Any = None) -> None:
         """With ``<config dir>/fence.cfg`` the manager fences through its devices
         (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests); an
         invalid fence.cfg raises ConfigError here. ``fence_delay`` None: PVE's 60 s, or
         DEVICE_FENCE_DELAY with a fence device. ``shutdown_policy`` None: the one
         datacenter.cfg names (pvha.config.datacenter). ``notifier`` gets the HA events
-        (pvha.shell.notifications; None: none are sent)."""
+        (pvha.shell.notifications; None: none are sent); ``metrics`` (a
+        pvha.shell.metrics.Metrics) what each round saw."""
         self.api, self.cfs, self.clock = api, cfs, clock
         self.round_interval = round_interval
         self.poll_interval = poll_interval
@@ -118,7 +120,8 @@ class Watcher:
         self.stop_event = threading.Event()
         self.auth = Authority(cfs, clock)
         self.notifier = notifier or Notifier([])
-        self.history = History(cfs.config_dir, on_append=self.notifier.history)
+        self.metrics = metrics
+        self.history = History(cfs.config_dir, on_append=self._history_event)
         self._quorate: bool | None = None  # at the last round that read the view
         self._degraded: tuple[str, ...] = ()
         self.config = ConfigSource(cfs)
@@ -159,15 +162,20 @@ class Watcher:
         if not self.auth.holds_manager_lock():
             self.statuses.reset()
             self.executors.reset()
+        began = self.clock.monotonic()
         try:
             view = take_view(self.api)
         except ApiError as err:
+            if self.metrics is not None:
+                self.metrics.api_read(self.clock.monotonic() - began, ok=False)
             self.auth.set_view(None)
             self.ok = False
             self.api_failures += 1
             level = logging.ERROR if self.api_failures >= API_ERROR_AFTER else logging.WARNING
             return self._say(f"cannot read the cluster through the API ({err}), waiting", level)
         self.api_failures = 0
+        if self.metrics is not None:
+            self.metrics.api_read(self.clock.monotonic() - began, ok=True)
         self.auth.set_view(view)
         self.guests.new_view(view)
         try:
@@ -195,6 +203,11 @@ class Watcher:
                                   self.config.degraded)
         degraded = self.config.degraded or " in error (" in sentence
         return self._say(sentence, logging.WARNING if degraded else logging.INFO)
+
+    def _history_event(self, record: dict[str, Any]) -> None:
+        self.notifier.history(record)
+        if self.metrics is not None:
+            self.metrics.history(record)
 
     def _changes(self, view: RoundView) -> None:
         """Quorum and configuration health changes, as notifications."""
@@ -342,6 +355,7 @@ class Watcher:
 
     def safe_round(self) -> str:
         """A round that never raises (except for the second-signal abort)."""
+        began = self.clock.monotonic()
         try:
             return self.round()
         except (KeyboardInterrupt, SystemExit):
@@ -350,6 +364,19 @@ class Watcher:
             self.ok = False
             log.exception("round failed")
             return f"round failed: {err}"
+        finally:
+            if self.metrics is not None:
+                self._measure(self.clock.monotonic() - began)
+
+    def _measure(self, seconds: float) -> None:
+        view = self.auth.view
+        master = self.auth.holds_manager_lock()
+        try:
+            ms: dict[str, Any] | None = self.statuses.read_manager()
+        except CfsError:
+            ms = None
+        self.metrics.round_done(seconds, view.quorate if view is not None else None,
+                                master, ms)
 
     def run(self, once: bool = False) -> int:
         """Rounds until stopped (or one with ``once``); releases the lock on the way out.

@@ -1,13 +1,17 @@
-"""Notifications end to end: ``pvha watch`` on ``pvha sim serve`` sends the events of a
+"""Notifications and metrics end to end. Notifications: ``pvha watch`` on ``pvha sim serve`` sends the events of a
 fenced node, its recovered guests and its own lost and regained quorum to a webhook
 receiver on loopback (apprise's ``json://``), while a second target that never answers
-changes nothing. Waits are bounded; nothing here asserts on speed."""
+changes nothing. Metrics: the watcher's Prometheus endpoint, scraped over HTTP and parsed
+with prometheus-client's own parser. Waits are bounded; nothing here asserts on speed."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.harness import E2E, wait_for
 from tests.shell.test_notifications import Receiver
@@ -58,3 +62,45 @@ def test_the_events_of_a_fenced_node_reach_a_webhook_with_their_fields(
     assert "to target 1 (json) failed" in log and "tok3n" not in log
     assert w.alive()
     e2e.no_split_brain()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_metrics_endpoint_tells_quorum_states_fences_and_recoveries(e2e: E2E) -> None:
+    port = _free_port()
+    w = e2e.watch(args=("--metrics-listen", f"127.0.0.1:{port}"))
+    wait_for(e2e.all_started, 40, what="all services started")
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}
+
+    wait_for(lambda: scrape().get(("pvha_services", (("state", "started"),))) == 6, 20,
+             what="six started services in the metrics")
+    m = scrape()
+    assert m[("pvha_quorate", ())] == 1 and m[("pvha_master", ())] == 1
+    assert m[("pvha_manager", (("node", "node1"),))] == 1
+    assert m[("pvha_nodes", (("state", "online"),))] == 3
+    assert m[("pvha_round_seconds_count", ())] >= 1 and m[("pvha_api_errors_total", ())] == 0
+    e2e.ctl("power node2 off")
+    wait_for(lambda: scrape().get(("pvha_nodes", (("state", "fence"),))) == 1, 30,
+             what="node2 in fence in the metrics")
+    assert e2e.pvha("fence-ack", "node2", "--yes").returncode == 0
+    wait_for(lambda: scrape().get(("pvha_recoveries_total", (("outcome", "running"),))) == 2,
+             60, what="two recoveries running in the metrics")
+    m = scrape()
+    assert m[("pvha_fence_events_total", (("outcome", "acknowledged"),
+                                          ("proof", "fence-ack")))] == 1
+    assert m[("pvha_recovery_seconds_count", ())] == 2
+    assert "Traceback" not in w.log()
+
+
+def test_a_bad_metrics_address_is_one_line_and_nothing_runs(e2e: E2E) -> None:
+    res = e2e.pvha("watch", "--once", "--metrics-listen", "nowhere")
+    assert res.returncode != 0 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "expected HOST:PORT" in res.stderr, res.stderr
