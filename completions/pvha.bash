@@ -12,7 +12,7 @@ _pvha_subcommands() {
 }
 _pvha_options() {
   case "$1" in
-    '') echo '--config-dir --help -h' ;;
+    '') echo '--config-dir --version --help -h' ;;
     'config') echo '--type --output-format --config-dir --help -h' ;;
     'add') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --type --config-dir --help -h' ;;
     'set') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --delete --type --config-dir --help -h' ;;
@@ -64,7 +64,7 @@ _pvha_value() {
     'add|--max-restart'|'add|--max_restart') echo 'any' ;;
     'add|--max-relocate'|'add|--max_relocate') echo 'any' ;;
     'add|--comment') echo 'any' ;;
-    'add|--failback') echo 'choice:0 1' ;;
+    'add|--failback') echo 'any' ;;
     'add|--type') echo 'choice:vm ct' ;;
     'add|--config-dir') echo 'dir' ;;
     'set|--state') echo 'choice:started stopped enabled disabled ignored' ;;
@@ -72,24 +72,24 @@ _pvha_value() {
     'set|--max-restart'|'set|--max_restart') echo 'any' ;;
     'set|--max-relocate'|'set|--max_relocate') echo 'any' ;;
     'set|--comment') echo 'any' ;;
-    'set|--failback') echo 'choice:0 1' ;;
+    'set|--failback') echo 'any' ;;
     'set|--delete') echo 'any' ;;
     'set|--type') echo 'choice:vm ct' ;;
     'set|--config-dir') echo 'dir' ;;
-    'remove|--purge') echo 'choice:0 1' ;;
+    'remove|--purge') echo 'any' ;;
     'remove|--config-dir') echo 'dir' ;;
-    'delete|--purge') echo 'choice:0 1' ;;
+    'delete|--purge') echo 'any' ;;
     'delete|--config-dir') echo 'dir' ;;
     'migrate|--config-dir') echo 'dir' ;;
     'relocate|--config-dir') echo 'dir' ;;
     'groupadd|--nodes') echo 'dyn:nodes' ;;
-    'groupadd|--restricted') echo 'choice:0 1' ;;
-    'groupadd|--nofailback') echo 'choice:0 1' ;;
+    'groupadd|--restricted') echo 'any' ;;
+    'groupadd|--nofailback') echo 'any' ;;
     'groupadd|--comment') echo 'any' ;;
     'groupadd|--config-dir') echo 'dir' ;;
     'groupset|--nodes') echo 'dyn:nodes' ;;
-    'groupset|--restricted') echo 'choice:0 1' ;;
-    'groupset|--nofailback') echo 'choice:0 1' ;;
+    'groupset|--restricted') echo 'any' ;;
+    'groupset|--nofailback') echo 'any' ;;
     'groupset|--comment') echo 'any' ;;
     'groupset|--delete') echo 'any' ;;
     'groupset|--config-dir') echo 'dir' ;;
@@ -128,17 +128,17 @@ _pvha_value() {
     'crm-command node-maintenance disable|--config-dir') echo 'dir' ;;
     'rules add|--resources') echo 'dyn:sids' ;;
     'rules add|--nodes') echo 'dyn:nodes' ;;
-    'rules add|--strict') echo 'choice:0 1' ;;
+    'rules add|--strict') echo 'any' ;;
     'rules add|--affinity') echo 'choice:positive negative' ;;
     'rules add|--comment') echo 'any' ;;
-    'rules add|--disable') echo 'choice:0 1' ;;
+    'rules add|--disable') echo 'any' ;;
     'rules add|--config-dir') echo 'dir' ;;
     'rules set|--resources') echo 'dyn:sids' ;;
     'rules set|--nodes') echo 'dyn:nodes' ;;
-    'rules set|--strict') echo 'choice:0 1' ;;
+    'rules set|--strict') echo 'any' ;;
     'rules set|--affinity') echo 'choice:positive negative' ;;
     'rules set|--comment') echo 'any' ;;
-    'rules set|--disable') echo 'choice:0 1' ;;
+    'rules set|--disable') echo 'any' ;;
     'rules set|--delete') echo 'any' ;;
     'rules set|--config-dir') echo 'dir' ;;
     'rules remove|--config-dir') echo 'dir' ;;

@@ -238,7 +238,8 @@ def load_settings(
         elif key in file_values:
             merged[key] = file_values[key]
     where = str(file_path) if file_values else None
-    api = _build_api(merged, env, where)
+    in_file = {k for k in merged if k not in flags and not env.get(_KEYS[k][1])}
+    api = _build_api(merged, env, where, in_file)
     cfs = CfsSettings(
         root=Path(merged.get("cfs_root", DEFAULT_CFS_ROOT)),
         config_dir=Path(merged["config_dir"]) if "config_dir" in merged else None,
@@ -326,7 +327,8 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
     return out
 
 
-def _build_api(m: dict[str, Any], env: Mapping[str, str], where: str | None) -> ApiSettings:
+def _build_api(m: dict[str, Any], env: Mapping[str, str], where: str | None,
+               in_file: frozenset[str] | set[str] = frozenset()) -> ApiSettings:
     user = str(m.get("user", "root@pam"))
     token_name = m.get("token_name")
     if "!" in user:  # "pvha@pve!ha" names user and token at once, as PVE shows it
@@ -335,10 +337,16 @@ def _build_api(m: dict[str, Any], env: Mapping[str, str], where: str | None) -> 
     if "@" not in user:
         raise ConfigError(f"user {user!r} needs a realm (e.g. root@pam)", where)
     token_secret = password = None
+    # precedence flag > environment > file: a secret in the environment wins over a secret
+    # file the settings file names, not over one named by a flag or a variable
     if token_name:
-        token_secret = _secret(m.get("token_secret_file"), env.get("PVHA_TOKEN_SECRET"), "token")
+        value = env.get("PVHA_TOKEN_SECRET")
+        named = None if value and "token_secret_file" in in_file else m.get("token_secret_file")
+        token_secret = _secret(named, value, "token")
     else:
-        password = _secret(m.get("password_file"), env.get("PVHA_PASSWORD"), "password")
+        value = env.get("PVHA_PASSWORD")
+        named = None if value and "password_file" in in_file else m.get("password_file")
+        password = _secret(named, value, "password")
     fps = _fingerprints(m.get("fingerprint"), where)
     ca = Path(m["ca_file"]) if m.get("ca_file") else None
     if ca is not None and fps:
@@ -371,7 +379,7 @@ def _build_api(m: dict[str, Any], env: Mapping[str, str], where: str | None) -> 
 
 
 def _secret(file_value: Any, env_value: str | None, what: str) -> Secret | None:
-    """A secret from its file (the file wins over the variable), stripped of the newline."""
+    """A secret from its file, else the variable's value; stripped of the newline."""
     if file_value:
         p = Path(str(file_value))
         try:

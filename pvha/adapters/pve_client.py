@@ -261,6 +261,8 @@ class PveClient:
         sleep: Callable[[float], None] = time.sleep,
         backoff: tuple[float, float] = (1.0, 8.0),
     ) -> None:
+        if settings.ca_file is not None and not settings.ca_file.is_file():
+            raise ConfigError("CA file not found (ca_file / PVHA_CA_FILE)", str(settings.ca_file))
         self._s = settings
         self._monotonic = monotonic
         self._sleep = sleep

@@ -94,10 +94,24 @@ app = typer.Typer(
 )
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"pvha {version('pvha')}")
+        except PackageNotFoundError:
+            typer.echo("pvha (not installed)")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     config_dir: str | None = typer.Option(
         None, "--config-dir", metavar="DIR", help=CONFIG_DIR_HELP, show_default=False
+    ),
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Proxmox VE high availability: ha-manager's commands on a pvha configuration store."""

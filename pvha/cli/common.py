@@ -36,11 +36,20 @@ class State(str, Enum):
     ignored = "ignored"
 
 
-class Bool(str, Enum):
-    """PVE booleans on the command line: 0 or 1."""
+def pve_bool(value: str) -> str:
+    """A PVE boolean on the command line, spelled as PVE's own CLI takes it: 1/0, yes/no,
+    on/off, true/false (any case); ``"1"`` or ``"0"``."""
+    word = str(value).strip().lower()
+    if word in ("1", "yes", "on", "true"):
+        return "1"
+    if word in ("0", "no", "off", "false"):
+        return "0"
+    raise typer.BadParameter(f"expected a boolean (1/0, yes/no, on/off, true/false), got "
+                             f"{value!r}")
 
-    no = "0"
-    yes = "1"
+
+BOOL_METAVAR = "<1|0>"
+Bool = str  # the value of a PVE_BOOL option: "1" or "0"
 
 
 CONFIG_DIR_HELP = (

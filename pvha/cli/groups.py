@@ -9,6 +9,7 @@ import typer
 
 from pvha.cli import render
 from pvha.cli.common import (
+    BOOL_METAVAR,
     Bool,
     CommentOpt,
     ConfigDirOpt,
@@ -16,6 +17,7 @@ from pvha.cli.common import (
     GroupArg,
     OutputFormat,
     OutputOpt,
+    pve_bool,
     store_for,
     value,
 )
@@ -26,13 +28,14 @@ NODES_HELP = "Nodes with optional priority, e.g. node1:2,node2 (higher is prefer
 RestrictedOpt = Annotated[
     Bool | None,
     typer.Option(
-        "--restricted", help="Run only on the group's nodes (default: 0).", show_default=False
+        "--restricted", parser=pve_bool, metavar=BOOL_METAVAR,
+        help="Run only on the group's nodes (default: 0).", show_default=False
     ),
 ]
 NofailbackOpt = Annotated[
     Bool | None,
     typer.Option(
-        "--nofailback",
+        "--nofailback", parser=pve_bool, metavar=BOOL_METAVAR,
         help="Do not move back to a higher-priority node (default: 0).",
         show_default=False,
     ),

@@ -17,6 +17,7 @@ HELP = (
     '│ --config-dir          DIR     Configuration directory (env PVHA_CONFIG_DIR;  │\n'
     '│                               default: /etc/pve/pvha if /etc/pve exists,     │\n'
     '│                               else /etc/pvha for root, else ~/.config/pvha). │\n'
+    '│ --version             <bool>  Print the version and exit.                    │\n'
     '│ --help        -h      <bool>  Show this message and exit.                    │\n'
     '╰──────────────────────────────────────────────────────────────────────────────╯\n'
     '╭─ Commands ───────────────────────────────────────────────────────────────────╮\n'

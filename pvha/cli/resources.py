@@ -9,6 +9,7 @@ import typer
 
 from pvha.cli import checked, fast, render
 from pvha.cli.common import (
+    BOOL_METAVAR,
     Bool,
     CommentOpt,
     ConfigDirOpt,
@@ -19,6 +20,7 @@ from pvha.cli.common import (
     ResourceType,
     SidArg,
     State,
+    pve_bool,
     store_for,
     value,
 )
@@ -54,7 +56,7 @@ MaxRelocateOpt = Annotated[
 FailbackOpt = Annotated[
     Bool | None,
     typer.Option(
-        "--failback",
+        "--failback", parser=pve_bool, metavar=BOOL_METAVAR,
         help="Move back to the preferred node when it returns (default: 1).",
         show_default=False,
     ),
@@ -160,14 +162,15 @@ def remove(
     ctx: typer.Context,
     sid: SidArg,
     purge: Annotated[
-        Bool, typer.Option("--purge", help="Also remove the resource from rules.")
-    ] = Bool.yes,
+        Bool, typer.Option("--purge", parser=pve_bool, metavar=BOOL_METAVAR,
+                           help="Also remove the resource from rules.")
+    ] = "1",
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Remove a resource from HA management."""
     store = store_for(ctx, config_dir)
     resolved = ops.resolve_sid(sid, configured=store.load().resources.entries)
-    ops.remove_resource(store, resolved, purge == Bool.yes)
+    ops.remove_resource(store, resolved, purge == "1")
 
 
 def migrate(

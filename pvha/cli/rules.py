@@ -9,6 +9,7 @@ import typer
 
 from pvha.cli import checked, render
 from pvha.cli.common import (
+    BOOL_METAVAR,
     Bool,
     CommentOpt,
     ConfigDirOpt,
@@ -16,6 +17,7 @@ from pvha.cli.common import (
     OutputFormat,
     OutputOpt,
     RuleArg,
+    pve_bool,
     store_for,
     value,
 )
@@ -59,7 +61,8 @@ NodesOpt = Annotated[
 StrictOpt = Annotated[
     Bool | None,
     typer.Option(
-        "--strict", help="node-affinity: only these nodes (default: 0).", show_default=False
+        "--strict", parser=pve_bool, metavar=BOOL_METAVAR,
+        help="node-affinity: only these nodes (default: 0).", show_default=False
     ),
 ]
 AffinityOpt = Annotated[
@@ -70,7 +73,8 @@ AffinityOpt = Annotated[
 ]
 DisableOpt = Annotated[
     Bool | None,
-    typer.Option("--disable", help="Disable the rule (default: 0).", show_default=False),
+    typer.Option("--disable", parser=pve_bool, metavar=BOOL_METAVAR, help="Disable the rule (default: 0).",
+                 show_default=False),
 ]
 
 RULE_COLUMNS = [

@@ -65,6 +65,10 @@ def check_cmd(
                 failed += 1
     except PvhaError as exc:
         _fail(exc)
+    if passed + failed == 0:
+        typer.echo(f"pvha: error: no scenario (a directory with a log.expect) under "
+                   f"{' '.join(map(str, paths))}", err=True)
+        raise typer.Exit(2)
     typer.echo(f"{passed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)

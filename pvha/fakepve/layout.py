@@ -27,6 +27,7 @@ import posixpath
 import secrets
 import shlex
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,6 +152,9 @@ def write_env(state: Path, hosts: list[str], port: int, cfs_root: Path) -> Path:
     env = state / "env"
     lines = ["# source this file: pvha then talks to the simulated cluster"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+    bin_dir = Path(sys.executable).parent  # the pvha that runs this simulator, first in PATH
+    if (bin_dir / "pvha").exists():
+        lines.append(f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"')
     env.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return env
 

@@ -89,6 +89,17 @@ def test_secret_file_beats_secret_variable(tmp_path):
     assert s.api.password is not None and s.api.password.reveal() == "from-file"
 
 
+def test_a_secret_variable_beats_a_secret_file_named_by_the_settings_file(tmp_path):
+    """Precedence flag > environment > file, for secrets too."""
+    f = tmp_path / "token"
+    f.write_text("from-file\n")
+    path = write(tmp_path, f'[api]\nuser = "pvha@pve!ha"\ntoken_secret_file = "{f}"\n')
+    s = load_settings(env={"PVHA_TOKEN_SECRET": "from-env"}, path=path)
+    assert s.api.token_secret is not None and s.api.token_secret.reveal() == "from-env"
+    s = load_settings(env={}, path=path)
+    assert s.api.token_secret is not None and s.api.token_secret.reveal() == "from-file"
+
+
 @pytest.mark.parametrize("text", ['[api]\npassword = "x"\n', '[api]\ntoken_secret = "x"\n'])
 def test_secrets_in_the_settings_file_are_refused(tmp_path, text):
     with pytest.raises(ConfigError) as err:

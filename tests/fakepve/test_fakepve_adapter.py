@@ -107,3 +107,15 @@ def test_adapter_sees_dead_node_and_recovers_by_steal(fake: FakePve) -> None:
     assert cfs.steal_guest_config("qemu", 100, "node1", "node2")
     assert done(api, api.post_start(GuestRef("qemu", 100, "node2"))).ok
     assert fake.cluster.truth()["guests"]["100"]["running_on"] == ["node2"]
+
+
+def test_after_sourcing_the_env_file_pvha_is_a_command(fake: FakePve) -> None:
+    """A shell whose PATH lacks pvha gets it from the env file (``. DIR/env; pvha ...``)."""
+    import subprocess
+
+    clean = {"PATH": "/usr/bin:/bin", "HOME": str(fake.state)}
+    assert subprocess.run(["bash", "-c", "command -v pvha"], env=clean, check=False,
+                          capture_output=True).returncode != 0
+    res = subprocess.run(["bash", "-c", f'. "{fake.state / "env"}" && pvha --version'],
+                         env=clean, check=False, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("pvha "), res.stderr
