@@ -213,7 +213,9 @@ _pvha_arg() {
 }
 
 _pvha_ids() {
-  if [[ -n $2 ]]; then pvha --config-dir "$2" _complete "$1" 2>/dev/null; else pvha _complete "$1" 2>/dev/null; fi
+  # the pvha being completed, as typed (by path too), not the one in PATH
+  local cmd="${_pvha_cmd:-pvha}"
+  if [[ -n $2 ]]; then "$cmd" --config-dir "$2" _complete "$1" 2>/dev/null; else "$cmd" _complete "$1" 2>/dev/null; fi
 }
 
 _pvha() {
@@ -222,6 +224,7 @@ _pvha() {
   read -ra words <<< "$line"
   [[ $line == *[[:space:]] || ${#words[@]} -eq 0 ]] && words+=("")
   cur="${words[${#words[@]} - 1]}"
+  local _pvha_cmd="${words[0]/#\~/$HOME}"
   local cmdpath="" npos=0 expect="" cfg="" w i
   for ((i = 1; i < ${#words[@]} - 1; i++)); do
     w="${words[i]}"

@@ -458,10 +458,12 @@ function __pvha_complete
             string split ' ' -- (string replace 'choice:' '' -- $spec)
         case 'dyn:*'
             set -l kind (string replace 'dyn:' '' -- $spec)
+            # the pvha being completed, as typed (by path too), not the one in PATH
+            set -l cmd (string replace -r '^~' $HOME -- $tokens[1])
             if test -n "$cfg"
-                pvha --config-dir $cfg _complete $kind 2>/dev/null
+                $cmd --config-dir $cfg _complete $kind 2>/dev/null
             else
-                pvha _complete $kind 2>/dev/null
+                $cmd _complete $kind 2>/dev/null
             end
         case dir
             __fish_complete_directories $cur

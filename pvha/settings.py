@@ -424,3 +424,59 @@ def _number(m: dict[str, Any], key: str, default: Any, kind: type, where: str | 
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected a number, got {value!r}", where) from None
+
+
+# The settings reference (README and man page, written by tools/gen_docs.py): every key of
+# the TOML file with its variable, default and meaning, then the variables with no key.
+REFERENCE: tuple[tuple[str, str, str], ...] = (
+    # (key or "", default, meaning); the section and the variable come from _KEYS
+    ("hosts", "localhost", ("API hosts, tried in order (failover to the next); a list, or "
+     "comma-separated in the variable")),
+    ("port", "8006", "API port"),
+    ("user", "root@pam", "API user; \"user@realm!tokenname\" names a token at once"),
+    ("token_name", "(none)", "API token name: token auth (else password/ticket auth)"),
+    ("token_secret_file", "(none)", "file holding the token secret"),
+    ("password_file", "(none)", "file holding the password (ticket auth)"),
+    ("ca_file", "system CAs", "CA certificate of the API (PVE: /etc/pve/pve-root-ca.pem)"),
+    ("fingerprint", "(none)", ("pinned SHA-256 fingerprint(s) of the API certificate, instead "
+     "of ca_file")),
+    ("connect_timeout", "5", "seconds to connect"),
+    ("read_timeout", "40", "seconds to wait for an answer (at least 30: pveproxy's proxy wait)"),
+    ("task_timeout", "600", "seconds a guest task is waited for"),
+    ("attempts", "3", "tries per API call (1: no retry)"),
+    ("max_answer_bytes", "33554432", "largest API answer read"),
+    ("cfs_root", "/etc/pve", "cluster filesystem root (ROOT)"),
+    ("config_dir", "ROOT/pvha", "pvha's configuration directory"),
+    ("round_interval", "10", "seconds between manager rounds"),
+    ("fence_delay", "60 (0 with fence.cfg)", "seconds offline before a node is fenced"),
+    ("fence_timeout", "20", "bound of each fence device call"),
+    ("lock_lifetime", "120", "lock lifetime of the cluster filesystem (pmxcfs: 120)"),
+    ("max_workers", "4", "guest tasks in flight per node"),
+    ("shutdown_policy", "datacenter.cfg, else conditional",
+     "HA guests of a node that shuts down: conditional, freeze, failover or migrate"),
+    ("metrics_listen", "(none)", "HOST:PORT of pvha watch's Prometheus metrics"),
+    ("urls_file", "(none)", "file of apprise notification URLs, one per line (a secret)"),
+    ("pve_mail", "auto", ("notify through PVE's notification system (mail to root): auto, "
+     "yes or no")),
+)
+VARIABLES: tuple[tuple[str, str], ...] = (
+    ("PVHA_SETTINGS", "the settings file (default /etc/pvha/settings.toml)"),
+    ("PVHA_TOKEN_SECRET", ("the API token secret (wins over a token_secret_file of the "
+     "settings file)")),
+    ("PVHA_PASSWORD", "the API password (wins over a password_file of the settings file)"),
+    ("PVHA_NODE", "pvha agent: this node's name (default: the short host name)"),
+    ("PVHA_WATCHDOG_SOCKET", "pvha agent: watchdog-mux's socket (/run/watchdog-mux.sock)"),
+    ("PVHA_DEBUG", "set to 1: a traceback for an internal error"),
+)
+PRIVILEGES = ("Sys.Audit", "VM.Audit", "VM.PowerMgmt", "VM.Migrate")
+"""What pvha's API user (and its token) needs on ``/``, propagated: read the cluster, its
+quorum, PVE's own HA and other nodes' tasks (Sys.Audit), the guests (VM.Audit), start and
+stop them (VM.PowerMgmt), migrate them (VM.Migrate). Recovery moves configs on the cluster
+filesystem, not through the API, so no config privilege is needed."""
+TOKEN_SETUP = (
+    'pveum role add PVHA --privs "Sys.Audit VM.Audit VM.PowerMgmt VM.Migrate"',
+    "pveum user add pvha@pve",
+    "pveum acl modify / --users pvha@pve --roles PVHA",
+    ("pveum user token add pvha@pve ha --privsep 0 --output-format json  # its \"value\": "
+    "into /etc/pvha/token (mode 0600), token_secret_file"),
+)

@@ -206,7 +206,9 @@ def bash_script(root: Node) -> str:
 {_sh_tables(root)}
 
 _pvha_ids() {{
-  if [[ -n $2 ]]; then pvha --config-dir "$2" _complete "$1" 2>/dev/null; else pvha _complete "$1" 2>/dev/null; fi
+  # the pvha being completed, as typed (by path too), not the one in PATH
+  local cmd="${{_pvha_cmd:-pvha}}"
+  if [[ -n $2 ]]; then "$cmd" --config-dir "$2" _complete "$1" 2>/dev/null; else "$cmd" _complete "$1" 2>/dev/null; fi
 }}
 
 _pvha() {{
@@ -215,6 +217,7 @@ _pvha() {{
   read -ra words <<< "$line"
   [[ $line == *[[:space:]] || ${{#words[@]}} -eq 0 ]] && words+=("")
   cur="${{words[${{#words[@]}} - 1]}}"
+  local _pvha_cmd="${{words[0]/#\\~/$HOME}}"
 {scan}  COMPREPLY=()
   case "$spec" in
     choice:*) mapfile -t COMPREPLY < <(compgen -W "${{spec#choice:}}" -- "$cur") ;;
@@ -241,11 +244,13 @@ def zsh_script(root: Node) -> str:
 {_sh_tables(root)}
 
 _pvha_ids() {{
-  if [[ -n $2 ]]; then pvha --config-dir "$2" _complete "$1" 2>/dev/null; else pvha _complete "$1" 2>/dev/null; fi
+  # the pvha being completed, as typed (by path too), not the one in PATH
+  local cmd="${{_pvha_cmd:-pvha}}"
+  if [[ -n $2 ]]; then "$cmd" --config-dir "$2" _complete "$1" 2>/dev/null; else "$cmd" _complete "$1" 2>/dev/null; fi
 }}
 
 _pvha() {{
-  local cur="${{words[CURRENT]}}"
+  local cur="${{words[CURRENT]}}" _pvha_cmd="${{words[1]/#\\~/$HOME}}"
 {scan}  case "$spec" in
     choice:*) compadd -- ${{(s: :)${{spec#choice:}}}} ;;
     dyn:*) compadd -- ${{(f)"$(_pvha_ids "${{spec#dyn:}}" "$cfg")"}} ;;
@@ -312,10 +317,12 @@ function __pvha_complete
             string split ' ' -- (string replace 'choice:' '' -- $spec)
         case 'dyn:*'
             set -l kind (string replace 'dyn:' '' -- $spec)
+            # the pvha being completed, as typed (by path too), not the one in PATH
+            set -l cmd (string replace -r '^~' $HOME -- $tokens[1])
             if test -n "$cfg"
-                pvha --config-dir $cfg _complete $kind 2>/dev/null
+                $cmd --config-dir $cfg _complete $kind 2>/dev/null
             else
-                pvha _complete $kind 2>/dev/null
+                $cmd _complete $kind 2>/dev/null
             end
         case dir
             __fish_complete_directories $cur
@@ -403,9 +410,10 @@ def man_page(root: Node) -> str:
         for a in node.args:
             out.append(f".TP\n\\fI{_roff(a.metavar)}\\fR\n{_roff(a.help)}")
         out += [_option_item(o).rstrip("\n") for o in node.options if o.names != HELP_OPTS]
+    out += _settings_roff()
     out += [
         ".SH ENVIRONMENT",
-        ".TP\n\\fBPVHA_CONFIG_DIR\\fR\nConfiguration directory, unless \\fB\\-\\-config\\-dir\\fR is given.",
+        *[f".TP\n\\fB{_roff(var)}\\fR\n{_roff(text)}" for var, text in _variables()],
         ".SH FILES",
         (
             ".TP\n\\fIresources.cfg\\fR, \\fIgroups.cfg\\fR, \\fIrules.cfg\\fR\n"
@@ -472,6 +480,61 @@ NO_ARGS = {no_args}
 '''
 
 
+def _variables() -> list[tuple[str, str]]:
+    """Every PVHA_* variable: those of the settings keys, then the others."""
+    from pvha import settings
+
+    out = [(settings._KEYS[key][1], f"{text} (setting {key})")
+           for key, _default, text in settings.REFERENCE]
+    return out + list(settings.VARIABLES)
+
+
+def _settings_roff() -> list[str]:
+    from pvha import settings
+
+    out = [".SH SETTINGS",
+           ("In \\fI/etc/pvha/settings.toml\\fR (or \\fBPVHA_SETTINGS\\fR); a variable wins "
+           "over the file, a flag over both. Secrets never go in the file: it names files "
+           "that hold them.")]
+    for key, default, text in settings.REFERENCE:
+        section = settings._KEYS[key][0]
+        name = "root" if key == "cfs_root" else key
+        out.append(f".TP\n\\fB[{section}] {_roff(name)}\\fR (default {_roff(default)})\n"
+                   f"{_roff(text)}.")
+    out += [".SS API token privileges",
+            _roff(f"On /, propagated: {', '.join(settings.PRIVILEGES)}. For example:"),
+            ".nf", *[_roff(line) for line in settings.TOKEN_SETUP], ".fi"]
+    return out
+
+
+README_BEGIN = "<!-- settings reference: written by tools/gen_docs.py -->"
+README_END = "<!-- end of the settings reference -->"
+
+
+def readme(template: str) -> str:
+    """README.md with its settings reference block rewritten."""
+    from pvha import settings
+
+    lines = [README_BEGIN, "", "| setting | variable | default | meaning |", "|---|---|---|---|"]
+    for key, default, text in settings.REFERENCE:
+        section, var = settings._KEYS[key]
+        name = "root" if key == "cfs_root" else key
+        lines.append(f"| `[{section}] {name}` | `{var}` | {default} | {text} |")
+    lines += ["", "Variables without a setting:", ""]
+    lines += [f"- `{var}`: {text}" for var, text in settings.VARIABLES]
+    lines += ["", (f"API token privileges, on `/`, propagated: {', '.join(settings.PRIVILEGES)} "
+              "(read the cluster and the guests, start, stop and migrate them; recovery moves "
+              "configs on the cluster filesystem, not through the API). For example:"), "",
+              *[f"    {line}" for line in settings.TOKEN_SETUP], "", README_END]
+    head, sep, rest = template.partition(README_BEGIN)
+    if not sep:
+        raise SystemExit(f"README.md lacks the line {README_BEGIN}")
+    _old, sep, tail = rest.partition(README_END)
+    if not sep:
+        raise SystemExit(f"README.md lacks the line {README_END}")
+    return head + "\n".join(lines) + tail
+
+
 def generate(outdir: Path) -> list[Path]:
     """Write all generated files under ``outdir``; returns their paths."""
     root = build_tree()
@@ -481,6 +544,7 @@ def generate(outdir: Path) -> list[Path]:
         Path("completions/pvha.fish"): fish_script(root),
         Path("man/pvha.1"): man_page(root),
         Path("pvha/cli/help_text.py"): help_module(),
+        Path("README.md"): readme((REPO / "README.md").read_text(encoding="utf-8")),
     }
     written = []
     for rel, text in files.items():

@@ -19,7 +19,21 @@ GENERATED = [
     "completions/pvha.fish",
     "man/pvha.1",
     "pvha/cli/help_text.py",  # the fast path's root help, as the Typer app renders it
+    "README.md",  # its settings reference block
 ]
+
+
+def test_the_settings_reference_names_every_setting_and_variable() -> None:
+    from pvha import settings
+
+    assert [k for k, _d, _t in settings.REFERENCE] == list(settings._KEYS)
+    readme = (REPO / "README.md").read_text()
+    man = (REPO / "man" / "pvha.1").read_text()
+    for _section, var in settings._KEYS.values():
+        assert f"`{var}`" in readme and f"\\fB{var}\\fR" in man
+    for var, _text in settings.VARIABLES:
+        assert f"`{var}`" in readme and var in man
+    assert all(p in readme and p in man for p in settings.PRIVILEGES)
 
 
 def _gen_docs() -> ModuleType:
@@ -130,10 +144,13 @@ def _populate(run) -> None:  # type: ignore[no-untyped-def]
         assert run(*args).exit_code == 0
 
 
+@pytest.mark.parametrize("by_path", [False, True], ids=["in-path", "by-path"])
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_uses_tree_and_local_config(
-    shell: str, tmp_path: Path, run, cfg_dir: Path
+    shell: str, by_path: bool, tmp_path: Path, run, cfg_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    """``by_path``: pvha is typed by its path and is not in PATH; the ids still come from
+    that pvha."""
     if shutil.which(shell) is None:
         pytest.skip(f"{shell} not installed")
     _populate(run)
@@ -142,13 +159,15 @@ def test_completion_uses_tree_and_local_config(
     fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pvha "$@"\n')
     fake.chmod(0o755)
     lines = [line.replace("$CFG", str(cfg_dir)) for line in LINES]
+    if by_path:
+        lines = [str(fake) + line.removeprefix("pvha") for line in lines]
     if shell == "fish":
         calls = "".join(f"t '{line}'\n" for line in lines)
     else:
         calls = "".join(f't "{line}"\n' for line in lines)
     env = {
         "SCRIPT": str(REPO / "completions" / SCRIPTS[shell]),
-        "PATH": f"{fake.parent}:/usr/bin:/bin",
+        "PATH": "/usr/bin:/bin" if by_path else f"{fake.parent}:/usr/bin:/bin",
         "PYTHONPATH": str(REPO),
         "HOME": str(tmp_path),
     }
