@@ -103,6 +103,7 @@ def config_output(store: Store, type_: str | None, fmt: str) -> tuple[list[str],
     from pvha.cli import render
     from pvha.config import views
 
+    store.require_dir()  # a wrong --config-dir must not look like an empty configuration
     rows = views.resource_rows(store.load(), type_)
     warnings: list[str] = []
 

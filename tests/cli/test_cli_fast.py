@@ -143,12 +143,13 @@ CONFIG_CASES = [
         PVHA_CONFIG_DIR="{full}",
         PVHA_CFS_ROOT="{cfs}",
     ),
-    case("default-dir", "config", "--output-format", "json", fast=True),
+    # no config dir: an error (a wrong --config-dir must not look empty), left to Typer
+    case("default-dir", "config", "--output-format", "json", fast=False, bad=True),
     case("empty-dir", "--config-dir", "{empty}", "config", fast=True),
     case(
         "empty-dir-json", "--config-dir", "{empty}", "config", "--output-format", "json", fast=True
     ),
-    case("missing-dir", "--config-dir", "{missing}", "config", fast=True),
+    case("missing-dir", "--config-dir", "{missing}", "config", fast=False, bad=True),
     case("unicode", "--config-dir", "{unicode}", "config", fast=True),
     case(
         "unicode-yaml", "--config-dir", "{unicode}", "config", "--output-format", "yaml", fast=True
