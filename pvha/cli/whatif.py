@@ -1,0 +1,120 @@
+"""``what-if`` and ``check``: the engine run on the live cluster (or an inventory file) with
+nodes failed (pvha.whatif)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pvha.cli import render
+from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, store_for
+from pvha.cli.render import Column
+from pvha.errors import ApiError, UsageError
+
+COLUMNS = [Column("sid", "SID"), Column("from", "FROM"), Column("to", "TO"),
+           Column("state", "STATE"), Column("verdict", "VERDICT")]
+InventoryOpt = Annotated[
+    Path | None,
+    typer.Option("--inventory", metavar="FILE", show_default=False,
+                 help="Nodes and guests (JSON, see the man page) instead of the live cluster."),
+]
+
+
+def _inputs(ctx: typer.Context, config_dir: str | None, inventory: Path | None,
+            settings_file: str | None) -> tuple[Any, Any, str, str]:
+    from pvha import whatif
+    from pvha.settings import load_settings
+    from pvha.shell import live
+
+    store = store_for(ctx, config_dir)
+    store.require_dir()
+    cfg = store.load().ha_config()
+    texts = [_text(store.dir / name) for name in ("groups.cfg", "rules.cfg")]
+    if inventory is not None:
+        return whatif.load_inventory(inventory), cfg, texts[0], texts[1]
+    settings = load_settings(path=settings_file)
+    with live.failover_reasons() as warnings:
+        try:
+            view = live.live_view(settings)
+        except ApiError as err:
+            reasons = [*warnings, *(ln.strip() for ln in str(err).splitlines() if ln.strip())]
+            raise UsageError("cannot read the cluster through the API: "
+                             + "; ".join(dict.fromkeys(reasons))) from None
+    if view is None:
+        raise UsageError("no API configured ([api] hosts / PVHA_HOSTS): give --inventory FILE")
+    return whatif.inventory_of_view(view), cfg, texts[0], texts[1]
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def _rows(outcome: Any) -> list[dict[str, Any]]:
+    out = []
+    for row in outcome.rows():
+        p = next(p for p in outcome.placements if p.sid == row["sid"])
+        verdict = (row["note"] or "no node") if not p.placed and p.state != "stopped" else (
+            "recovered" if p.moved else "stays")
+        out.append({**row, "verdict": verdict})
+    return out
+
+
+def what_if(
+    ctx: typer.Context,
+    fail: Annotated[str, typer.Option("--fail", metavar="NODE[,NODE...]",
+                                      help="The nodes that fail.")],
+    inventory: InventoryOpt = None,
+    output_format: OutputOpt = OutputFormat.text,
+    config_dir: ConfigDirOpt = None,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Where every HA guest would run if these nodes failed, and which would find no room
+    (memory as static CRS counts it). Exit 1 when a guest would be left unplaced."""
+    from pvha import whatif
+
+    nodes = [n for n in fail.split(",") if n]
+    if not nodes:
+        raise UsageError("--fail needs at least one node")
+    inv, cfg, groups, rules = _inputs(ctx, config_dir, inventory, settings_file)
+    outcome = whatif.what_if(inv, cfg, groups, rules, nodes)
+    render.render(_rows(outcome), COLUMNS, output_format.value)
+    if output_format is OutputFormat.text:
+        for node, load in sorted(outcome.nodes.items()):
+            render.note(f"{node}: memory {load.mem / whatif.GIB:.1f} of "
+                        f"{load.maxmem / whatif.GIB:.1f} GiB, cores {load.cpu:g} of "
+                        f"{load.maxcpu:g}")
+    if outcome.unplaced:
+        raise typer.Exit(1)
+
+
+def check(
+    ctx: typer.Context,
+    tolerate: Annotated[int, typer.Option("--tolerate", metavar="N", min=1,
+                                          help="How many nodes may fail at once.")] = 1,
+    inventory: InventoryOpt = None,
+    config_dir: ConfigDirOpt = None,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Exit 1 when the loss of any TOLERATE nodes would leave an HA guest unplaced (for
+    cron and monitoring); says which."""
+    from pvha import whatif
+
+    inv, cfg, groups, rules = _inputs(ctx, config_dir, inventory, settings_file)
+    bad = whatif.check(inv, cfg, groups, rules, tolerate)
+    for outcome in bad:
+        names = ", ".join(f"{p.sid} ({p.note or 'no node'})" for p in outcome.unplaced)
+        typer.echo(f"losing {'+'.join(outcome.failed)} leaves unplaced: {names}")
+    if bad:
+        raise typer.Exit(1)
+    typer.echo(f"ok: the loss of any {tolerate} node{'s' if tolerate > 1 else ''} leaves every "
+               "HA guest placed")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("what-if")(what_if)
+    app.command("check")(check)
