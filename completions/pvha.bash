@@ -3,7 +3,7 @@
 
 _pvha_subcommands() {
   case "$1" in
-    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history agent crm-command rules sim' ;;
+    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history agent what-if check crm-command rules sim' ;;
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
@@ -29,6 +29,8 @@ _pvha_options() {
     'fence-ack') echo '--yes -y --settings --help -h' ;;
     'history') echo '--node --limit --output-format --config-dir --help -h' ;;
     'agent') echo '--node --watchdog-socket --interval --watchdog-timeout --run-dir --cgroup-root --shutdown-timeout --cfs-root --verbose --settings --help -h' ;;
+    'what-if') echo '--fail --inventory --output-format --config-dir --settings --help -h' ;;
+    'check') echo '--tolerate --inventory --config-dir --settings --help -h' ;;
     'crm-command') echo '--help -h' ;;
     'crm-command migrate') echo '--config-dir --help -h' ;;
     'crm-command relocate') echo '--config-dir --help -h' ;;
@@ -36,7 +38,7 @@ _pvha_options() {
     'crm-command disarm-ha') echo '--config-dir --help -h' ;;
     'crm-command arm-ha') echo '--config-dir --help -h' ;;
     'crm-command node-maintenance') echo '--help -h' ;;
-    'crm-command node-maintenance enable') echo '--config-dir --help -h' ;;
+    'crm-command node-maintenance enable') echo '--strict --config-dir --settings --help -h' ;;
     'crm-command node-maintenance disable') echo '--config-dir --help -h' ;;
     'rules') echo '--help -h' ;;
     'rules add') echo '--resources --nodes --strict --affinity --comment --disable --config-dir --help -h' ;;
@@ -119,12 +121,22 @@ _pvha_value() {
     'agent|--shutdown-timeout') echo 'any' ;;
     'agent|--cfs-root') echo 'dir' ;;
     'agent|--settings') echo 'any' ;;
+    'what-if|--fail') echo 'any' ;;
+    'what-if|--inventory') echo 'any' ;;
+    'what-if|--output-format') echo 'choice:text json json-pretty yaml' ;;
+    'what-if|--config-dir') echo 'dir' ;;
+    'what-if|--settings') echo 'any' ;;
+    'check|--tolerate') echo 'any' ;;
+    'check|--inventory') echo 'any' ;;
+    'check|--config-dir') echo 'dir' ;;
+    'check|--settings') echo 'any' ;;
     'crm-command migrate|--config-dir') echo 'dir' ;;
     'crm-command relocate|--config-dir') echo 'dir' ;;
     'crm-command stop|--config-dir') echo 'dir' ;;
     'crm-command disarm-ha|--config-dir') echo 'dir' ;;
     'crm-command arm-ha|--config-dir') echo 'dir' ;;
     'crm-command node-maintenance enable|--config-dir') echo 'dir' ;;
+    'crm-command node-maintenance enable|--settings') echo 'any' ;;
     'crm-command node-maintenance disable|--config-dir') echo 'dir' ;;
     'rules add|--resources') echo 'dyn:sids' ;;
     'rules add|--nodes') echo 'dyn:nodes' ;;

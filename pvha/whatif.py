@@ -122,8 +122,10 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def what_if(inv: Inventory, cfg: HAConfig, groups_text: str, rules_text: str,
-            fail: Iterable[str]) -> Outcome:
-    """Where the HA guests would run once ``fail`` failed (see the module docstring)."""
+            fail: Iterable[str], maintenance: bool = False) -> Outcome:
+    """Where the HA guests would run once ``fail`` failed (see the module docstring), or,
+    with ``maintenance``, once those nodes entered maintenance (they stay members: the
+    quorum is kept, and their started guests are migrated away)."""
     from pvha.sim.runner import Simulator
     from pvha.sim.scenario import Scenario
 
@@ -147,7 +149,9 @@ def what_if(inv: Inventory, cfg: HAConfig, groups_text: str, rules_text: str,
     nodes = sorted(inv.nodes)
     scenario = Scenario(
         name="what-if", path=Path("what-if"),
-        cmdlist=[[f"power {n} on" for n in nodes], [], [f"power {n} off" for n in failed]],
+        cmdlist=[[f"power {n} on" for n in nodes], [],
+                 [f"crm {n} enable-node-maintenance" if maintenance else f"power {n} off"
+                  for n in failed]],
         hardware_status={n: {"power": "off", "network": "off", "maxcpu": inv.nodes[n][0],
                              "maxmem": inv.nodes[n][1]} for n in nodes},
         service_config=services, groups_text=groups_text, rules_text=rules_text,

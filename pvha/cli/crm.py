@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pvha.cli import checked
-from pvha.cli.common import ConfigDirOpt, NodeArg, SidArg, store_for
+from pvha.cli.common import ConfigDirOpt, NodeArg, SettingsOpt, SidArg, store_for
 from pvha.config import ops
 
 crm_app = typer.Typer(
@@ -59,8 +59,20 @@ def stop(
 
 
 @maintenance_app.command("enable")
-def maintenance_enable(ctx: typer.Context, node: NodeArg, config_dir: ConfigDirOpt = None) -> None:
-    """Move the node's resources away and keep them off it."""
+def maintenance_enable(
+    ctx: typer.Context,
+    node: NodeArg,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse when the other nodes cannot take the node's guests (memory "
+        "as static CRS counts it; needs the API).")] = False,
+    config_dir: ConfigDirOpt = None,
+    settings_file: SettingsOpt = None,
+) -> None:
+    """Move the node's resources away and keep them off it. With an API configured, warns
+    about every guest the other nodes have no room for."""
+    from pvha.cli.whatif import maintenance_room
+
+    maintenance_room(ctx, config_dir, node, settings_file, strict)
     ops.queue_node_maintenance(store_for(ctx, config_dir), "enable", node)
 
 

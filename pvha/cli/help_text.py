@@ -48,6 +48,13 @@ HELP = (
     '│              closes the watchdog cleanly; during a node shutdown or reboot,  │\n'
     '│              only after the manager                                          │\n'
     "│              applied the HA shutdown policy to the node's guests.            │\n"
+    '│ what-if      Where every HA guest would run if these nodes failed, and which │\n'
+    '│              would find no room                                              │\n'
+    '│              (memory as static CRS counts it). Exit 1 when a guest would be  │\n'
+    '│              left unplaced.                                                  │\n'
+    '│ check        Exit 1 when the loss of any TOLERATE nodes would leave an HA    │\n'
+    '│              guest unplaced (for                                             │\n'
+    '│              cron and monitoring); says which.                               │\n'
     '│ crm-command  Queue a command for the HA manager.                             │\n'
     '│ rules        HA rules: node affinity and resource affinity.                  │\n'
     '│ sim          Deterministic HA simulator.                                     │\n'

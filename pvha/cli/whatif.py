@@ -23,7 +23,9 @@ InventoryOpt = Annotated[
 
 
 def _inputs(ctx: typer.Context, config_dir: str | None, inventory: Path | None,
-            settings_file: str | None) -> tuple[Any, Any, str, str]:
+            settings_file: str | None, need_api: bool = True) -> tuple[Any, Any, str, str]:
+    """Inventory, HA config and the groups' and rules' texts. Without ``need_api``, an
+    inventory of None when no API is configured."""
     from pvha import whatif
     from pvha.settings import load_settings
     from pvha.shell import live
@@ -43,6 +45,8 @@ def _inputs(ctx: typer.Context, config_dir: str | None, inventory: Path | None,
             raise UsageError("cannot read the cluster through the API: "
                              + "; ".join(dict.fromkeys(reasons))) from None
     if view is None:
+        if not need_api:
+            return None, cfg, texts[0], texts[1]
         raise UsageError("no API configured ([api] hosts / PVHA_HOSTS): give --inventory FILE")
     return whatif.inventory_of_view(view), cfg, texts[0], texts[1]
 
@@ -113,6 +117,30 @@ def check(
         raise typer.Exit(1)
     typer.echo(f"ok: the loss of any {tolerate} node{'s' if tolerate > 1 else ''} leaves every "
                "HA guest placed")
+
+
+def maintenance_room(ctx: typer.Context, config_dir: str | None, node: str,
+                     settings_file: str | None, strict: bool) -> None:
+    """Before ``node-maintenance enable NODE``: can the other nodes take NODE's guests?
+    A warning per guest that would find no room, or with ``strict`` a refusal (UsageError,
+    nothing queued). Without an API, ``strict`` refuses: the room cannot be checked."""
+    from pvha import whatif
+
+    inv, cfg, groups, rules = _inputs(ctx, config_dir, None, settings_file, need_api=False)
+    if inv is None:
+        if strict:
+            raise UsageError("--strict: no API configured to check the other nodes' room")
+        return
+    outcome = whatif.what_if(inv, cfg, groups, rules, [node], maintenance=True)
+    short = [f"{p.sid} ({p.note or 'no node'})" for p in outcome.unplaced
+             if p.before == node]
+    if not short:
+        return
+    if strict:
+        raise UsageError(f"the other nodes cannot take {node}'s guests: {', '.join(short)}; "
+                         "not queued")
+    for item in short:
+        render.warn(f"warning: {item} would not find room off {node}")
 
 
 def register(app: typer.Typer) -> None:

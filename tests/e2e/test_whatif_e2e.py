@@ -53,3 +53,22 @@ def test_a_cluster_with_room_passes_the_check(e2e: E2E) -> None:
     assert {r["note"] for r in rows if r["to"] is None} == {"no quorum: 1 of 3 nodes left"}
     bad = e2e.pvha("what-if", "--fail", "node9")
     assert bad.returncode == 2 and bad.stderr.startswith("pvha: error: no node node9")
+
+
+def test_node_maintenance_warns_or_with_strict_refuses_without_room(e2e: E2E) -> None:
+    _size_guests(e2e, 12 * 1024)
+    commands = e2e.fp.cfs_root("node1") / "pvha" / "crm_commands"
+    strict = e2e.pvha("crm-command", "node-maintenance", "enable", "node2", "--strict")
+    assert strict.returncode == 2 and not commands.exists()
+    assert strict.stderr.count("\n") == 1 and "cannot take node2's guests: vm:101" in strict.stderr
+    loose = e2e.pvha("crm-command", "node-maintenance", "enable", "node2")
+    assert loose.returncode == 0, loose.stderr
+    assert [ln.split(" (")[0] for ln in loose.stderr.splitlines()] == [
+        "warning: vm:101", "warning: vm:104"]
+    assert commands.read_text() == "enable-node-maintenance node2\n"
+
+
+def test_node_maintenance_with_room_says_nothing(e2e: E2E) -> None:
+    _size_guests(e2e, 2 * 1024)
+    res = e2e.pvha("crm-command", "node-maintenance", "enable", "node2", "--strict")
+    assert res.returncode == 0 and res.stderr == "", res.stderr
