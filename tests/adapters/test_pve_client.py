@@ -26,6 +26,7 @@ from pvha.errors import (
     ApiPermanentError,
     ApiTlsError,
     ApiTransientError,
+    ConfigError,
 )
 from pvha.ports import GuestRef
 
@@ -271,15 +272,24 @@ def test_the_fake_is_strict_about_python_booleans(fake_pve, fake_time):
     assert err.value.errors == {"online": "type check ('boolean') failed - got 'True'"}
 
 
-def test_timeout_and_ca_path_are_passed_on_every_request(fake_pve, fake_time, monkeypatch):
+def test_timeout_and_ca_path_are_passed_on_every_request(fake_pve, fake_time, monkeypatch,
+                                                         tmp_path):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/bundle.pem")
-    api = make(fake_time, ca_file=Path("/etc/pve/pve-root-ca.pem"), read_timeout=40.0,
-               connect_timeout=5.0, password_auth=True)
+    ca = tmp_path / "pve-root-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    api = make(fake_time, ca_file=ca, read_timeout=40.0, connect_timeout=5.0,
+               password_auth=True)
     version(api)
     api.post_start(VM100)
     for call in fake_pve.calls:
         assert call.timeout == (5.0, 40.0)
-        assert call.verify == "/etc/pve/pve-root-ca.pem"
+        assert call.verify == str(ca)
+
+
+def test_a_missing_ca_file_is_refused_before_any_request(fake_pve, fake_time, tmp_path):
+    with pytest.raises(ConfigError, match="CA file not found"):
+        make(fake_time, ca_file=tmp_path / "missing.pem")
+    assert fake_pve.calls == []
 
 
 def test_system_ca_store_is_the_default(fake_pve, fake_time):
