@@ -18,7 +18,7 @@ COLUMNS = [Column("sid", "SID"), Column("from", "FROM"), Column("to", "TO"),
 InventoryOpt = Annotated[
     Path | None,
     typer.Option("--inventory", metavar="FILE", show_default=False,
-                 help="Nodes and guests (JSON, see the man page) instead of the live cluster."),
+                 help="Nodes and guests (JSON, see the README) instead of the live cluster."),
 ]
 
 
