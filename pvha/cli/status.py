@@ -122,15 +122,11 @@ def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, 
     from pvha.shell import live
 
     settings = load_settings(path=settings_file)
-    with live.failover_reasons() as warnings:
-        try:
-            view = live.live_view(settings)
-        except ApiError as err:
-            reasons = [*warnings, *(ln.strip() for ln in str(err).splitlines() if ln.strip())]
-            reason = "; ".join(dict.fromkeys(reasons))  # each host's reason once, in order
-            render.error(f"cluster API failed, quorum unknown (showing the status files): "
-                         f"{reason}")
-            return ha_status.Quorum.failed(), None
+    try:
+        view, warnings = live.view_with_reasons(settings)
+    except ApiError as err:
+        render.error(f"cluster API failed, quorum unknown (showing the status files): {err}")
+        return ha_status.Quorum.failed(), None
     for warning in warnings:  # a host failed, another answered: still worth knowing
         render.warn(f"warning: API host failed, another one answered: {warning}")
     if view is None:

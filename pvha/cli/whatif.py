@@ -37,13 +37,10 @@ def _inputs(ctx: typer.Context, config_dir: str | None, inventory: Path | None,
     if inventory is not None:
         return whatif.load_inventory(inventory), cfg, texts[0], texts[1]
     settings = load_settings(path=settings_file)
-    with live.failover_reasons() as warnings:
-        try:
-            view = live.live_view(settings)
-        except ApiError as err:
-            reasons = [*warnings, *(ln.strip() for ln in str(err).splitlines() if ln.strip())]
-            raise UsageError("cannot read the cluster through the API: "
-                             + "; ".join(dict.fromkeys(reasons))) from None
+    try:
+        view, _warnings = live.view_with_reasons(settings)
+    except ApiError as err:
+        raise UsageError(f"cannot read the cluster through the API: {err}") from None
     if view is None:
         if not need_api:
             return None, cfg, texts[0], texts[1]
@@ -60,8 +57,7 @@ def _text(path: Path) -> str:
 
 def _rows(outcome: Any) -> list[dict[str, Any]]:
     out = []
-    for row in outcome.rows():
-        p = next(p for p in outcome.placements if p.sid == row["sid"])
+    for row, p in zip(outcome.rows(), outcome.placements, strict=True):
         verdict = (row["note"] or "no node") if not p.placed and p.state != "stopped" else (
             "recovered" if p.moved else "stays")
         out.append({**row, "verdict": verdict})

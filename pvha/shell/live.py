@@ -69,6 +69,18 @@ def failover_reasons() -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
+def view_with_reasons(settings: Settings) -> tuple[RoundView | None, list[str]]:
+    """:func:`live_view` and the per-host failover warnings of hosts that failed while
+    another answered. When none answers: ApiError naming each host's reason once, in
+    order, on one line."""
+    with failover_reasons() as warnings:
+        try:
+            return live_view(settings), warnings
+        except ApiError as err:
+            reasons = [*warnings, *(ln.strip() for ln in str(err).splitlines() if ln.strip())]
+            raise ApiError("; ".join(dict.fromkeys(reasons))) from None
+
+
 def quiet_view(settings: Settings) -> RoundView | None:
     """:func:`live_view` for a command that tells a failure in one line: the hosts'
     failover warnings are not printed; when every host failed, the ApiError names each
