@@ -14,8 +14,8 @@ _pvha_options() {
   case "$1" in
     '') echo '--config-dir --version --help -h' ;;
     'config') echo '--type --output-format --config-dir --help -h' ;;
-    'add') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --type --config-dir --help -h' ;;
-    'set') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --delete --type --config-dir --help -h' ;;
+    'add') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --priority --after --type --config-dir --help -h' ;;
+    'set') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --priority --after --delete --type --config-dir --help -h' ;;
     'remove') echo '--purge --config-dir --help -h' ;;
     'delete') echo '--purge --config-dir --help -h' ;;
     'migrate') echo '--config-dir --help -h' ;;
@@ -67,6 +67,8 @@ _pvha_value() {
     'add|--max-relocate'|'add|--max_relocate') echo 'any' ;;
     'add|--comment') echo 'any' ;;
     'add|--failback') echo 'any' ;;
+    'add|--priority') echo 'any' ;;
+    'add|--after') echo 'dyn:sids' ;;
     'add|--type') echo 'choice:vm ct' ;;
     'add|--config-dir') echo 'dir' ;;
     'set|--state') echo 'choice:started stopped enabled disabled ignored' ;;
@@ -75,6 +77,8 @@ _pvha_value() {
     'set|--max-relocate'|'set|--max_relocate') echo 'any' ;;
     'set|--comment') echo 'any' ;;
     'set|--failback') echo 'any' ;;
+    'set|--priority') echo 'any' ;;
+    'set|--after') echo 'dyn:sids' ;;
     'set|--delete') echo 'any' ;;
     'set|--type') echo 'choice:vm ct' ;;
     'set|--config-dir') echo 'dir' ;;

@@ -26,6 +26,8 @@ is fine; a missing file that was asked for is an error). Layout::
                                            # (default 60, or 0 with a fence.cfg)
     fence_timeout = 20                     # bound of each fence device call
     max_workers = 4                        # guest tasks in flight per node (PVE's default)
+    order_wait = 120                       # seconds a start waits for the guests of a higher
+                                           # priority or its "after" (then starts anyway)
     lock_lifetime = 120                    # lock lifetime of the cfs (pmxcfs: 120; a shorter
                                            # value is for a test pmxcfs that expires sooner)
     shutdown_policy = "migrate"            # HA guests of a node that shuts down or reboots:
@@ -152,6 +154,7 @@ class WatchSettings:
     fence_delay: int | None = None  # None: PVE's 60 s, or 0 s when a fence device exists
     fence_timeout: float = 20.0  # bound of each fence device call and its read-back
     max_workers: int = 4  # guest tasks in flight per node
+    order_wait: int = 120  # bound of a start's wait for its priority tier / "after"
     lock_lifetime: float = 120.0
     shutdown_policy: str | None = None  # None: datacenter.cfg's, else conditional
     metrics_listen: str | None = None  # HOST:PORT of the Prometheus metrics, None: none
@@ -199,6 +202,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "fence_timeout": ("watch", "PVHA_FENCE_TIMEOUT"),
     "lock_lifetime": ("watch", "PVHA_LOCK_LIFETIME"),
     "max_workers": ("watch", "PVHA_MAX_WORKERS"),
+    "order_wait": ("watch", "PVHA_ORDER_WAIT"),
     "shutdown_policy": ("watch", "PVHA_SHUTDOWN_POLICY"),
     "metrics_listen": ("watch", "PVHA_METRICS_LISTEN"),
     "urls_file": ("notify", "PVHA_NOTIFY_URLS_FILE"),
@@ -273,6 +277,7 @@ def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
         fence_timeout=_number(m, "fence_timeout", 20.0, float, where),
         lock_lifetime=_number(m, "lock_lifetime", 120.0, float, where),
         max_workers=_number(m, "max_workers", 4, int, where),
+        order_wait=_number(m, "order_wait", 120, int, where),
         shutdown_policy=str(m["shutdown_policy"]) if "shutdown_policy" in m else None,
         metrics_listen=str(m["metrics_listen"]) if m.get("metrics_listen") else None,
     )
@@ -280,10 +285,10 @@ def _build_watch(m: dict[str, Any], where: str | None) -> WatchSettings:
         raise ConfigError(f"shutdown_policy {watch.shutdown_policy!r} is not one of "
                           f"{', '.join(SHUTDOWN_POLICIES)}", where)
     if (watch.round_interval <= 0 or (watch.fence_delay or 0) < 0 or watch.lock_lifetime <= 0
-            or watch.fence_timeout <= 0 or watch.max_workers < 1):
+            or watch.fence_timeout <= 0 or watch.max_workers < 1 or watch.order_wait < 0):
         raise ConfigError(
-            "round_interval, fence_delay, fence_timeout, max_workers or lock_lifetime out of "
-            "range", where
+            "round_interval, fence_delay, fence_timeout, max_workers, order_wait or "
+            "lock_lifetime out of range", where
         )
     return watch
 
@@ -452,6 +457,8 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
     ("fence_timeout", "20", "bound of each fence device call"),
     ("lock_lifetime", "120", "lock lifetime of the cluster filesystem (pmxcfs: 120)"),
     ("max_workers", "4", "guest tasks in flight per node"),
+    ("order_wait", "120", ("seconds a start waits for higher priorities and its after "
+     "resource to run, then starts anyway")),
     ("shutdown_policy", "datacenter.cfg, else conditional",
      "HA guests of a node that shuts down: conditional, freeze, failover or migrate"),
     ("metrics_listen", "(none)", "HOST:PORT of pvha watch's Prometheus metrics"),

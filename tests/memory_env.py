@@ -161,6 +161,8 @@ class MemoryEnv:
     def check_running(self, sid: str) -> bool:
         return sid in self.running
 
+    guest_runs = check_running
+
     def start(self, sid: str) -> None:
         self.running.add(sid)
 

@@ -61,6 +61,22 @@ FailbackOpt = Annotated[
         show_default=False,
     ),
 ]
+PriorityOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--priority", metavar="N",
+        help="pvha: start priority, -1000 to 1000; higher starts first (default: 0).",
+        show_default=False,
+    ),
+]
+AfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--after", metavar="SID",
+        help="pvha: the HA resource that must run before this one starts.",
+        show_default=False,
+    ),
+]
 TypeOpt = Annotated[
     ResourceType | None,
     typer.Option("--type", help="Resource type, when SID is a bare VMID.", show_default=False),
@@ -74,8 +90,12 @@ def _options(
     max_relocate: str | None,
     comment: str | None,
     failback: Bool | None,
+    priority: str | None = None,
+    after: str | None = None,
 ) -> ops.Options:
     return {
+        "priority": priority,
+        "after": after,
         "state": value(state),
         "group": group,
         "max_restart": max_restart,
@@ -111,6 +131,8 @@ def add(
     max_relocate: MaxRelocateOpt = None,
     comment: CommentOpt = None,
     failback: FailbackOpt = None,
+    priority: PriorityOpt = None,
+    after: AfterOpt = None,
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
@@ -121,7 +143,8 @@ def add(
     type from the cluster.
     """
     store = store_for(ctx, config_dir)
-    options = _options(state, group, max_restart, max_relocate, comment, failback)
+    options = _options(state, group, max_restart, max_relocate, comment, failback,
+                       priority, after)
     bare = sid.isascii() and sid.isdigit() and type_ is None
     resolved, note = _check_guest(sid if bare else ops.resolve_sid(sid, value(type_)))
     ops.add_resource(store, resolved, options)
@@ -147,13 +170,16 @@ def set_(
     max_relocate: MaxRelocateOpt = None,
     comment: CommentOpt = None,
     failback: FailbackOpt = None,
+    priority: PriorityOpt = None,
+    after: AfterOpt = None,
     delete: DeleteOpt = None,
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Change options of an HA resource (one in error state takes only --state disabled)."""
     store = store_for(ctx, config_dir)
-    options = _options(state, group, max_restart, max_relocate, comment, failback)
+    options = _options(state, group, max_restart, max_relocate, comment, failback,
+                       priority, after)
     resolved = ops.resolve_sid(sid, value(type_), store.load().resources.entries)
     ops.set_resource(store, resolved, options, delete)
 

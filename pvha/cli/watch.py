@@ -79,6 +79,7 @@ def watch(
                       round_interval=settings.watch.round_interval,
                       fence_timeout=settings.watch.fence_timeout,
                       max_workers=settings.watch.max_workers,
+                      order_wait=settings.watch.order_wait,
                       task_timeout=settings.api.task_timeout,
                       shutdown_policy=settings.watch.shutdown_policy,
                       notifier=notifier, metrics=metrics)

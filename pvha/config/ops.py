@@ -135,6 +135,26 @@ def _check_group_ref(snap: Snapshot, values: Mapping[str, object]) -> None:
         raise UsageError(f"HA group '{group}' does not exist")
 
 
+def _check_after(snap: Snapshot, sid: str, values: Mapping[str, object]) -> None:
+    """``after`` names another configured resource, and following it never returns."""
+    after = values.get("after")
+    if after is None:
+        return
+    if after == sid:
+        raise UsageError(f"invalid value for 'after': {sid} cannot run after itself")
+    entries = snap.resources.entries
+    if after not in entries:
+        raise UsageError(f"invalid value for 'after': no such resource '{after}'")
+    chain = [sid, str(after)]
+    while True:
+        nxt = entries[chain[-1]].values.get("after") if chain[-1] in entries else None
+        if nxt is None:
+            return
+        chain.append(str(nxt))
+        if nxt == sid or chain.count(str(nxt)) > 1:
+            raise UsageError(f"invalid value for 'after': {' -> '.join(chain)} is a cycle")
+
+
 def _resource(snap: Snapshot, sid: str) -> Entry:
     entry = snap.resources.entries.get(sid)
     if entry is None:
@@ -150,6 +170,7 @@ def add_resource(store: Store, sid: str, options: Options) -> None:
             raise UsageError(f"resource ID '{sid}' already defined")
         values = _values(RESOURCES, type_, options)
         _check_group_ref(snap, values)
+        _check_after(snap, sid, values)
         txn.update("resources", snap.resources.file.append(RESOURCES.render(type_, name, values)))
         checks.check_no_new_drops(txn.before, txn.after)
 
@@ -170,6 +191,7 @@ def set_resource(
         checks.check_not_in_error(cluster or local_cluster(store), sid, options.get("state"))
         values = _merge(RESOURCES, type_, entry.values, options, delete)
         _check_group_ref(snap, values)
+        _check_after(snap, sid, values)
         txn.update(
             "resources", snap.resources.file.replace(sid, RESOURCES.render(type_, name, values))
         )
@@ -193,7 +215,8 @@ def edit_resource_text(text: str, sid: str, options: Options) -> str:
 
 
 def remove_resource(store: Store, sid: str, purge: bool = True) -> list[str]:
-    """Remove ``sid``; with ``purge`` also from rules (rules left empty are deleted).
+    """Remove ``sid``; with ``purge`` also from rules (rules left empty are deleted) and
+    from the ``after`` of other resources.
 
     Returns the ids of the rules that were changed or deleted.
     """
@@ -201,7 +224,14 @@ def remove_resource(store: Store, sid: str, purge: bool = True) -> list[str]:
         if sid not in txn.after.resources.entries:
             raise UsageError(f"cannot delete service '{sid}', not HA managed!")
         txn.update("resources", txn.after.resources.file.remove(sid))
-        return _purge_from_rules(txn, sid) if purge else []
+        if not purge:
+            return []
+        for other, entry in txn.after.resources.entries.items():
+            if entry.values.get("after") == sid:
+                values = {k: v for k, v in entry.values.items() if k != "after"}
+                text = RESOURCES.render(entry.type, entry.name, values)
+                txn.update("resources", txn.after.resources.file.replace(other, text))
+        return _purge_from_rules(txn, sid)
 
 
 def _purge_from_rules(txn: Transaction, sid: str) -> list[str]:

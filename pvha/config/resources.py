@@ -26,6 +26,9 @@ _KEYS: Mapping[str, Key] = {
     "max_restart": Key(schema.check_int_min(0)),
     "max_relocate": Key(schema.check_int_min(0)),
     "comment": COMMENT,
+    # pvha extensions (pvha.core.start_order): start priority and the resource to run first
+    "priority": Key(schema.check_int_min(-1000, 1000)),
+    "after": Key(schema.check_sid),
 }
 
 RESOURCES = Kind(

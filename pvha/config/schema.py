@@ -51,13 +51,15 @@ def check_bool(value: str) -> bool:
     raise ValueError(f"type check ('boolean') failed - got '{value}'")
 
 
-def check_int_min(minimum: int) -> Checker:
+def check_int_min(minimum: int, maximum: int | None = None) -> Checker:
     def check(value: str) -> int:
         if not _INT.match(value):
             raise ValueError(f"type check ('integer') failed - got '{value}'")
         number = int(value)
         if number < minimum:
             raise ValueError(f"value must have a minimum value of {minimum}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"value must have a maximum value of {maximum}")
         return number
 
     return check

@@ -19,9 +19,10 @@ from typing import Any
 
 from pvha.core.daemon import error_text as _msg
 from pvha.core.daemon import guarded_work
-from pvha.core.executor import RETRY_BUDGET, TASK_TIMEOUT, in_flight, new_job, step
+from pvha.core.executor import RETRY_BUDGET, TASK_TIMEOUT, RetryLater, in_flight, new_job, step
 from pvha.core.lrm_work import do_work, state_changes
 from pvha.core.ports import CfsError, HaEnv
+from pvha.core.start_order import ORDER_WAIT, StartOrder, ordered, priority
 from pvha.core.states import ExitCode
 from pvha.core.transitions import LRM, LrmEvent, next_state
 
@@ -39,9 +40,10 @@ class Lrm:
 
     def __init__(
         self, env: HaEnv, now: int, max_workers: int = 0, budget: int = RETRY_BUDGET,
-        task_timeout: int = TASK_TIMEOUT,
+        task_timeout: int = TASK_TIMEOUT, order_wait: int = ORDER_WAIT,
     ) -> None:
         self.env = env
+        self.order_wait = order_wait
         self.now = now
         self.max_workers = max_workers
         self.budget = budget
@@ -61,6 +63,7 @@ class Lrm:
         self._active = 0
         self._fenced = 0
         self.node_status = "unknown"
+        self.node_states: dict[str, str] = {}
         self.wd: str | None = None
         self.wrote_status_at_startup = False
         self.fire(LrmEvent.BOOT)
@@ -217,7 +220,8 @@ class Lrm:
             return False
         self.service_status = ms.get("service_status") or {}
         me = self.env.nodename()
-        self.node_status = (ms.get("node_status") or {}).get(me) or "unknown"
+        self.node_states = ms.get("node_status") or {}
+        self.node_status = self.node_states.get(me) or "unknown"
         if self.shutdown_request_time is None:
             request = (ms.get("node_request") or {}).get(me) or {}
             if request.get("maintenance"):
@@ -339,12 +343,16 @@ class Lrm:
         busy = sum(1 for w in workers.values() if in_flight(w["job"]))
         pending = sorted(
             (sid for sid, w in workers.items() if not in_flight(w["job"])),
-            key=lambda s: (-workers[s]["start_tries"], s),
+            key=lambda s: (-priority(sc.get(s)), -workers[s]["start_tries"], s),
         )
+        gate = (StartOrder(sc, self.service_status, self.node_states, self.env.guest_runs)
+                if pending and ordered(sc) else None)
         for sid in pending:
             w = workers[sid]
             w["start_tries"] += 1
             if self.max_workers and busy >= self.max_workers:
+                continue
+            if gate is not None and w["state"] == "started" and self._waits(gate, sid, w["job"]):
                 continue
             self._advance(sid, sc.get(sid))
             if sid in workers and in_flight(w["job"]):
@@ -352,6 +360,32 @@ class Lrm:
         if pending:
             self._prune_results()
         return len(self.workers)
+
+    def _waits(self, gate: StartOrder, sid: str, job: dict[str, Any]) -> bool:
+        """Whether the start of ``sid`` waits for another guest to run first
+        (:mod:`pvha.core.start_order`), at most ``order_wait`` seconds."""
+        try:
+            if self.env.check_running(sid):
+                return False
+        except RetryLater:
+            return False  # the job itself deals with a port that cannot tell
+        found = gate.blocker(sid)
+        if found is None:
+            if job.pop("waits_for", None) is not None:
+                job["since"] = self.now  # the RetryLater budget starts now
+            return False
+        other, why = found
+        waited = self.now - int(job.setdefault("wait_since", self.now))
+        if waited >= self.order_wait:
+            self.env.log("warning", f"service '{sid}': waited {waited} s for '{other}' ({why}) "
+                                    "to run; starting it anyway")
+            job.pop("waits_for", None)
+            job["since"] = self.now
+            return False
+        if job.get("waits_for") != other:
+            self.env.log("info", f"service '{sid}' waits for '{other}' ({why}) to run first")
+            job["waits_for"] = other
+        return True
 
     def _advance(self, sid: str, cd: dict[str, Any] | None) -> None:
         w = self.workers[sid]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import marshal
 from typing import Any
 
+from pvha.core import start_order
 from pvha.core.auto_rebalance import auto_rebalance_step
 from pvha.core.commands import update_crm_commands
 from pvha.core.disarm import handle_disarm
@@ -298,7 +299,8 @@ class Manager:
         return repeat
 
     def _fixed_point(self, only: set[str] | None) -> None:
-        order = sorted(self.rs.ss)  # the passes change states, never the set of services
+        # the passes change states, never the set of services; higher priorities first
+        order = start_order.order(list(self.rs.ss), self.rs.sc)
         quiet: set[str] = set()
         while True:
             repeat = self._one_pass(order, only, quiet)

@@ -37,6 +37,8 @@ class Resource:
     max_relocate: int = 1
     comment: str | None = None
     node: str | None = None
+    priority: int = 0  # pvha extension: start order (pvha.core.start_order)
+    after: str | None = None  # pvha extension: the resource that must run first
 
     @classmethod
     def from_config(cls, sid: str, values: Mapping[str, Any]) -> Resource:
@@ -52,6 +54,8 @@ class Resource:
             max_relocate=int(values.get("max_relocate", 1)),
             comment=values.get("comment"),
             node=values.get("node"),
+            priority=int(values.get("priority", 0)),
+            after=values.get("after"),
         )
 
     @property

@@ -215,6 +215,11 @@ class ResourcePort(Protocol):
         """Whether the guest ``sid``'s process runs (a paused or suspended VM runs)."""
         ...
 
+    def guest_runs(self, sid: str) -> bool:
+        """Whether the guest ``sid`` runs on any node, as far as this daemon can tell (the
+        start order's question, :mod:`pvha.core.start_order`)."""
+        ...
+
     def start(self, sid: str) -> str | None:
         """Start the guest ``sid`` on this node; the caller reads the outcome back with
         :meth:`check_running` once the returned task (if any) has ended."""

@@ -117,6 +117,10 @@ class ConfigSource:
                 }
                 if res.group is not None:
                     entry["group"] = res.group
+                if res.priority:
+                    entry["priority"] = res.priority
+                if res.after is not None:
+                    entry["after"] = res.after
                 entries[sid] = entry
             out[sid] = entry
         return out

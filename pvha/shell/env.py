@@ -293,7 +293,7 @@ class ManagerEnv(_Env):
     def check_running(self, sid: str) -> bool:
         raise CfsError("the manager runs no guest commands")
 
-    start = shutdown = migrate = task_running = check_running  # type: ignore[assignment]
+    start = shutdown = migrate = task_running = guest_runs = check_running  # type: ignore[assignment]
 
 
 class ExecutorEnv(_Env):
@@ -311,6 +311,7 @@ class ExecutorEnv(_Env):
         self.shutdown = ops.shutdown
         self.migrate = ops.migrate
         self.task_running = ops.task_running
+        self.guest_runs = shared.guests.runs_now  # any node's guest: the start order's question
 
     def nodename(self) -> str:
         return self.node

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pvha.core.lrm import MEMORY_KEY, Lrm
 from pvha.core.ports import CfsError
+from pvha.core.start_order import ORDER_WAIT
 from pvha.shell.agent import AgentStatus, shutdown_done
 from pvha.shell.env import ExecutorEnv, Shared
 
@@ -50,8 +51,9 @@ class Executors:
     status file) and dropped when the node leaves the view or the lock tenure ends."""
 
     def __init__(self, shared: Shared, parallel: int = 8, max_workers: int = MAX_WORKERS,
-                 task_timeout: float = 600.0) -> None:
+                 task_timeout: float = 600.0, order_wait: int = ORDER_WAIT) -> None:
         self.shared = shared
+        self.order_wait = order_wait
         self.parallel = max(1, parallel)
         self.max_workers = max_workers
         self.task_timeout = int(task_timeout)
@@ -70,7 +72,8 @@ class Executors:
 
     def _new(self, node: str, now: int) -> Lrm:
         env = ExecutorEnv(self.shared, node)
-        lrm = Lrm(env, now, max_workers=self.max_workers, task_timeout=self.task_timeout)
+        lrm = Lrm(env, now, max_workers=self.max_workers, task_timeout=self.task_timeout,
+                  order_wait=self.order_wait)
         lrm.resume(env.read_lrm_status(node))
         return lrm
 

@@ -108,6 +108,15 @@ class Guests:
 
     def running(self, sid: str) -> bool:
         """Whether the guest's process runs. RetryLater when nobody can tell now."""
+        return self._running(sid, record=True)
+
+    def runs_now(self, sid: str) -> bool:
+        """:meth:`running` for a bystander (the start order's question about another
+        guest): an answer of its node is not kept, so a question asked while that
+        guest's own action is in flight never stands for the action's outcome."""
+        return self._running(sid, record=False)
+
+    def _running(self, sid: str, record: bool) -> bool:
         if sid in self.run_overlay:
             return self.run_overlay[sid][0]
         view = self.auth.require_view()
@@ -128,7 +137,8 @@ class Guests:
         alive = guest_alive(status.status)
         if alive is None:
             raise RetryLater(f"{node} reports the status of {sid} as '{status.status}'")
-        self.ran(sid, alive)
+        if record:
+            self.ran(sid, alive)
         return alive
 
     # --- tasks -----------------------------------------------------------------------

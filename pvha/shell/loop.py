@@ -48,6 +48,7 @@ from pvha.config import datacenter
 from pvha.core.crm import Crm
 from pvha.core.node_status import FENCE_DELAY
 from pvha.core.ports import CfsError
+from pvha.core.start_order import ORDER_WAIT
 from pvha.core.transitions import CRM, CrmEvent, next_state
 from pvha.errors import ApiError
 from pvha.ports import Clock
@@ -105,7 +106,7 @@ class Watcher:
                  fence_timeout: float = DEVICE_TIMEOUT, max_workers: int = MAX_WORKERS,
                  task_timeout: float = 600.0, poll_interval: float = POLL_INTERVAL,
                  shutdown_policy: str | None = None, notifier: Notifier | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, order_wait: int = ORDER_WAIT) -> None:
         """With ``<config dir>/fence.cfg`` the manager fences through its devices
         (:mod:`pvha.shell.power`; ``fencer`` replaces the default Fencer in tests); an
         invalid fence.cfg raises ConfigError here. ``fence_delay`` None: PVE's 60 s, or
@@ -135,7 +136,7 @@ class Watcher:
                              Recorder(self.history, clock.time, self._guest_error),
                              lambda: datacenter.shutdown_policy(Path(cfs.root), shutdown_policy))
         self.executors = Executors(self.shared, max_workers=max_workers,
-                                   task_timeout=task_timeout)
+                                   task_timeout=task_timeout, order_wait=order_wait)
         self.fence_delay = resolve_fence_delay(fence_delay, self.power is not None)
         self.crm: ShellCrm | None = None
         self.crm_node: str | None = None

@@ -226,6 +226,9 @@ class SimEnv:
     def check_running(self, sid: str) -> bool:
         return plugin_for(sid).check_running(self, sid)
 
+    def guest_runs(self, sid: str) -> bool:
+        return any(s.get(sid) for s in self.hw.service_status.values())
+
     def start(self, sid: str) -> None:
         plugin_for(sid).start(self, sid)
 
