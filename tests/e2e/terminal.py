@@ -70,9 +70,11 @@ class Terminal:
             return bytes(self._data)
 
     def frames(self) -> list[list[str]]:
-        """Each complete redraw (the last one may still be arriving) as its lines."""
+        """Each complete redraw (the last one may still be arriving) as its lines, without
+        the blanks that pad them to the screen's width."""
         parts = self.output().split(HOME)[1:]
-        return [plain(p).replace("\r", "").split("\n") for p in parts[:-1]]
+        return [[ln.rstrip() for ln in plain(p).replace("\r", "").split("\n")]
+                for p in parts[:-1]]
 
     def wait_frame(self, check: str | list[str], timeout: float = 40.0,
                    after: int = 0) -> list[str]:

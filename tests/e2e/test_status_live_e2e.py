@@ -38,13 +38,13 @@ def test_wide_view_shows_state_and_events_side_by_side_and_follows_a_failure(
         assert re.match(r"master node1 \(active, .+\) - master since ", first[2]), first[2]
         # both panels on one line: their titles, then the table heads
         assert _line_with(first, " state ", " latest events (0 of 0, pvha history) "), first
-        assert _line_with(first, "TYPE", "STATUS", "no fence or recovery events yet"), first
+        assert _line_with(first, "┏", "no fence or recovery events yet"), first
         assert _line_with(first, "lrm", "node3 (active, fence-ack only")
         seen = len(term.frames())
 
         e2e.ctl("power node3 off")
         down = term.wait_frame("node3 (executor not running: node offline", after=seen)
-        assert _line_with(down, "fencing", "no fence or recovery events yet")
+        assert "no fence or recovery events yet" in "\n".join(down)
         ack = e2e.pvha("fence-ack", "node3", "--yes")
         assert ack.returncode == 0, ack.stderr
         seen = len(term.frames())
@@ -52,7 +52,8 @@ def test_wide_view_shows_state_and_events_side_by_side_and_follows_a_failure(
         title = _line_with(later, " state ", " latest events (")
         assert title and re.search(r"latest events \((\d+) of \1, pvha history\)", title)
         # a state row and an event row share a line
-        assert _line_with(later, "fencing", "fence", "node3", "acknowledged, not")
+        assert any(re.search(r"│ fencing +│ .*│ fence +│ node3 +│ +│ acknowledged,", ln)
+                   for ln in later), later
         assert term.ctrl_c() == 0
         out = term.output()
         assert out.rindex(ALT_SCREEN_OFF) > out.rindex(b"placed")
@@ -74,7 +75,7 @@ def test_narrow_view_stacks_and_shows_an_api_failure_until_the_api_answers(e2e: 
         e2e.ctl("fail5xx 100000 node1")
         failed = term.wait_frame(["quorum unknown (cluster API failed)", "API: "])
         api = _line_with(failed, "API: ")
-        assert api and api.startswith("API: ") and "503" in api, failed
+        assert api and re.fullmatch(r"API: \S+: 503 Service Unavailable", api), failed
         seen = len(term.frames())
         e2e.ctl("clear-faults")
         back = term.wait_frame("quorum OK", after=seen)
