@@ -34,7 +34,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pvha import status as ha_status
@@ -136,7 +136,7 @@ class Frame:
     """One refresh of the full-screen view; rich renders it at the console's size."""
 
     got: Collected
-    events: list[dict[str, Any]] = field(repr=False)
+    events: list[dict[str, Any]]  # pvha history's rows, oldest first
     at: float  # when it was read (epoch seconds)
     interval: float
     error: str | None = None  # this refresh could not read the files: the last state shown
@@ -168,21 +168,18 @@ class Frame:
         from rich.panel import Panel
         from rich.table import Table
 
-        from pvha.cli.history import COLUMNS
-
         header = self.header()
         state_rows = [e for e in self.got.entries if e["type"] not in HEADER_TYPES]
         state = Panel(render.rich_table(state_rows, STATUS_COLUMNS), title="state",
                       title_align="left")
-        height = options.height or console.height
-        wide = options.max_width >= SIDE_BY_SIDE
-        # room below the header: panel borders (2) and table borders and heading (4)
-        room = height - len(header) - 1 - 6 - (0 if wide else len(state_rows) + 6)
-        shown = self.events[-max(MIN_EVENTS, room):]
-        title = f"latest events ({len(shown)} of {len(self.events)}, pvha history)"
-        events: Any = render.rich_table(shown, COLUMNS) if shown else \
-            "no fence or recovery events yet"
-        events = Panel(events, title=title, title_align="left")
+        width = options.max_width
+        wide = width >= SIDE_BY_SIDE
+        room = (options.height or console.height) - len(header) - 1
+        if wide:
+            width = (width - 1) // 2  # two equal columns, one blank between them
+        else:
+            room -= len(console.render_lines(state, options.update(width=width, height=None)))
+        events = self.events_panel(console, options.update(width=width, height=None), room)
         yield Group(*header)
         yield ""
         if wide:
@@ -194,3 +191,20 @@ class Frame:
         else:
             yield state
             yield events
+
+    def events_panel(self, console: Console, options: ConsoleOptions, room: int) -> Any:
+        """The newest events whose panel fits in ``room`` lines (a row may wrap), at least
+        :data:`MIN_EVENTS` of them: a full screen crops the oldest, never the newest."""
+        from rich.panel import Panel
+
+        from pvha.cli.history import COLUMNS
+
+        shown = self.events[-max(MIN_EVENTS, room):]
+        while True:
+            title = f"latest events ({len(shown)} of {len(self.events)}, pvha history)"
+            body: Any = render.rich_table(shown, COLUMNS) if shown else \
+                "no fence or recovery events yet"
+            panel = Panel(body, title=title, title_align="left")
+            if len(shown) <= MIN_EVENTS or len(console.render_lines(panel, options)) <= room:
+                return panel
+            shown = shown[1:]

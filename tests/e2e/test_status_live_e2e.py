@@ -12,7 +12,9 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
+from pvha.shell.history import History
 from tests.e2e.harness import E2E, REPO, wait_for
 from tests.e2e.terminal import ALT_SCREEN_OFF, ALT_SCREEN_ON, ESCAPES, HOME, Terminal, plain
 
@@ -63,10 +65,19 @@ def test_wide_view_shows_state_and_events_side_by_side_and_follows_a_failure(
 
 
 def test_narrow_view_stacks_and_shows_an_api_failure_until_the_api_answers(e2e: E2E) -> None:
+    journal = History(e2e.config_dir)  # more events than fit: the newest are shown
+    for k in range(1, 31):
+        journal.append("fence", "node2", time=time.time(), outcome="failed",
+                       device="ipmi", detail=f"event-{k:02d}")
     env = e2e.env(hosts=[e2e.fp.hosts[0]])  # only node1's API: its failure is a failure
     term = Terminal(WATCH, env, columns=80, rows=40)
     try:
         first = term.wait_frame(["quorum OK", "latest events"])
+        shown = re.search(r"latest events \((\d+) of 30, pvha history\)", "\n".join(first))
+        assert shown and 3 <= int(shown[1]) < 30, first
+        newest = [f"event-{k:02d}" for k in range(31 - int(shown[1]), 31)]
+        assert all(_line_with(first, e) for e in newest), first
+        assert not _line_with(first, f"event-{30 - int(shown[1]):02d}"), first
         state = next(i for i, ln in enumerate(first) if " state " in ln)
         events = next(i for i, ln in enumerate(first) if " latest events " in ln)
         assert state < events and " latest events " not in first[state], first
