@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 FORMATS = ("text", "json", "json-pretty", "yaml")
 Row = dict[str, Any]
@@ -56,8 +57,8 @@ def plain_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
     )
 
 
-def _rich_table(rows: Sequence[Row], columns: Sequence[Column], out: TextIO) -> None:
-    from rich.console import Console
+def rich_table(rows: Sequence[Row], columns: Sequence[Column]) -> Table:
+    """``rows`` as the rich table :func:`render` prints on a terminal."""
     from rich.table import Table
 
     table = Table(show_lines=False, header_style="bold")
@@ -65,7 +66,13 @@ def _rich_table(rows: Sequence[Row], columns: Sequence[Column], out: TextIO) -> 
         table.add_column(column.header)
     for row in rows:
         table.add_row(*(_cell(row.get(c.key)) for c in columns))
-    Console(file=out).print(table)
+    return table
+
+
+def _rich_table(rows: Sequence[Row], columns: Sequence[Column], out: TextIO) -> None:
+    from rich.console import Console
+
+    Console(file=out).print(rich_table(rows, columns))
 
 
 def render(

@@ -1,7 +1,8 @@
 """``status``: the configuration (read leniently: a bad section is listed, not fatal), the
 last manager status found in the config dir, the fencing ``fence.cfg`` puts in force,
 and, when an API is configured (``PVHA_HOSTS`` or the settings file), quorum and guest
-locations as the cluster reports them now (3 API calls). ``--watch`` refreshes.
+locations as the cluster reports them now (3 API calls). ``--watch`` refreshes
+(:mod:`pvha.cli.live_view`: a full-screen view on a terminal, appended blocks otherwise).
 
 The exit status is a health check (:data:`pvha.status.EXIT_OK` and the others, listed
 in the command's help)."""
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +56,15 @@ class Collected:
     lrm: dict[str, dict[str, Any] | None]
     quorum: ha_status.Quorum
     exit_code: int
+    api: ApiAnswer
+
+    def tell(self) -> None:
+        """The API's trouble on stderr, one line each (none when it answered)."""
+        if self.api.error is not None:
+            render.error("cluster API failed, quorum unknown (showing the status files): "
+                         + self.api.error)
+        for warning in self.api.warnings:  # a host failed, another answered: worth knowing
+            render.warn(f"warning: API host failed, another one answered: {warning}")
 
 
 def read_fencing(store: Store) -> tuple[ha_status.Fencing, list[ConfigFault]]:
@@ -115,9 +124,21 @@ def read_agents(config_dir: Path) -> tuple[dict[str, str], dict[str, tuple[str, 
     return states, stale
 
 
-def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, str] | None]:
-    """Quorum and guest locations through the API; unknown without a configured API.
-    An API failure is told on stderr in one line and gives an unknown quorum."""
+@dataclass(frozen=True, slots=True)
+class ApiAnswer:
+    """What the API said: quorum and guest locations (unknown without a configured API),
+    and, told rather than printed, why it failed (one line) or which hosts failed while
+    another answered."""
+
+    quorum: ha_status.Quorum
+    guests: dict[str, str] | None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def live_quorum(settings_file: str | None) -> ApiAnswer:
+    """Quorum and guest locations through the API; an API failure gives an unknown
+    quorum and its reason."""
     from pvha.settings import load_settings
     from pvha.shell import live
 
@@ -125,16 +146,12 @@ def live_quorum(settings_file: str | None) -> tuple[ha_status.Quorum, dict[str, 
     try:
         view, warnings = live.view_with_reasons(settings)
     except ApiError as err:
-        render.error(f"cluster API failed, quorum unknown (showing the status files): {err}")
-        return ha_status.Quorum.failed(), None
-    for warning in warnings:  # a host failed, another answered: still worth knowing
-        render.warn(f"warning: API host failed, another one answered: {warning}")
+        return ApiAnswer(ha_status.Quorum.failed(), None, " ".join(str(err).split()))
     if view is None:
-        return ha_status.Quorum.no_api(), None
+        return ApiAnswer(ha_status.Quorum.no_api(), None, None, tuple(warnings))
     guests = {sid: g.node for sid, g in view.guests.items()}
-    return ha_status.Quorum(view.local_node, view.quorate), guests
-
-
+    return ApiAnswer(ha_status.Quorum(view.local_node, view.quorate), guests, None,
+                     tuple(warnings))
 
 
 def collect(store: Store, settings_file: str | None = None) -> Collected:
@@ -147,14 +164,14 @@ def collect(store: Store, settings_file: str | None = None) -> Collected:
     node_status = manager_status.get("node_status")
     lrm = _lrm_status(store, sorted(node_status) if isinstance(node_status, dict) else [])
     fencing, fence_faults = read_fencing(store)
-    quorum, guest_nodes = live_quorum(settings_file)
+    api = live_quorum(settings_file)
     now = time.time()
     report = ha_status.status_report(
-        manager_status, lrm, snapshot.ha_config(), now=now, quorum=quorum, fencing=fencing,
-        faults=[*faults, *fence_faults], guest_nodes=guest_nodes,
+        manager_status, lrm, snapshot.ha_config(), now=now, quorum=api.quorum,
+        fencing=fencing, faults=[*faults, *fence_faults], guest_nodes=api.guests,
     )
     entries = report.entries + fence_entries(store, manager_status, now, fencing)
-    return Collected(entries, manager_status, lrm, quorum, report.exit_code)
+    return Collected(entries, manager_status, lrm, api.quorum, report.exit_code, api)
 
 
 def fence_entries(
@@ -197,7 +214,10 @@ def status(
     ] = False,
     output_format: OutputOpt = OutputFormat.text,
     watch: Annotated[
-        bool, typer.Option("--watch", help="Refresh until interrupted (Ctrl-C).")
+        bool, typer.Option("--watch", help="Refresh until interrupted (Ctrl-C): on a "
+                           "terminal a full-screen view of the state and the latest "
+                           "events; piped, or in json/yaml, one appended block per "
+                           "refresh.")
     ] = False,
     interval: Annotated[
         float, typer.Option("--interval", metavar="SECONDS", help="Refresh period of --watch.")
@@ -223,9 +243,12 @@ def status(
     """
     store = store_for(ctx, config_dir)
     if watch:
-        _watch(store, settings_file, output_format.value, max(0.2, interval))
+        from pvha.cli import live_view
+
+        live_view.watch(store, settings_file, output_format.value, max(0.2, interval))
         return
     got = collect(store, settings_file)
+    got.tell()
 
     def text(rows: Sequence[render.Row]) -> str:
         out = ha_status.format_status_text(rows)
@@ -243,32 +266,3 @@ def status(
     render.render(got.entries, STATUS_COLUMNS, output_format.value, text=text)
     if got.exit_code:
         raise typer.Exit(got.exit_code)
-
-
-def _watch(store: Store, settings_file: str | None, fmt: str, interval: float) -> None:
-    """Live refresh: a rich Live display for text, one document per refresh otherwise."""
-    from rich.console import Console
-    from rich.live import Live
-    from rich.text import Text
-
-    def frame() -> Text:
-        entries = collect(store, settings_file).entries
-        stamp = time.strftime("%H:%M:%S")
-        return Text(f"pvha status, every {interval:g} s (Ctrl-C to stop), {stamp}\n\n"
-                    + ha_status.format_status_text(entries))
-
-    try:
-        if fmt != "text" or not sys.stdout.isatty():  # a pipe gets one frame per refresh
-            while True:
-                if fmt == "text":
-                    sys.stdout.write(frame().plain + "\n")
-                    sys.stdout.flush()
-                else:
-                    render.render(collect(store, settings_file).entries, STATUS_COLUMNS, fmt)
-                time.sleep(interval)
-        with Live(frame(), console=Console(), auto_refresh=False) as live:
-            while True:
-                time.sleep(interval)
-                live.update(frame(), refresh=True)
-    except KeyboardInterrupt:
-        return

@@ -41,13 +41,16 @@ API_LOGGER = "pvha.api"  # pvha.adapters.pve_client's failover warnings
 
 class _Reasons(logging.Handler):
     """Keeps the adapter's per-host failover warnings (``API host X unusable (why);
-    trying the next one``) as ``why`` instead of printing them."""
+    trying the next one``) as ``why`` instead of printing them; its retry warnings on
+    one host are dropped (the answer or the final error tells how they ended)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.reasons: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith("API host "):
+            return
         args = record.args
         why = args[-1] if isinstance(args, tuple) and len(args) >= 2 else record.getMessage()
         self.reasons.append(" ".join(str(why).split()))
