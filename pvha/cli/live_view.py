@@ -14,7 +14,8 @@ it, chosen once at start:
   terminal (decided at each redraw, so a resize is followed). An API failure is a red
   ``API: <why>`` line in the header and the view goes on refreshing; a later refresh that
   cannot read the files keeps the last state with a red ``error: <why>`` line. Ctrl-C
-  leaves the alternate screen (the terminal as it was) and exits 0.
+  leaves the alternate screen (the terminal as it was) and exits 0; so do SIGTERM and
+  SIGHUP.
 * otherwise (a pipe, a file, or json/yaml): plain output a log can append, no escape
   codes. Each refresh appends one block: for text a ``pvha status, every N s, <time>``
   line, a blank line, ``ha-manager status``'s lines and a blank line; for ``json`` one
@@ -31,6 +32,7 @@ screen is switched.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -53,7 +55,10 @@ MIN_EVENTS = 3  # rows of events shown even when the terminal has no room left f
 
 
 def watch(store: Store, settings_file: str | None, fmt: str, interval: float) -> None:
-    """Refresh every ``interval`` seconds until Ctrl-C (see the module docstring)."""
+    """Refresh every ``interval`` seconds until Ctrl-C, SIGTERM or SIGHUP (a closed
+    terminal): each ends it as Ctrl-C does, the screen restored (module docstring)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         if fmt == "text" and sys.stdout.isatty():
             _full_screen(store, settings_file, interval)
@@ -61,6 +66,10 @@ def watch(store: Store, settings_file: str | None, fmt: str, interval: float) ->
             _appended(store, settings_file, fmt, interval)
     except KeyboardInterrupt:
         return
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _appended(store: Store, settings_file: str | None, fmt: str, interval: float) -> None:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from pvha.shell.history import History
 from tests.e2e.harness import E2E, REPO, wait_for
 from tests.e2e.terminal import ALT_SCREEN_OFF, ALT_SCREEN_ON, ESCAPES, HOME, Terminal, plain
@@ -95,6 +97,20 @@ def test_narrow_view_stacks_and_shows_an_api_failure_until_the_api_answers(e2e: 
         out = term.output()
         assert out.rindex(ALT_SCREEN_OFF) > out.rindex(HOME)
         assert "Traceback" not in plain(out) and "pvha: error" not in plain(out)
+    finally:
+        term.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_restore_the_terminal(e2e: E2E, sig: signal.Signals) -> None:
+    term = Terminal(WATCH, e2e.env(), columns=100, rows=30)
+    try:
+        term.wait_frame("quorum OK")
+        term.proc.send_signal(sig)
+        assert term.exit_code() == 0
+        out = term.output()
+        assert out.rindex(ALT_SCREEN_OFF) > out.rindex(ALT_SCREEN_ON)
+        assert "Traceback" not in plain(out)
     finally:
         term.close()
 
