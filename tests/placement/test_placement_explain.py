@@ -20,10 +20,10 @@ def _choose(cluster: dict[str, Any], online: set[str], pref: str, failback: bool
             maintenance: str | None) -> tuple[NodeChoice, str | None, Any]:
     compiled = compile_rules(cluster["rules"], {}, {}, ALL_NODES).compiled
     usage = recompute_usage(BasicUsage(sorted(online)), cluster["ss"])
-    args: dict[str, Any] = dict(compiled=compiled, usage=usage, ss=cluster["ss"],
-                                current_node=cluster["ss"][SIDS[1]]["node"],
-                                failed_nodes=cluster["failed"], maintenance_node=maintenance,
-                                failback=failback)
+    args: dict[str, Any] = {"compiled": compiled, "usage": usage, "ss": cluster["ss"],
+                            "current_node": cluster["ss"][SIDS[1]]["node"],
+                            "failed_nodes": cluster["failed"],
+                            "maintenance_node": maintenance, "failback": failback}
     choice = explain_service_node(SIDS[1], pref, nodes=ALL_NODES, **args)
     return choice, select_service_node(SIDS[1], pref, **args), compiled
 

@@ -42,8 +42,9 @@ def test_two_nodes_failing_overlapping_make_two_incidents_with_their_durations()
                               "running": 23, "no_recovery_node": None,
                               "proof_to_running": 3}]
     assert [s["step"] for s in two["steps"]] == [
-        "detected offline", "fencing began", "proof: acknowledged (fence-ack, not verified) "
-        "by root", "vm:101 placed on node1", "vm:101 running on node1"]
+        "detected offline", "fencing began",
+        "proof: acknowledged (fence-ack, not verified) by root",
+        "vm:101 placed on node1", "vm:101 running on node1"]
     assert three["attempts"] == 1 and three["proof"] == "verified off"
     assert three["durations"] == {"detection_to_fence": 2, "detection_to_proof": 10,
                                   "total": 13.5}
