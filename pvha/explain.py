@@ -283,8 +283,8 @@ def text(doc: Mapping[str, Any]) -> str:
     """One fact per line."""
     req = doc["requested"]
     where = doc["node"] or "no node"
-    lines = [f"{doc['sid']}: {doc['state'] or 'not managed yet'} on {where} "
-             f"(requested {req['state']})", f"from: {doc['source']}"]
+    head = f"{doc['sid']}: {doc['state'] or 'not managed yet'} on {where}"
+    lines = [f"{head} (requested {req['state']})", f"from: {doc['source']}"]
     g = doc["group"]
     if g is not None:
         lines.append(f"group {g['id']}: " + ("does not exist" if g.get("missing") else

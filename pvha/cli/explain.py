@@ -15,8 +15,7 @@ from typing import Any
 import typer
 
 from pvha.cli import render
-from pvha.cli.common import (ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, SidArg,
-                             store_for)
+from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, SidArg, store_for
 from pvha.cli.render import Column
 from pvha.config.store import LRM_STATUS_DIR, MANAGER_STATUS, Store
 from pvha.errors import ApiError, StoreError, UsageError
