@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pvha.config.checks import ApiFacts
 from pvha.core.model import HAConfig, NodeAffinityRule, ResourceAffinityRule, Rule
 from pvha.core.placement import explain_service_node
 from pvha.core.rules import compile_rules, groups_to_rules, next_rule_order
@@ -54,17 +55,6 @@ WHY = {
 
 
 @dataclass(frozen=True, slots=True)
-class Live:
-    """What one live view says (pvha.shell.snapshot.RoundView)."""
-
-    local_node: str
-    quorate: bool
-    members: tuple[str, ...]
-    online: frozenset[str]
-    guest_node: str | None  # where the guest's config is, per /cluster/resources
-
-
-@dataclass(frozen=True, slots=True)
 class Inputs:
     """Everything :func:`explain` reads (see the module docstring)."""
 
@@ -75,7 +65,7 @@ class Inputs:
     restart_tries: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # node ->
     fence_wait: Mapping[str, str] = field(default_factory=dict)  # node -> what it waits for
     blocked: frozenset[str] = frozenset()  # nodes with a stale copy their agent cannot stop
-    live: Live | None = None
+    live: ApiFacts | None = None  # one live view, when an API is configured and answered
     api_problem: str | None = None  # an API is configured but failed
 
 
@@ -103,8 +93,9 @@ def explain(inp: Inputs) -> dict[str, Any]:
     nodes = sorted(set(table_nodes) | set(live.members if live else ()))
     result = compile_rules(cfg.rules, cfg.groups, cfg.resources, table_nodes)
     state = str(sd.get("state")) if sd else None
+    guest = live.guests.get(int(res.name)) if live is not None else None
     current = str(sd["node"]) if sd and sd.get("node") else (
-        live.guest_node if live and live.guest_node else res.node)
+        guest.node if guest is not None else res.node)
     doc: dict[str, Any] = {
         "sid": sid, "state": state, "node": current,
         "source": _source(inp),
@@ -132,7 +123,7 @@ def _source(inp: Inputs) -> str:
     return "the status files only (no API configured: node states as the manager last saw them)"
 
 
-def _online(node_states: Mapping[str, str], live: Live | None, nodes: list[str]) -> set[str]:
+def _online(node_states: Mapping[str, str], live: ApiFacts | None, nodes: list[str]) -> set[str]:
     """The nodes the next round counts online: the manager's ``online`` ones; with a
     live view, those the view shows online, where a node seen again (``unknown``,
     ``gone``, or new) becomes online in that round."""
@@ -142,7 +133,7 @@ def _online(node_states: Mapping[str, str], live: Live | None, nodes: list[str])
             and node_states.get(n, "unknown") in ("online", "unknown", "gone")}
 
 
-def _node_state(node: str, node_states: Mapping[str, str], live: Live | None) -> str:
+def _node_state(node: str, node_states: Mapping[str, str], live: ApiFacts | None) -> str:
     crm = node_states.get(node, "not in the manager's node table")
     if live is None:
         return crm

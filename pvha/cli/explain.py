@@ -23,9 +23,8 @@ from pvha.errors import ApiError, StoreError, UsageError
 COLUMNS = [Column("sid", "SID"), Column("state", "STATE"), Column("node", "NODE")]
 
 
-def _live(settings_file: str | None, sid: str) -> tuple[Any, str | None]:
-    """(pvha.explain.Live or None, the API's failure or None)."""
-    from pvha.explain import Live
+def _live(settings_file: str | None) -> tuple[Any, str | None]:
+    """(the live view's ApiFacts or None, the API's failure or None)."""
     from pvha.settings import load_settings
     from pvha.shell import live
 
@@ -33,11 +32,7 @@ def _live(settings_file: str | None, sid: str) -> tuple[Any, str | None]:
         view, _warnings = live.view_with_reasons(load_settings(path=settings_file))
     except ApiError as err:
         return None, str(err)
-    if view is None:
-        return None, None
-    guest = view.guests.get(sid)
-    return Live(view.local_node, view.quorate, view.members, view.online,
-                guest.node if guest is not None else None), None
+    return (None if view is None else live.api_facts(view)), None
 
 
 def _restart_tries(store: Store, node: Any) -> dict[str, dict[str, int]]:
@@ -100,7 +95,7 @@ def explain(
     node_status = ms.get("node_status") if isinstance(ms.get("node_status"), dict) else {}
     nodes = sorted(node_status)
     sd = (ms.get("service_status") or {}).get(resolved) or {}
-    live, problem = _live(settings_file, resolved)
+    live, problem = _live(settings_file)
     inputs = ex.Inputs(
         sid=resolved, config=snap.ha_config(), manager_status=ms,
         manager_running=ha_status.manager_of(ms, now).running,
