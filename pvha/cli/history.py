@@ -1,9 +1,11 @@
 """``history``: fence and recovery events of ``pvha watch`` (``<config dir>/history.jsonl``).
 
-One row per event: when (local time), what (``fence`` / ``recovery``), the node, the
-guest (recoveries), the outcome (``started``, ``failed``, ``verified off``,
-``acknowledged, not verified``, ``lease expired``; ``placed``, ``running``, ``no recovery node``) and details (device,
-attempt, target node, why a fence failed).
+One row per event: when (local time), what (``node`` / ``fence`` / ``recovery``), the
+node, the guest (recoveries), the outcome (``offline``, ``fence``, ``online``;
+``started``, ``failed``, ``verified off``, ``acknowledged, not verified``, ``lease
+expired``; ``placed``, ``running``, ``no recovery node``) and details (device, attempt,
+target node, why a fence failed). ``--incidents`` groups them into one timeline per
+node failure, with its durations (:mod:`pvha.incidents`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def history(
     node: Annotated[str | None, typer.Option("--node", help="Only events of this node.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1,
                                               help="Only the last N events.")] = None,
+    incidents: Annotated[bool, typer.Option(
+        "--incidents", help="One timeline per node failure (detection, fencing, proof, each "
+        "guest placed and running) with its durations, instead of the events.")] = False,
     output_format: OutputOpt = OutputFormat.text,
     config_dir: ConfigDirOpt = None,
 ) -> None:
@@ -59,6 +64,9 @@ def history(
     events = History(store.dir).read()
     if node is not None:
         events = [e for e in events if e.get("node") == node]
+    if incidents:
+        _incidents(events, limit, output_format)
+        return
     if limit is not None:
         events = events[-limit:]
     table = rows(events)
@@ -67,3 +75,18 @@ def history(
         return
     render.render([{k: v for k, v in r.items() if k != "when"} for r in table], COLUMNS,
                   output_format.value)
+
+
+def _incidents(events: list[dict[str, Any]], limit: int | None, fmt: OutputFormat) -> None:
+    """The incidents of ``events`` (the last ``limit``), as text blocks or documents."""
+    from pvha import incidents
+
+    found = incidents.group(events)
+    if limit is not None:
+        found = found[-limit:]
+    if fmt is OutputFormat.text and not found:
+        render.note("no incidents in the history")
+        return
+    render.render([i.to_json() for i in found], COLUMNS, fmt.value, text=lambda _rows: (
+        incidents.text(found, lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)),
+                       lambda t: time.strftime("%H:%M:%S", time.localtime(t)))))

@@ -8,6 +8,9 @@ order: the maintenance fallback node, the current node (preference ``none``), an
 finally the best scheduler score (ties by node name); ``try-next`` walks on from the
 current node through the sorted list, skipping nodes that already failed.
 
+:func:`explain_service_node` says why: it calls :func:`select_service_node` for the
+choice and attributes every node the same steps left out to the step that did.
+
 Cost per call: O(#partners + #nodes · log #nodes) plus one usage scoring when the
 current node cannot be kept. No scan over all services.
 """
@@ -15,6 +18,7 @@ current node cannot be kept. No scan over all services.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pvha.core.rules import CompiledRules
@@ -22,6 +26,8 @@ from pvha.core.scheduler import Usage, used_service_nodes
 
 __all__ = [
     "PREFERENCES",
+    "NodeChoice",
+    "explain_service_node",
     "get_node_affinity",
     "get_resource_affinity",
     "select_service_node",
@@ -188,3 +194,106 @@ def _narrow(
         pri = pri - separate
     majority = _majority(together, pri)
     return pri if majority is None else {majority}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChoice:
+    """:func:`explain_service_node`'s answer.
+
+    * ``chosen`` — what :func:`select_service_node` returns; ``why`` — which of its
+      branches picked it: ``maintenance`` (the fallback node), ``nofailback`` (the
+      current node kept although not preferred), ``current`` (the current node is a
+      candidate), ``score`` (best score), ``next`` (try-next: after the current node in
+      score order), or ``none`` (no node qualifies).
+    * ``excluded`` — node -> (reason, detail) for every node of ``nodes`` that is not a
+      candidate; reasons: ``offline`` (not online for placement), ``not-in-rule``,
+      ``lower-priority`` (detail: its priority, and the top one), ``tried`` (try-next,
+      a failed node), ``negative`` (detail: the negative partners on it),
+      ``positive`` (detail: the node the positive partners hold, which wins).
+    * ``candidates`` — the nodes left, best score first (ties by name); ``scores`` their
+      scheduler scores (lower is better).
+    """
+
+    chosen: str | None
+    why: str
+    excluded: Mapping[str, tuple[str, str]]
+    candidates: tuple[str, ...]
+    scores: Mapping[str, float]
+
+
+def explain_service_node(
+    sid: str,
+    preference: str,
+    *,
+    compiled: CompiledRules,
+    usage: Usage,
+    ss: Mapping[str, Mapping[str, Any]],
+    current_node: str | None,
+    nodes: Collection[str],
+    online_nodes: Collection[str] | None = None,
+    failed_nodes: Iterable[str] = (),
+    maintenance_node: str | None = None,
+    failback: bool = True,
+) -> NodeChoice:
+    """Why :func:`select_service_node` (same arguments; ``nodes`` = every node to
+    account for, online or not) picks what it picks: the choice is its own, and each
+    node it did not consider is attributed to the step of §4.5 that removed it, computed
+    by the same helpers (:func:`get_resource_affinity`, ``_preferred``, ``_narrow``).
+    Pure; one scoring of the usage model."""
+    failed = tuple(failed_nodes)
+    chosen = select_service_node(
+        sid, preference, compiled=compiled, usage=usage, ss=ss, current_node=current_node,
+        online_nodes=online_nodes, failed_nodes=failed, maintenance_node=maintenance_node,
+        failback=failback,
+    )
+    online = usage.node_set if online_nodes is None else _as_set(online_nodes)
+    prios = compiled.node_affinity.get(sid)
+    pri = _preferred(prios, online)
+    together, separate = get_resource_affinity(sid, compiled, ss, online)
+    narrowed = _narrow(pri, preference, failed, together, separate) if pri else frozenset()
+    top = max((prios[n] for n in pri), default=0) if prios is not None else 0
+    excluded: dict[str, tuple[str, str]] = {}
+    for node in sorted(set(nodes) | set(online)):
+        if node in narrowed:
+            continue
+        if node not in online:
+            excluded[node] = ("offline", "")
+        elif prios is not None and node not in prios:
+            excluded[node] = ("not-in-rule", "")
+        elif node not in pri:
+            excluded[node] = ("lower-priority", f"priority {prios[node]} < {top}"
+                              if prios is not None else "")
+        elif preference == "try-next" and node in failed:
+            excluded[node] = ("tried", "")
+        elif node in separate:
+            excluded[node] = ("negative", ", ".join(_partners_on(sid, node, compiled, ss)))
+        else:
+            # _narrow kept only the positive partners' majority node
+            excluded[node] = ("positive", ", ".join(sorted(narrowed)))
+    scores = usage.score_nodes_to_start_service(sid) if narrowed else {}
+    ranked = tuple(sorted(narrowed, key=lambda n: (scores.get(n, 0.0), n)))
+    if chosen is None:
+        why = "none"
+    elif chosen == maintenance_node and chosen in narrowed:
+        why = "maintenance"
+    elif chosen == current_node and preference == "none":
+        why = "current" if chosen in narrowed else "nofailback"
+    elif ranked and chosen == ranked[0]:
+        why = "score"
+    else:
+        why = "next"
+    return NodeChoice(chosen, why, excluded, ranked, {n: scores.get(n, 0.0) for n in ranked})
+
+
+def _partners_on(
+    sid: str, node: str, compiled: CompiledRules, ss: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """The negative partners of ``sid`` that occupy ``node`` (as a source or target)."""
+    out = []
+    for partner in sorted(compiled.negative.get(sid, ())):
+        sd = ss.get(partner)
+        if sd is not None and node in used_service_nodes(
+            sd.get("state", ""), sd.get("node"), sd.get("target")
+        ):
+            out.append(partner)
+    return out

@@ -1,8 +1,8 @@
 """The fence and recovery journal of ``pvha watch`` (``<config dir>/history.jsonl``).
 
 Theory of operation. One JSON object per line: ``time`` (epoch seconds), ``event``
-(``fence`` or ``recovery``), ``node``, optional ``sid``, ``outcome`` and ``detail``.
-Each event is appended with a single ``write(2)`` on a file opened ``O_APPEND`` and
+(``fence``, ``recovery``, ``node``; ``stale-copy`` from ``pvha agent``), ``node``,
+optional ``sid``, ``outcome`` and ``detail``. Each event is appended with a single ``write(2)`` on a file opened ``O_APPEND`` and
 then fsynced, so concurrent writers never interleave within a line and a crash leaves
 at most a torn last line, which :meth:`History.read` skips. pmxcfs caps a file at 1 MiB
 (a write past it fails), so the journal stays under :data:`MAX_BYTES`: an append that
@@ -11,8 +11,12 @@ half of it. Details never hold secrets:
 they come from :class:`pvha.fence.fencer.FenceResult`, which redacts them.
 
 :class:`Recorder` turns the manager's and executors' log lines (the core's PVE wording)
-into recovery events, so the pure core needs no hook of its own:
+into node and recovery events, so the pure core needs no hook of its own:
 
+* the manager's node state changes, as ``node`` events for ``pvha history
+  --incidents`` (:mod:`pvha.incidents`): ``'online' => 'unknown'`` (or from
+  ``maintenance``) -> ``offline``, the failure detected; ``... => 'fence'`` -> ``fence``,
+  fencing begins; ``'unknown'`` or ``'fence' => 'online'`` -> ``online``, the node is back;
 * ``recover service '<sid>' from fenced node '<n>' to node '<t>'`` -> ``placed``;
 * ``recovering service '<sid>' from fenced node '<n>' failed, no recovery node found``
   -> ``no recovery node``;
@@ -42,6 +46,7 @@ log = logging.getLogger("pvha.watch")
 _PLACED = re.compile(r"^recover service '([^']+)' from fenced node '([^']+)' to node '([^']+)'$")
 _NO_NODE = re.compile(r"^recovering service '([^']+)' from fenced node '([^']+)' failed")
 _STARTED = re.compile(r"^service status (\S+) started$")
+_NODE = re.compile(r"^node '([^']+)': state changed from '([^']+)' => '([^']+)'$")
 _ERROR = re.compile(r"^service '([^']+)': state changed from '([^']+)' to 'error'")
 
 
@@ -149,6 +154,16 @@ class Recorder:
         m = _ERROR.match(msg)
         if m is not None and self.on_error is not None:
             self.on_error(m.group(1), m.group(2))
+            return
+        m = _NODE.match(msg)
+        if m is not None:
+            node, old, new = m.groups()
+            outcome = ("fence" if new == "fence"
+                       else "offline" if new == "unknown" and old in ("online", "maintenance")
+                       else "online" if new == "online" and old in ("unknown", "fence")
+                       else None)
+            if outcome is not None:
+                self.history.append("node", node, time=self.clock(), outcome=outcome)
             return
         m = _PLACED.match(msg)
         if m is not None:
