@@ -64,6 +64,7 @@ class Inputs:
     manager_running: bool
     restart_tries: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # node ->
     fence_wait: Mapping[str, str] = field(default_factory=dict)  # node -> what it waits for
+    start_wait: str | None = None  # the guest its executor's start waits for (start order)
     blocked: frozenset[str] = frozenset()  # nodes with a stale copy their agent cannot stop
     live: ApiFacts | None = None  # one live view, when an API is configured and answered
     api_problem: str | None = None  # an API is configured but failed
@@ -100,7 +101,8 @@ def explain(inp: Inputs) -> dict[str, Any]:
         "sid": sid, "state": state, "node": current,
         "source": _source(inp),
         "requested": {"state": res.state, "group": res.group, "failback": int(res.failback),
-                      "max_restart": res.max_restart, "max_relocate": res.max_relocate},
+                      "max_restart": res.max_restart, "max_relocate": res.max_relocate,
+                      "priority": res.priority, "after": res.after},
         "group": _group(cfg, res.group),
         "rules": _rules(inp, result, ss),
     }
@@ -261,6 +263,9 @@ def _waiting(inp: Inputs, sd: Mapping[str, Any] | None, state: str | None,
         out.append(f"the executor of {node} to become active again (frozen)")
     elif state in ("request_stop", "request_start"):
         out.append(f"its {state.split('_')[1]} on {node}")
+    elif state == "started" and inp.start_wait:
+        out.append(f"{inp.start_wait} to run first (start order: priority {res.priority}"
+                   + (f", after {res.after})" if res.after else ")"))
     if placement is not None and placement["chosen"] is None:
         out.append("a node it may run on: none qualifies (see the nodes)")
     elif placement is not None and placement["moves"] and state not in RECOVERING:
@@ -297,6 +302,9 @@ def text(doc: Mapping[str, Any]) -> str:
     tried = f" (tried: {', '.join(c['failed_nodes'])})" if c["failed_nodes"] else ""
     lines.append(f"restarts {c['restarts']} of max_restart {c['max_restart']}; relocations "
                  f"{c['relocations']} of max_relocate {c['max_relocate']}{tried}")
+    if req.get("priority") or req.get("after"):
+        lines.append(f"start order: priority {req['priority']}"
+                     + (f", after {req['after']}" if req["after"] else ""))
     lines += [f"waiting for {w}" for w in doc["waiting_for"]] or ["waiting for nothing"]
     return "\n".join(lines) + "\n"
 

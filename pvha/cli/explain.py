@@ -35,19 +35,22 @@ def _live(settings_file: str | None) -> tuple[Any, str | None]:
     return (None if view is None else live.api_facts(view)), None
 
 
-def _restart_tries(store: Store, node: Any) -> dict[str, dict[str, int]]:
-    """The executor of ``node``'s restart counters (``lrm_status/<node>``)."""
+def _executor(store: Store, node: Any, sid: str) -> tuple[dict[str, dict[str, int]], str | None]:
+    """The executor of ``node``'s restart counters and the guest ``sid``'s start waits
+    for (pvha.core.start_order), from its memory in ``lrm_status/<node>``."""
     from pvha.cli.status import read_json
 
     if not isinstance(node, str):
-        return {}
+        return {}, None
     try:
-        lrm = read_json(store, f"{LRM_STATUS_DIR}/{node}") or {}
+        memory = (read_json(store, f"{LRM_STATUS_DIR}/{node}") or {}).get("pvha") or {}
     except StoreError:
-        return {}
-    tries = (lrm.get("pvha") or {}).get("restart_tries")
-    return {node: {str(k): v for k, v in tries.items() if isinstance(v, int)}} \
-        if isinstance(tries, dict) else {}
+        return {}, None
+    tries = memory.get("restart_tries")
+    worker = (memory.get("workers") or {}).get(sid) or {}
+    waits = (worker.get("job") or {}).get("waits_for") if isinstance(worker, dict) else None
+    return ({node: {str(k): v for k, v in tries.items() if isinstance(v, int)}}
+            if isinstance(tries, dict) else {}), (str(waits) if waits else None)
 
 
 def _fence_wait(store: Store, nodes: list[str], now: float) -> dict[str, str]:
@@ -96,10 +99,11 @@ def explain(
     nodes = sorted(node_status)
     sd = (ms.get("service_status") or {}).get(resolved) or {}
     live, problem = _live(settings_file)
+    tries, start_wait = _executor(store, sd.get("node"), resolved)
     inputs = ex.Inputs(
         sid=resolved, config=snap.ha_config(), manager_status=ms,
         manager_running=ha_status.manager_of(ms, now).running,
-        restart_tries=_restart_tries(store, sd.get("node")),
+        restart_tries=tries, start_wait=start_wait,
         fence_wait=_fence_wait(store, nodes, now), blocked=_blocked(store, nodes),
         live=live, api_problem=problem)
     doc = ex.explain(inputs)

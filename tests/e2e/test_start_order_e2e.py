@@ -2,7 +2,7 @@
 node2 vm:101 and vm:104): after node2's power loss and the fence-ack, vm:101 waits for
 vm:104 (priority 5) to run before its start is posted; a guest restarted with its
 ``after`` dependency waits for it; a dependency whose start never ends holds the other
-start for ``order_wait`` seconds only. Nothing here asserts on speed."""
+start for ``order_wait`` seconds only, and ``pvha explain`` says what it waits for. Nothing here asserts on speed."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_e2e_recovery_and_restarts_follow_priority_and_after(slow_starts: E2E) -
     for args in (("set", "vm:104", "--priority", "5"), ("set", "vm:100", "--after", "vm:103")):
         res = e2e.pvha(*args)
         assert res.returncode == 0, res.stderr
-    w = e2e.watch(env=e2e.env(PVHA_ORDER_WAIT="4"))
+    w = e2e.watch(env=e2e.env(PVHA_ORDER_WAIT="10"))
     wait_for(e2e.all_started, 60, what="all services started")
     start = len(w.log())
 
@@ -64,11 +64,18 @@ def test_e2e_recovery_and_restarts_follow_priority_and_after(slow_starts: E2E) -
     assert "service 'vm:100' waits for 'vm:103' (after) to run first" in log
     _after_ran(log, "vm:103", "vm:100")
 
-    # vm:103's next start never ends: vm:100 starts once order_wait (4 s) has passed
-    start = len(w.log())
+    # vm:103's next start never ends: vm:100 starts once order_wait (10 s) has passed;
+    # meanwhile explain says what it waits for
+    start, waits = len(w.log()), w.count(r"service 'vm:100' waits for 'vm:103'")
     e2e.ctl("guest 103 hang start")
     e2e.ctl("guest 100 stop")
     e2e.ctl("guest 103 stop")
+    w.wait_log(r"service 'vm:100' waits for 'vm:103'", 30, after=waits)
+    explained = e2e.pvha("explain", "vm:100")
+    assert explained.returncode == 0, explained.stderr
+    assert "start order: priority 0, after vm:103" in explained.stdout
+    assert "waiting for vm:103 to run first (start order: priority 0, after vm:103)" \
+        in explained.stdout, explained.stdout
     wait_for(lambda: 100 in e2e.running_via_api(), 60, what="vm:100 started anyway")
     log = w.log()[start:]
     assert "service 'vm:100' waits for 'vm:103' (after) to run first" in log
