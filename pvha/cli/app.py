@@ -20,7 +20,7 @@ import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
-from pvha.cli import agent, crm, fast, groups, render, resources, rules, watch, whatif
+from pvha.cli import agent, crm, fast, groups, helpfmt, render, resources, rules, watch, whatif
 from pvha.cli import status as status_cmd
 from pvha.cli.common import CONFIG_DIR_HELP, store_for
 from pvha.cli.sim import sim_app
@@ -28,7 +28,12 @@ from pvha.errors import PvhaError
 
 
 class PvhaGroup(TyperGroup):
-    """The root command: runs the tree and turns every error into one line + exit code."""
+    """The root command: runs the tree and turns every error into one line + exit code.
+    Every command of the tree prints pvha's help page (:mod:`pvha.cli.helpfmt`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        helpfmt.install(self)
 
     def main(  # type: ignore[override]
         self,
@@ -57,9 +62,7 @@ def _run(
         )
         return result if isinstance(result, int) else 0
     except click.exceptions.NoArgsIsHelpError as err:
-        # Building the error already printed the rich help; plain mode keeps it in the message.
-        if err.message.strip():
-            typer.echo(err.message)
+        typer.echo(err.message)  # the help page
         return 0
     except click.exceptions.UsageError as err:
         where = f"{err.ctx.command_path}: " if err.ctx else ""
@@ -88,6 +91,7 @@ app = typer.Typer(
     cls=PvhaGroup,
     help="Proxmox VE high availability: ha-manager's commands on a pvha configuration store.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help pages are pvha.cli.helpfmt's
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
