@@ -4,6 +4,10 @@ The entry point is :mod:`pvha.cli.main`: it serves the root help, ``config`` and
 ``_complete`` without Typer when it can (:mod:`pvha.cli.fast`) and calls :func:`main`
 here otherwise.
 
+PVE's standard output options take their value optionally (``--noborder`` is
+``--noborder 1``): :func:`pvha.cli.common.optional_values` spells a bare one out before
+click parses the command line.
+
 Errors are translated once, here: a :class:`~pvha.errors.PvhaError` or a usage error
 (unknown option, bad value) becomes one red line on stderr and exit code 2 for usage
 errors, 1 otherwise; no traceback is shown (set ``PVHA_DEBUG=1`` to see one).
@@ -22,7 +26,7 @@ from typer.core import TyperGroup
 
 from pvha.cli import agent, crm, fast, groups, helpfmt, render, resources, rules, watch, whatif
 from pvha.cli import status as status_cmd
-from pvha.cli.common import CONFIG_DIR_HELP, store_for
+from pvha.cli.common import CONFIG_DIR_HELP, optional_values, store_for
 from pvha.cli.sim import sim_app
 from pvha.errors import PvhaError
 
@@ -56,6 +60,7 @@ def _run(
     complete_var: str | None,
     **extra: Any,
 ) -> int:
+    args = optional_values(sys.argv[1:] if args is None else args)
     try:
         result = TyperGroup.main(
             group, args, prog_name or "pvha", complete_var, standalone_mode=False, **extra
