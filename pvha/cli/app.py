@@ -16,6 +16,7 @@ errors, 1 otherwise; no traceback is shown (set ``PVHA_DEBUG=1`` to see one).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -70,8 +71,7 @@ def _run(
         typer.echo(err.message)  # the help page
         return 0
     except click.exceptions.UsageError as err:
-        where = f"{err.ctx.command_path}: " if err.ctx else ""
-        render.error(f"{where}{err.format_message()}")
+        render.error(_usage_message(group, args, err))
         return 2
     except click.exceptions.ClickException as err:
         render.error(err.format_message())
@@ -89,6 +89,48 @@ def _run(
             f"internal error: {type(err).__name__}: {err} (set PVHA_DEBUG=1 for a traceback)"
         )
         return 1
+
+
+BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+EXTRA = re.compile(r"Got unexpected extra arguments?(?:\(s\))? \((.*)\)$")
+
+
+def _usage_message(group: TyperGroup, args: Sequence[str], err: click.exceptions.UsageError) -> str:
+    """A usage error in pvha's words: the command path, then what was wrong, without the
+    parser's own phrasing (pydantic's "Input should be ...", "Value error, ...")."""
+    path = err.ctx.command_path if err.ctx else _command_path(group, args)
+    cause = err.__cause__
+    if isinstance(err, click.exceptions.BadParameter) and hasattr(cause, "errors"):
+        err.message = _reason(cause.errors()[0])
+    extra = EXTRA.match(err.message)
+    if extra:
+        err.message = f"unexpected argument(s): {extra[1]}"
+    return f"{path}: {err.format_message()}"
+
+
+def _reason(problem: dict[str, Any]) -> str:
+    """One pydantic validation problem as a sentence about the value given."""
+    value, limits = problem.get("input"), problem.get("ctx") or {}
+    if problem["type"] in ("int_parsing", "int_from_float"):
+        return f"{value!r} is not a valid integer"
+    if problem["type"] == "float_parsing":
+        return f"{value!r} is not a valid number"
+    bounds = [f"{op} {limits[k]}" for k, op in BOUNDS.items() if k in limits]
+    if bounds:
+        return f"{value} is out of range (must be {' and '.join(bounds)})"
+    return str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
+
+
+def _command_path(group: TyperGroup, args: Sequence[str]) -> str:
+    """``pvha`` and the (sub)command names in ``args``: where an error without a context
+    was raised."""
+    path, command = ["pvha"], group
+    for word in args:
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is not None:
+            path.append(word)
+            command = sub
+    return " ".join(path)
 
 
 app = typer.Typer(
