@@ -6,7 +6,7 @@ Usage: ``python tools/gen_docs.py [OUTDIR]`` (default: the repository root) writ
 ``man/pvha.1`` and ``pvha/cli/help_text.py`` (the root help the Typer-free fast path
 prints). The checked-in copies are compared with fresh output by
 ``tests/cli/test_cli_docs.py``; rerun this script after changing any command, or after
-upgrading Typer or rich (they render the help).
+upgrading Typer.
 
 The tree is read from the Typer app (``pvha.cli.app.app``). Values are completed from
 the parameter itself: choices for enum options, directories for DIR, and ids from the
@@ -30,7 +30,7 @@ from typer.main import get_command
 
 from pvha import __version__
 from pvha.cli.app import app
-from pvha.cli.fast import COMPLETE_VAR, RICH_ENV
+from pvha.cli.fast import COMPLETE_VAR, help_width
 
 DYNAMIC = {
     "SID": "sids",
@@ -433,14 +433,14 @@ def man_page(root: Node) -> str:
 
 # --- root help for the fast path -------------------------------------------------------------
 
-HELP_WIDTH = 80  # rich's width when no terminal is attached and COLUMNS is not set
+HELP_WIDTH = 80  # the columns of a terminal, and without one
 TYPER_MAIN = "from pvha.cli.app import main; main()"  # the Typer app, never the fast path
 
 
 def typer_output(args: list[str]) -> str:
     """stdout of the Typer app run on ``args`` as :mod:`pvha.cli.fast` serves the help:
-    stdin, stdout and stderr not terminals, HELP_WIDTH columns, UTF-8, no colour settings."""
-    env = {k: v for k, v in os.environ.items() if k not in (*RICH_ENV, COMPLETE_VAR)}
+    stdin, stdout and stderr not terminals, HELP_WIDTH columns, UTF-8."""
+    env = {k: v for k, v in os.environ.items() if k != COMPLETE_VAR}
     env.update(COLUMNS=str(HELP_WIDTH), PYTHONIOENCODING="utf-8")
     result = subprocess.run(
         [sys.executable, "-c", TYPER_MAIN, *args],
@@ -466,15 +466,15 @@ def help_module() -> str:
     asked, bare = typer_output(["--help"]), typer_output([])
     if typer_output(["-h"]) != asked:
         raise SystemExit("pvha -h and pvha --help differ: pvha.cli.fast serves one text")
-    no_args = 'HELP.removesuffix("\\n")' if bare == asked.removesuffix("\n") else _literal(bare)
-    return f'''"""Root help as the Typer app prints it with stdout not a terminal, {HELP_WIDTH} columns,
-UTF-8 and no colour: what :mod:`pvha.cli.fast` prints for ``pvha --help``, ``pvha -h``
+    no_args = "HELP" if bare == asked else _literal(bare)
+    return f'''"""Root help as the Typer app prints it on {HELP_WIDTH} columns (wrapped at WIDTH) to a
+UTF-8 stdout: what :mod:`pvha.cli.fast` prints for ``pvha --help``, ``pvha -h``
 (HELP) and a bare ``pvha`` (NO_ARGS), byte for byte.
 
 {HEADER}.
 """
 
-WIDTH = {HELP_WIDTH}
+WIDTH = {help_width(HELP_WIDTH)}
 HELP = {_literal(asked)}
 NO_ARGS = {no_args}
 '''

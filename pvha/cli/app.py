@@ -4,6 +4,10 @@ The entry point is :mod:`pvha.cli.main`: it serves the root help, ``config`` and
 ``_complete`` without Typer when it can (:mod:`pvha.cli.fast`) and calls :func:`main`
 here otherwise.
 
+PVE's standard output options take their value optionally (``--noborder`` is
+``--noborder 1``): :func:`pvha.cli.common.optional_values` spells a bare one out before
+click parses the command line.
+
 Errors are translated once, here: a :class:`~pvha.errors.PvhaError` or a usage error
 (unknown option, bad value) becomes one red line on stderr and exit code 2 for usage
 errors, 1 otherwise; no traceback is shown (set ``PVHA_DEBUG=1`` to see one).
@@ -12,6 +16,7 @@ errors, 1 otherwise; no traceback is shown (set ``PVHA_DEBUG=1`` to see one).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,15 +25,32 @@ import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
-from pvha.cli import agent, crm, explain, fast, groups, render, resources, rules, watch, whatif
+from pvha.cli import (
+    agent,
+    crm,
+    explain,
+    fast,
+    groups,
+    helpfmt,
+    render,
+    resources,
+    rules,
+    watch,
+    whatif,
+)
 from pvha.cli import status as status_cmd
-from pvha.cli.common import CONFIG_DIR_HELP, store_for
+from pvha.cli.common import CONFIG_DIR_HELP, optional_values, store_for
 from pvha.cli.sim import sim_app
 from pvha.errors import PvhaError
 
 
 class PvhaGroup(TyperGroup):
-    """The root command: runs the tree and turns every error into one line + exit code."""
+    """The root command: runs the tree and turns every error into one line + exit code.
+    Every command of the tree prints pvha's help page (:mod:`pvha.cli.helpfmt`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        helpfmt.install(self)
 
     def main(  # type: ignore[override]
         self,
@@ -51,19 +73,17 @@ def _run(
     complete_var: str | None,
     **extra: Any,
 ) -> int:
+    args = optional_values(sys.argv[1:] if args is None else args)
     try:
         result = TyperGroup.main(
             group, args, prog_name or "pvha", complete_var, standalone_mode=False, **extra
         )
         return result if isinstance(result, int) else 0
     except click.exceptions.NoArgsIsHelpError as err:
-        # Building the error already printed the rich help; plain mode keeps it in the message.
-        if err.message.strip():
-            typer.echo(err.message)
+        typer.echo(err.message)  # the help page
         return 0
     except click.exceptions.UsageError as err:
-        where = f"{err.ctx.command_path}: " if err.ctx else ""
-        render.error(f"{where}{err.format_message()}")
+        render.error(_usage_message(group, args, err))
         return 2
     except click.exceptions.ClickException as err:
         render.error(err.format_message())
@@ -83,11 +103,54 @@ def _run(
         return 1
 
 
+BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+EXTRA = re.compile(r"Got unexpected extra arguments?(?:\(s\))? \((.*)\)$")
+
+
+def _usage_message(group: TyperGroup, args: Sequence[str], err: click.exceptions.UsageError) -> str:
+    """A usage error in pvha's words: the command path, then what was wrong, without the
+    parser's own phrasing (pydantic's "Input should be ...", "Value error, ...")."""
+    path = err.ctx.command_path if err.ctx else _command_path(group, args)
+    cause = err.__cause__
+    if isinstance(err, click.exceptions.BadParameter) and hasattr(cause, "errors"):
+        err.message = _reason(cause.errors()[0])
+    extra = EXTRA.match(err.message)
+    if extra:
+        err.message = f"unexpected argument(s): {extra[1]}"
+    return f"{path}: {err.format_message()}"
+
+
+def _reason(problem: dict[str, Any]) -> str:
+    """One pydantic validation problem as a sentence about the value given."""
+    value, limits = problem.get("input"), problem.get("ctx") or {}
+    if problem["type"] in ("int_parsing", "int_from_float"):
+        return f"{value!r} is not a valid integer"
+    if problem["type"] == "float_parsing":
+        return f"{value!r} is not a valid number"
+    bounds = [f"{op} {limits[k]}" for k, op in BOUNDS.items() if k in limits]
+    if bounds:
+        return f"{value} is out of range (must be {' and '.join(bounds)})"
+    return str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
+
+
+def _command_path(group: TyperGroup, args: Sequence[str]) -> str:
+    """``pvha`` and the (sub)command names in ``args``: where an error without a context
+    was raised."""
+    path, command = ["pvha"], group
+    for word in args:
+        sub = getattr(command, "commands", {}).get(word)
+        if sub is not None:
+            path.append(word)
+            command = sub
+    return " ".join(path)
+
+
 app = typer.Typer(
     name="pvha",
     cls=PvhaGroup,
     help="Proxmox VE high availability: ha-manager's commands on a pvha configuration store.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help pages are pvha.cli.helpfmt's
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -3,8 +3,9 @@
 Importing Typer (and through it pydantic and rich) costs ~0.2 s at every start, ten
 times Python's own. :func:`run` serves these invocations without it:
 
-* ``pvha``, ``pvha --help``, ``pvha -h``: the root help as the Typer app renders it,
-  generated at build time into :mod:`pvha.cli.help_text` (``tools/gen_docs.py``);
+* ``pvha``, ``pvha --help``, ``pvha -h``: the root help as the Typer app renders it
+  (:mod:`pvha.cli.helpfmt`: plain text at :func:`help_width`), generated at build time
+  into :mod:`pvha.cli.help_text` (``tools/gen_docs.py``);
 * ``pvha [--config-dir DIR] config [--type vm|ct] [--output-format FMT] [--config-dir DIR]``;
 * ``pvha [--config-dir DIR] _complete WHAT [--config-dir DIR]`` (every TAB runs it).
 
@@ -12,10 +13,10 @@ The Typer commands call the same functions (:func:`store_at`, :func:`config_outp
 :func:`complete_output`), which live here because they must not import Typer, so the
 two entry points cannot drift apart. The output is byte for byte the Typer app's; to
 keep it so, :func:`run` returns None, having written nothing, for anything else and
-whenever the Typer app would print what only rich renders: an unknown option, a bad
-or repeated value, a config that does not load, a warning, help on a terminal, in
-colour or at another width. The Typer app then runs the command as before, so every
-message, option and other command stays Typer's.
+whenever the Typer app would print what only rich renders (an unknown option, a bad
+or repeated value, a config that does not load, a warning) or help at another width.
+The Typer app then runs the command as before, so every message, option and other
+command stays Typer's.
 
 Imports are local to the functions that need them: the help needs none of them.
 """
@@ -38,21 +39,6 @@ FORMATS = ("text", "json", "json-pretty", "yaml")
 TYPES = ("vm", "ct")
 CONFIG_DIR = "--config-dir"
 COMPLETE_VAR = "_PVHA_COMPLETE"  # click's shell-completion mode: the Typer app answers it
-# Environment read by Typer (rich_utils, core) or rich's Console that changes how the help
-# looks (colour, width, plain click help). COLUMNS is not here: the width is computed as
-# rich computes it, and compared with the generated one.
-RICH_ENV = (
-    "TYPER_USE_RICH",
-    "TERMINAL_WIDTH",
-    "_TYPER_FORCE_DISABLE_TERMINAL",
-    "GITHUB_ACTIONS",
-    "FORCE_COLOR",
-    "PY_COLORS",
-    "TTY_COMPATIBLE",
-    "TTY_INTERACTIVE",
-    "DATABRICKS_RUNTIME_VERSION",
-    "JUPYTER_COLUMNS",
-)
 
 
 # --- shared with the Typer commands ---------------------------------------------------------
@@ -135,6 +121,26 @@ def complete_output(store: Store, what: str) -> str:
     return "".join(f"{i}\n" for i in ids)
 
 
+def help_width(columns: int | None = None) -> int:
+    """The width help pages are wrapped at (:mod:`pvha.cli.helpfmt`) on a terminal of
+    ``columns`` (default: $COLUMNS if a positive number, else the size of the first
+    terminal among stdin, stdout and stderr, else 80): within 40 and 80, less a 2-column
+    margin."""
+    if columns is None:
+        env = os.environ.get("COLUMNS", "")
+        columns = int(env) if env.isdigit() and int(env) > 0 else _terminal_columns()
+    return min(max(columns, 40), 80) - 2
+
+
+def _terminal_columns() -> int:
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 80
+
+
 # --- the fast path ----------------------------------------------------------------------------
 
 
@@ -161,32 +167,14 @@ def run(argv: Sequence[str]) -> int | None:
 
 
 def _help(asked: bool) -> str | None:
-    """The root help if rich would render it exactly as generated: stdout not a
-    terminal (no colour), UTF-8 (box characters), the generated width."""
+    """The root help if the Typer app would print it exactly as generated: at the
+    generated width, to a UTF-8 stdout."""
     from pvha.cli import help_text
 
-    if any(name in os.environ for name in RICH_ENV):
-        return None
     encoding = (sys.stdout.encoding or "").lower()
-    if sys.stdout.isatty() or encoding not in ("utf-8", "utf8"):
-        return None
-    if _rich_width() != help_text.WIDTH:
+    if encoding not in ("utf-8", "utf8") or help_width() != help_text.WIDTH:
         return None
     return help_text.HELP if asked else help_text.NO_ARGS
-
-
-def _rich_width() -> int:
-    """The width rich's Console gives the help: $COLUMNS if numeric, else the size of
-    the first terminal among stdin, stdout and stderr, else 80."""
-    columns = os.environ.get("COLUMNS")
-    if columns is not None and columns.isdigit():
-        return int(columns)
-    for fd in (0, 1, 2):
-        try:
-            return os.get_terminal_size(fd).columns or 80
-        except (AttributeError, ValueError, OSError):
-            continue
-    return 80
 
 
 def _command(argv: Sequence[str]) -> str | None:

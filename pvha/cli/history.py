@@ -5,7 +5,9 @@ node, the guest (recoveries), the outcome (``offline``, ``fence``, ``online``;
 ``started``, ``failed``, ``verified off``, ``acknowledged, not verified``, ``lease
 expired``; ``placed``, ``running``, ``no recovery node``) and details (device, attempt,
 target node, why a fence failed). ``--incidents`` groups them into one timeline per
-node failure, with its durations (:mod:`pvha.incidents`).
+node failure, with its durations (:mod:`pvha.incidents`). PVE's standard output options
+apply to the table; ``--human-readable 0`` shows the times as recorded (seconds since
+the epoch).
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ from typing import Annotated, Any
 import typer
 
 from pvha.cli import render
-from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, store_for
+from pvha.cli.common import (
+    ConfigDirOpt,
+    HumanReadableOpt,
+    NoBorderOpt,
+    NoHeaderOpt,
+    OutputFormat,
+    OutputOpt,
+    QuietOpt,
+    shape,
+    store_for,
+)
 from pvha.cli.render import Column
 
 COLUMNS = [Column("when", "TIME"), Column("event", "EVENT"), Column("node", "NODE"),
@@ -55,6 +67,10 @@ def history(
         "--incidents", help="One timeline per node failure (detection, fencing, proof, each "
         "guest placed and running) with its durations, instead of the events.")] = False,
     output_format: OutputOpt = OutputFormat.text,
+    noborder: NoBorderOpt = "0",
+    noheader: NoHeaderOpt = "0",
+    quiet: QuietOpt = "0",
+    human_readable: HumanReadableOpt = "1",
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """List fence and recovery events (time, node, guest, outcome), oldest first."""
@@ -69,12 +85,13 @@ def history(
         return
     if limit is not None:
         events = events[-limit:]
-    table = rows(events)
+    table, how = rows(events), shape(noborder, noheader, quiet)
     if output_format is OutputFormat.text:
-        render.render(table, COLUMNS, "text")
+        columns = COLUMNS if human_readable == "1" else [Column("time", "TIME"), *COLUMNS[1:]]
+        render.render(table, columns, "text", shape=how)
         return
     render.render([{k: v for k, v in r.items() if k != "when"} for r in table], COLUMNS,
-                  output_format.value)
+                  output_format.value, shape=how)
 
 
 def _incidents(events: list[dict[str, Any]], limit: int | None, fmt: OutputFormat) -> None:

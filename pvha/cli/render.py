@@ -8,6 +8,11 @@
   caller passes ``text=``, that function's string (used for ``ha-manager``'s own text
   layouts such as ``config`` and ``status``).
 
+A :class:`Shape` carries PVE's standard output options (``--noborder``, ``--noheader``,
+``--quiet``, as PVE's CLIFormatter reads them): the table without its border (the
+aligned plain text, on a terminal too), without its header row, or nothing printed at
+all, in any format. Border and header concern the table only.
+
 :func:`formatted` is the same output as a string wherever no rich table is involved.
 
 Diagnostics go to stderr through :func:`error` and :func:`warn`, never to stdout.
@@ -40,6 +45,16 @@ class Column:
     header: str
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """PVE's standard output options: border lines and header row of the text table;
+    ``quiet`` prints nothing."""
+
+    border: bool = True
+    header: bool = True
+    quiet: bool = False
+
+
 def _cell(value: object) -> str:
     if value is None:
         return ""
@@ -48,20 +63,22 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def plain_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
-    """Left-aligned columns separated by two spaces, header first; no trailing blanks."""
-    table = [[c.header for c in columns]] + [[_cell(r.get(c.key)) for c in columns] for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+def plain_table(rows: Sequence[Row], columns: Sequence[Column], header: bool = True) -> str:
+    """Left-aligned columns separated by two spaces, header first (unless ``header`` is
+    false); no trailing blanks."""
+    table = [[c.header for c in columns]] if header else []
+    table += [[_cell(r.get(c.key)) for c in columns] for r in rows]
+    widths = [max((len(line[i]) for line in table), default=0) for i in range(len(columns))]
     return "".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n" for line in table
     )
 
 
-def rich_table(rows: Sequence[Row], columns: Sequence[Column]) -> Table:
+def rich_table(rows: Sequence[Row], columns: Sequence[Column], header: bool = True) -> Table:
     """``rows`` as the rich table :func:`render` prints on a terminal."""
     from rich.table import Table
 
-    table = Table(show_lines=False, header_style="bold")
+    table = Table(show_lines=False, header_style="bold", show_header=header)
     for column in columns:
         table.add_column(column.header)
     for row in rows:
@@ -69,10 +86,12 @@ def rich_table(rows: Sequence[Row], columns: Sequence[Column]) -> Table:
     return table
 
 
-def _rich_table(rows: Sequence[Row], columns: Sequence[Column], out: TextIO) -> None:
+def _rich_table(
+    rows: Sequence[Row], columns: Sequence[Column], out: TextIO, header: bool
+) -> None:
     from rich.console import Console
 
-    Console(file=out).print(rich_table(rows, columns))
+    Console(file=out).print(rich_table(rows, columns, header))
 
 
 def render(
@@ -82,13 +101,17 @@ def render(
     *,
     text: Callable[[Sequence[Row]], str] | None = None,
     out: TextIO | None = None,
+    shape: Shape = Shape(),
 ) -> None:
-    """Write ``rows`` to ``out`` (stdout) in ``fmt`` (one of FORMATS)."""
+    """Write ``rows`` to ``out`` (stdout) in ``fmt`` (one of FORMATS), shaped by ``shape``."""
+    if shape.quiet:
+        return
     out = out or sys.stdout
-    if text is None and fmt not in ("json", "json-pretty", "yaml") and out.isatty():
-        _rich_table(rows, columns, out)
+    table = text is None and fmt not in ("json", "json-pretty", "yaml")
+    if table and shape.border and out.isatty():
+        _rich_table(rows, columns, out, shape.header)
     else:
-        out.write(formatted(rows, fmt, text or (lambda r: plain_table(r, columns))))
+        out.write(formatted(rows, fmt, text or (lambda r: plain_table(r, columns, shape.header))))
 
 
 def formatted(rows: Sequence[Row], fmt: str, text: Callable[[Sequence[Row]], str]) -> str:

@@ -1,4 +1,8 @@
-"""``rules add|set|remove|config|list`` for node-affinity and resource-affinity rules."""
+"""``rules add|set|remove|config|list`` for node-affinity and resource-affinity rules.
+
+``config`` and ``list`` take PVE's standard output options, as ``ha-manager`` does
+(``--output-format``, ``--noborder``, ``--noheader``, ``--quiet``, ``--human-readable``).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,15 @@ from pvha.cli.common import (
     CommentOpt,
     ConfigDirOpt,
     DeleteOpt,
+    HumanReadableOpt,
+    NoBorderOpt,
+    NoHeaderOpt,
     OutputFormat,
     OutputOpt,
+    QuietOpt,
     RuleArg,
     pve_bool,
+    shape,
     store_for,
     value,
 )
@@ -196,11 +205,16 @@ def config(
     type_: FilterType = None,
     resource: FilterResource = None,
     output_format: OutputOpt = OutputFormat.text,
+    noborder: NoBorderOpt = "0",
+    noheader: NoHeaderOpt = "0",
+    quiet: QuietOpt = "0",
+    human_readable: HumanReadableOpt = "1",
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Show HA rules with their state (in use, or ignored because of conflicts), in file order."""
+    del human_readable  # accepted as PVE accepts it: no rule value has a rendering
     rows = _rows(store_for(ctx, config_dir), value(type_), resource)
-    render.render(rows, RULE_COLUMNS, output_format.value)
+    render.render(rows, RULE_COLUMNS, output_format.value, shape=shape(noborder, noheader, quiet))
 
 
 @rules_app.command("list")
@@ -209,8 +223,13 @@ def list_(
     type_: FilterType = None,
     resource: FilterResource = None,
     output_format: OutputOpt = OutputFormat.text,
+    noborder: NoBorderOpt = "0",
+    noheader: NoHeaderOpt = "0",
+    quiet: QuietOpt = "0",
+    human_readable: HumanReadableOpt = "1",
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """List HA rules with all their options."""
+    del human_readable  # accepted as PVE accepts it: no rule value has a rendering
     rows = _rows(store_for(ctx, config_dir), value(type_), resource)
-    render.render(rows, LIST_COLUMNS, output_format.value)
+    render.render(rows, LIST_COLUMNS, output_format.value, shape=shape(noborder, noheader, quiet))

@@ -135,20 +135,22 @@ def ctl(
     """Send a command to a running `pvha sim serve` (hardware events and faults).
 
     \b
-    power NODE on|off       network NODE on|off      reboot NODE     shutdown NODE
-                            (reboot, shutdown: orderly; with --agents the HA shutdown
-                            policy is applied before the power goes off)
+    power NODE on|off       network NODE on|off      reboot NODE   shutdown NODE
+                            (reboot, shutdown: orderly; with --agents the HA
+                            shutdown policy is applied before the power goes off)
     partition node1,node2 node3,node4 (split)        partition heal
     guest VMID start|stop   guest VMID lock NAME|unlock
     guest VMID pause|resume|suspend|io-error (a running VM's QEMU state)
     guest VMID fail start|migrate   guest VMID hang start|stop|shutdown|migrate
                             (the guest's next such task fails / never ends)
     guest VMID template     (a stopped guest becomes a template)
-    guest VMID pve-ha started|stopped|disabled|ignored|off (PVE's own HA manages it)
+    guest VMID pve-ha started|stopped|disabled|ignored|off
+                            (PVE's own HA manages it)
     latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
     bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)
-    cfs NODE delay SECONDS|stop|resume   (cfs propagation to NODE; resume: --cfs-delay)
+    cfs NODE delay SECONDS|stop|resume   (cfs propagation to NODE;
+                                         resume: --cfs-delay)
     cfs NODE readonly on|off             cfs NODE full on|off (EROFS / ENOSPC)
     status                  (the cluster's truth as JSON)
     requests [reset]        (API requests handled, by method and path template)

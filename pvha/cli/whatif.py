@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from pvha.cli import render
-from pvha.cli.common import ConfigDirOpt, OutputFormat, OutputOpt, SettingsOpt, store_for
+from pvha.cli.common import (
+    ConfigDirOpt,
+    NoBorderOpt,
+    NoHeaderOpt,
+    OutputFormat,
+    OutputOpt,
+    QuietOpt,
+    SettingsOpt,
+    shape,
+    store_for,
+)
 from pvha.cli.render import Column
 from pvha.errors import ApiError, UsageError
 
@@ -70,6 +80,9 @@ def what_if(
                                       help="The nodes that fail.")],
     inventory: InventoryOpt = None,
     output_format: OutputOpt = OutputFormat.text,
+    noborder: NoBorderOpt = "0",
+    noheader: NoHeaderOpt = "0",
+    quiet: QuietOpt = "0",
     config_dir: ConfigDirOpt = None,
     settings_file: SettingsOpt = None,
 ) -> None:
@@ -82,8 +95,9 @@ def what_if(
         raise UsageError("--fail needs at least one node")
     inv, cfg, groups, rules = _inputs(ctx, config_dir, inventory, settings_file)
     outcome = whatif.what_if(inv, cfg, groups, rules, nodes)
-    render.render(_rows(outcome), COLUMNS, output_format.value)
-    if output_format is OutputFormat.text:
+    how = shape(noborder, noheader, quiet)
+    render.render(_rows(outcome), COLUMNS, output_format.value, shape=how)
+    if output_format is OutputFormat.text and not how.quiet:
         for node, load in sorted(outcome.nodes.items()):
             render.note(f"{node}: memory {load.mem / whatif.GIB:.1f} of "
                         f"{load.maxmem / whatif.GIB:.1f} GiB, cores {load.cpu:g} of "

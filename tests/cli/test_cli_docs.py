@@ -76,7 +76,7 @@ def test_help_text_lists_every_top_level_command() -> None:
     from pvha.cli import help_text
 
     for name in _gen_docs().build_tree().children:
-        assert f"│ {name} " in help_text.HELP, name
+        assert f"\n  {name} " in help_text.HELP, name
     assert help_text.NO_ARGS.startswith(help_text.HELP[:200])
 
 

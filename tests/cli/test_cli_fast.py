@@ -65,15 +65,16 @@ HELP_CASES = [
     case("help-term-dumb", "-h", fast=True, TERM="dumb"),
     case("help-lines", "--help", fast=True, LINES="10"),
     case("bare-utf8", fast=True, PYTHONIOENCODING="utf-8"),
-    case("help-columns-100", "--help", fast=False, COLUMNS="100"),
-    case("bare-columns-120", fast=False, COLUMNS="120"),
-    case("help-columns-0", "--help", fast=False, COLUMNS="0"),
-    case("help-force-color", "--help", fast=False, FORCE_COLOR="1"),
-    case("help-py-colors", "--help", fast=False, PY_COLORS="1"),
-    case("help-github", "--help", fast=False, GITHUB_ACTIONS="true"),
-    case("help-tty-compatible", "--help", fast=False, TTY_COMPATIBLE="1"),
-    case("help-terminal-width", "--help", fast=False, TERMINAL_WIDTH="80"),
-    case("help-no-rich", "--help", fast=False, TYPER_USE_RICH="0"),
+    case("help-columns-100", "--help", fast=True, COLUMNS="100"),  # help stops at 80
+    case("bare-columns-120", fast=True, COLUMNS="120"),
+    case("help-columns-0", "--help", fast=True, COLUMNS="0"),
+    case("help-columns-60", "--help", fast=False, COLUMNS="60"),
+    case("help-force-color", "--help", fast=True, FORCE_COLOR="1"),  # plain text, no colour
+    case("help-py-colors", "--help", fast=True, PY_COLORS="1"),
+    case("help-github", "--help", fast=True, GITHUB_ACTIONS="true"),
+    case("help-tty-compatible", "--help", fast=True, TTY_COMPATIBLE="1"),
+    case("help-terminal-width", "--help", fast=True, TERMINAL_WIDTH="80"),
+    case("help-no-rich", "--help", fast=True, TYPER_USE_RICH="0"),
     case("help-latin1", "--help", fast=False, PYTHONIOENCODING="latin-1"),
     case("help-ascii", "-h", fast=False, PYTHONIOENCODING="ascii"),
     case(
@@ -494,8 +495,8 @@ def _run_pty(code: str, args: list[str], env: dict[str, str]) -> tuple[int, byte
 @pytest.mark.parametrize(
     ("args", "fast"),
     [
-        (["--help"], False),  # rich renders it in colour, at the terminal's width
-        ([], False),
+        (["--help"], True),  # plain text at the terminal's width (80)
+        ([], True),
         (["--config-dir", "{cfg}", "config"], True),  # config's text is never a rich table
         (["--config-dir", "{cfg}", "config", "--output-format", "json"], True),
     ],
