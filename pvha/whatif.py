@@ -105,20 +105,38 @@ def load_inventory(path: Path) -> Inventory:
         raise ConfigError(f"cannot read the inventory: {exc.strerror}", str(path)) from None
     except ValueError as exc:
         raise ConfigError(f"the inventory is not JSON: {exc}", str(path)) from None
-    try:
-        nodes = {str(n): (float(v.get("maxcpu", 0)), float(v["maxmem"]))
-                 for n, v in data["nodes"].items()}
-        guests = {str(s): (str(v["node"]), float(v.get("maxcpu", 0)), float(v["maxmem"]),
-                           bool(v.get("running", True)))
-                  for s, v in data.get("guests", {}).items()}
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"bad inventory ({type(exc).__name__}: {exc}); expected "
-                          '{"nodes": {NODE: {"maxcpu", "maxmem"}}, "guests": {SID: '
-                          '{"node", "maxcpu", "maxmem", "running"}}}', str(path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), dict):
+        raise ConfigError('the inventory needs "nodes": {NODE: {"maxcpu": N, "maxmem": '
+                          'BYTES}} (and "guests": {SID: {"node", "maxcpu", "maxmem", '
+                          '"running"}})', str(path))
+    guests_in = data.get("guests", {})
+    if not isinstance(guests_in, dict):
+        raise ConfigError('"guests" must be an object: {SID: {"node", "maxcpu", "maxmem", '
+                          '"running"}}', str(path))
+    nodes = {str(n): (_number(v, "maxcpu", f"node {n}", path, 0.0),
+                      _number(v, "maxmem", f"node {n}", path))
+             for n, v in data["nodes"].items()}
+    guests = {}
+    for sid, v in guests_in.items():
+        where = f"guest {sid}"
+        if not isinstance(v, dict) or not isinstance(v.get("node"), str):
+            raise ConfigError(f'{where}: "node" must name a node', str(path))
+        guests[str(sid)] = (v["node"], _number(v, "maxcpu", where, path, 0.0),
+                            _number(v, "maxmem", where, path), bool(v.get("running", True)))
     unknown = sorted({g[0] for g in guests.values()} - set(nodes))
     if unknown:
         raise ConfigError(f"guests on unknown node(s): {', '.join(unknown)}", str(path))
     return Inventory(nodes, guests)
+
+
+def _number(entry: Any, key: str, where: str, path: Path, default: float | None = None) -> float:
+    """``entry[key]`` as a number >= 0; ConfigError naming ``where`` and ``key``."""
+    value = entry.get(key, default) if isinstance(entry, dict) else None
+    if value is None:
+        raise ConfigError(f'{where}: "{key}" is missing', str(path))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f'{where}: "{key}" must be a number >= 0, got {value!r}', str(path))
+    return float(value)
 
 
 def what_if(inv: Inventory, cfg: HAConfig, groups_text: str, rules_text: str,

@@ -107,7 +107,7 @@ def _full_screen(store: Store, settings_file: str | None, interval: float) -> No
 
     frames = Frames(store, settings_file, interval)
     first = next(frames)  # bad input fails here, before the screen is switched
-    with Live(first, console=Console(), screen=True, auto_refresh=False) as live:
+    with Live(first, console=Console(emoji=False), screen=True, auto_refresh=False) as live:
         while True:
             time.sleep(interval)
             live.update(next(frames), refresh=True)

@@ -75,14 +75,16 @@ def plain_table(rows: Sequence[Row], columns: Sequence[Column], header: bool = T
 
 
 def rich_table(rows: Sequence[Row], columns: Sequence[Column], header: bool = True) -> Table:
-    """``rows`` as the rich table :func:`render` prints on a terminal."""
+    """``rows`` as the rich table :func:`render` prints on a terminal; cells are plain
+    text (a comment holding ``[red]`` or ``:100:`` is shown as written)."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(show_lines=False, header_style="bold", show_header=header)
     for column in columns:
-        table.add_column(column.header)
+        table.add_column(Text(column.header))
     for row in rows:
-        table.add_row(*(_cell(row.get(c.key)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c.key))) for c in columns))
     return table
 
 
@@ -91,7 +93,7 @@ def _rich_table(
 ) -> None:
     from rich.console import Console
 
-    Console(file=out).print(rich_table(rows, columns, header))
+    Console(file=out, emoji=False).print(rich_table(rows, columns, header))
 
 
 def render(
@@ -144,7 +146,7 @@ def section_text(rows: Sequence[Row], header: Callable[[Row], str], skip: Sequen
 def _stderr() -> Console:
     from rich.console import Console
 
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def error(message: str) -> None:

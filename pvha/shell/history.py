@@ -134,7 +134,27 @@ class Recorder:
         self.clock = clock
         self.on_error = on_error
         self.placed: dict[str, str] = {}  # sid -> fenced node, until it runs
+        self._down: set[str] | None = None  # nodes journaled offline/fence and not back
         self._lock = threading.Lock()
+
+    def _node_event(self, node: str, outcome: str) -> None:
+        """Journal a node's detection, fence or return; a return only after a journaled
+        failure (a manager's first round sees every node come online: that is no event).
+        The failed nodes are first read from the journal, so a restarted watcher still
+        records the return of a node that failed under its predecessor."""
+        if self._down is None:
+            last: dict[str, str] = {}
+            for ev in self.history.read():
+                if ev.get("event") == "node":
+                    last[str(ev.get("node"))] = str(ev.get("outcome"))
+            self._down = {n for n, o in last.items() if o != "online"}
+        if outcome == "online":
+            if node not in self._down:
+                return
+            self._down.discard(node)
+        else:
+            self._down.add(node)
+        self.history.append("node", node, time=self.clock(), outcome=outcome)
 
     def __call__(self, node: str | None, msg: str) -> None:
         """``node`` None = a manager line, else the executor of ``node``."""
@@ -163,7 +183,7 @@ class Recorder:
                        else "online" if new == "online" and old in ("unknown", "fence")
                        else None)
             if outcome is not None:
-                self.history.append("node", node, time=self.clock(), outcome=outcome)
+                self._node_event(node, outcome)
             return
         m = _PLACED.match(msg)
         if m is not None:

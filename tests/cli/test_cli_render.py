@@ -55,3 +55,13 @@ def test_section_text_layout() -> None:
     assert section_text(rows, lambda r: str(r["sid"]), skip=("sid", "type")) == (
         "vm:100\n\tcomment x\n\tstate stopped\n\n"
     )
+
+
+def test_cells_and_errors_are_plain_text_never_markup_or_emoji(capsys) -> None:  # type: ignore[no-untyped-def]
+    from pvha.cli.render import error
+
+    out = _Tty()
+    render([{"sid": "vm:100:", "state": "[red]db[/red] :smile:"}], COLUMNS[:2], "text", out=out)
+    assert "vm:100:" in out.getvalue() and "[red]db[/red] :smile:" in out.getvalue()
+    error('guest vm:100: "maxmem" is missing [bold]')
+    assert capsys.readouterr().err == 'pvha: error: guest vm:100: "maxmem" is missing [bold]\n'

@@ -146,10 +146,17 @@ def test_the_recorder_journals_the_managers_node_state_changes(tmp_path: Path) -
         rec(None, line)
         now[0] += 1
     rec("node1", "node 'node4': state changed from 'online' => 'unknown'")  # not the manager
+    # node1 coming online at the first round is no event; node2's return after its failure is
     assert [(e["node"], e["outcome"], e["time"]) for e in history.read()] == [
-        ("node1", "online", 1.0), ("node2", "offline", 2.0), ("node2", "fence", 3.0),
+        ("node2", "offline", 2.0), ("node2", "fence", 3.0),
         ("node3", "offline", 6.0), ("node2", "online", 7.0)]
     assert {e["event"] for e in history.read()} == {"node"}
+    # a restarted watcher still records the return of a node journaled as failed
+    again = Recorder(history, lambda: 9.0)
+    again(None, "node 'node1': state changed from 'unknown' => 'online'")
+    again(None, "node 'node3': state changed from 'unknown' => 'online'")
+    assert [(e["node"], e["outcome"]) for e in history.read()][-1] == ("node3", "online")
+    assert len(history.read()) == 5
 
 
 def test_history_incidents_command(tmp_path: Path) -> None:
