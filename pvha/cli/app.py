@@ -20,7 +20,7 @@ import typer
 from typer import _click as click
 from typer.core import TyperGroup
 
-from pvha.cli import agent, crm, fast, groups, render, resources, rules, watch, whatif
+from pvha.cli import agent, crm, fast, groups, import_pve, render, resources, rules, watch, whatif
 from pvha.cli import status as status_cmd
 from pvha.cli.common import CONFIG_DIR_HELP, store_for
 from pvha.cli.sim import sim_app
@@ -134,6 +134,7 @@ app.add_typer(sim_app, name="sim")
 watch.register(app)
 agent.register(app)
 whatif.register(app)
+import_pve.register(app)
 
 
 def main() -> None:

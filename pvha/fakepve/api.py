@@ -195,13 +195,13 @@ class Api:
     def h_cluster_ha_resources_sid(self, node: str, p: Params, ident: Identity) -> Reply:
         """``DELETE``: PVE's ``parse_sid`` (a bare VMID is typed from the guest list),
         then the domain-locked delete; ``sim ctl "guest VMID fail ha-delete"`` makes the
-        next one of that guest time out on the lock."""
+        next one of that guest fail writing resources.cfg (an error not worth a retry)."""
         sid = self._ha_sid(node, str(p["sid"]))
         self._ha_quorum(node, "delete resource")
         vmid = sid.partition(":")[2]
         if vmid.isdigit() and self.c.rt(int(vmid)).faults.pop("ha-delete", None):
-            raise PveError(500, "delete resource failed: cfs-lock 'domain-ha' error: got "
-                                "lock request timeout")
+            raise PveError(500, "delete resource failed: close (rename) - "
+                                "'/etc/pve/ha/resources.cfg' failed - Input/output error")
         ha_config.delete_resource(self.c.tree, node, sid, p.get("purge", "1") == "1")
         return ok(None)
 

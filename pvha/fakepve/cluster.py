@@ -123,7 +123,7 @@ class Runtime:
     qmp: str | None = None
     # injected for the next task of an action (start, stop, shutdown, migrate): "fail"
     # (the task ends with an error) or "hang" (it never ends); one-shot
-    # (or "ha-delete": the next DELETE of its PVE HA resource times out on the lock)
+    # (or "ha-delete": the next DELETE of its PVE HA resource fails writing the file)
     faults: dict[str, str] = field(default_factory=dict)
 
     def status(self, node: str) -> str:
