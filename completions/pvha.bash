@@ -3,7 +3,7 @@
 
 _pvha_subcommands() {
   case "$1" in
-    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history agent what-if check crm-command rules sim' ;;
+    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history agent what-if check import-pve crm-command rules sim' ;;
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
@@ -31,6 +31,7 @@ _pvha_options() {
     'agent') echo '--node --watchdog-socket --interval --watchdog-timeout --run-dir --cgroup-root --shutdown-timeout --cfs-root --verbose --settings --help -h' ;;
     'what-if') echo '--fail --inventory --output-format --config-dir --settings --help -h' ;;
     'check') echo '--tolerate --inventory --config-dir --settings --help -h' ;;
+    'import-pve') echo '--dry-run --output-format --config-dir --settings --help -h' ;;
     'crm-command') echo '--help -h' ;;
     'crm-command migrate') echo '--config-dir --help -h' ;;
     'crm-command relocate') echo '--config-dir --help -h' ;;
@@ -130,6 +131,9 @@ _pvha_value() {
     'check|--inventory') echo 'any' ;;
     'check|--config-dir') echo 'dir' ;;
     'check|--settings') echo 'any' ;;
+    'import-pve|--output-format') echo 'choice:text json json-pretty yaml' ;;
+    'import-pve|--config-dir') echo 'dir' ;;
+    'import-pve|--settings') echo 'any' ;;
     'crm-command migrate|--config-dir') echo 'dir' ;;
     'crm-command relocate|--config-dir') echo 'dir' ;;
     'crm-command stop|--config-dir') echo 'dir' ;;
@@ -204,6 +208,7 @@ _pvha_arg() {
     'groupset|0') echo 'dyn:groups' ;;
     'groupremove|0') echo 'dyn:groups' ;;
     'fence-ack|0') echo 'dyn:nodes' ;;
+    'import-pve|0') echo 'dyn:sids' ;;
     'crm-command migrate|0') echo 'dyn:sids' ;;
     'crm-command migrate|1') echo 'dyn:nodes' ;;
     'crm-command relocate|0') echo 'dyn:sids' ;;

@@ -55,6 +55,8 @@ HELP = (
     '│ check        Exit 1 when the loss of any TOLERATE nodes would leave an HA    │\n'
     '│              guest unplaced (for                                             │\n'
     '│              cron and monitoring); says which.                               │\n'
+    "│ import-pve   Move resources, with their groups and rules, from PVE's own HA  │\n"
+    "│              into pvha's config.                                             │\n"
     '│ crm-command  Queue a command for the HA manager.                             │\n'
     '│ rules        HA rules: node affinity and resource affinity.                  │\n'
     '│ sim          Deterministic HA simulator.                                     │\n'

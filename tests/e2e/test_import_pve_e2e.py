@@ -193,3 +193,45 @@ def test_a_half_done_import_is_safe_and_a_second_run_finishes_it(cluster: E2E) -
     wait_for(lambda: e2e.service_states().get("vm:101") == "started", 30,
              what="vm:101 taken over")
     assert monitor.stop() == set()
+
+
+def test_refusals_change_nothing_and_say_why_in_one_line(cluster: E2E) -> None:
+    e2e = cluster
+    refused = e2e.pvha("add", "vm:103", "--max-relocate", "3")  # PVE's HA has it
+    assert refused.returncode == 2 and "managed by PVE's own HA" in refused.stderr
+    resources = e2e.config_dir / "resources.cfg"
+    empty = resources.read_bytes()
+    resources.write_text("vm: 103\n\tmax_relocate 3\n\n")  # as by hand
+    before = (pvha_files(e2e), pve_files(e2e))
+    conflict = e2e.pvha("import-pve")
+    assert conflict.returncode == 1, conflict.stderr
+    assert conflict.stderr == ("pvha: error: resource vm:103 is already in pvha's config "
+                               "with other settings; remove it there or make it the same as "
+                               "PVE's, then import again\n")
+    assert (pvha_files(e2e), pve_files(e2e)) == before
+    resources.write_bytes(empty)
+    split = e2e.pvha("import-pve", "101", "--dry-run")  # a bare VMID, as PVE takes it
+    assert split.returncode == 1 and split.stderr.count("\n") == 1, split.stderr
+    assert "PVE's HA rule 'apart' ties vm:101 to vm:103" in split.stderr
+    (e2e.fp.cfs_root("node1") / "ha" / "rules.cfg").write_text(
+        PVE_RULES + "\nnode-affinity: also\n\tnodes node1\n\tresources vm:101\n")
+    wait_for(lambda: len(e2e.api().cluster.ha.rules.get()) == 3, 10, what="the third rule")
+    before = (pvha_files(e2e), pve_files(e2e))
+    twice = e2e.pvha("import-pve", "vm:100", "vm:101", "ct:102")
+    assert twice.returncode == 1 and twice.stderr.count("\n") == 1, twice.stderr
+    assert "ties vm:101 to vm:103" in twice.stderr
+    infeasible = e2e.pvha("import-pve", "vm:101", "vm:103", "--dry-run")
+    assert infeasible.returncode == 1 and infeasible.stderr.count("\n") == 1
+    assert infeasible.stderr.startswith("pvha: error: cannot import from PVE's HA: ")
+    assert "already used in another node affinity rule" in infeasible.stderr
+    unknown = e2e.pvha("import-pve", "vm:104")
+    assert unknown.returncode == 2 and unknown.stderr == (
+        "pvha: error: vm:104 is not managed by PVE's own HA\n")
+    env = {k: v for k, v in e2e.env().items() if k != "PVHA_HOSTS"}
+    offline = e2e.pvha("import-pve", env=env)
+    assert offline.returncode == 2 and "no API configured" in offline.stderr
+    assert (pvha_files(e2e), pve_files(e2e)) == before
+    text = e2e.pvha("import-pve", "ct:102", "--dry-run")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.split() == ["KIND", "ID", "PVHA", "PVE", "HA", "resource", "ct:102",
+                                   "add", "remove"]
