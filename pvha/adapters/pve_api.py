@@ -21,7 +21,9 @@ on some entries (pve-api-notes §2): an ``unknown`` guest's ``name`` and figures
 ``comment``) that Perl emitted as a number; HA options from ``resources.cfg`` as digit
 strings; entry types pvha does not use (storage, pool, sdn, network, anything newer) are
 skipped and unknown keys ignored. ``/nodes/{node}/status`` (informational, never used
-for a decision) keeps its lenient parsing.
+for a decision) keeps its lenient parsing. PVE's HA groups and rules (read only by
+``pvha import-pve``) keep every option, unknown ones too, as section-config strings, so
+the caller refuses what it cannot carry over rather than dropping it.
 
 Anything unexpected about a node or guest means "unknown, do nothing", never "offline":
 a node entry without a valid ``online``/``local``, a node or VMID listed twice, no or

@@ -21,8 +21,9 @@ rules ``rule``, ``type``, ``order`` (1-based position), ``digest``. The digest i
 SHA-1 of the file, as PVE's.
 
 Writes run as PVE's ``lock_ha_domain`` does: a node without quorum refuses them (500
-``<what> failed: cfs-lock 'domain-ha' error: no quorum!``), as does a pmxcfs write
-error. Deleting a resource also takes it out of every rule (PVE 9's ``purge``, default
+``<what> failed: cfs-lock 'domain-ha' error: no quorum!``, at once where PVE first waits
+about 10 s for the lock), as does a pmxcfs write error. PVE's privileges (Sys.Audit to
+read, Sys.Console to delete) are not checked: the fake's one user is root. Deleting a resource also takes it out of every rule (PVE 9's ``purge``, default
 1), a rule left without resources is deleted; a group still used by a resource is not
 deleted (``ha group is used by service '<sid>'``).
 """
