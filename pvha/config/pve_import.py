@@ -33,15 +33,15 @@ guest never has two managers; the round after PVE dropped it, pvha adds it where
 runs, so it is unmanaged for at most one round. An import that stops half-way (a failed
 ``DELETE``) leaves guests PVE still manages, which pvha goes on skipping; running the
 import again finds them already in pvha's config and finishes the removal. Until then a
-resource-affinity rule between a guest that moved and one that did not holds in neither
-stack (pvha's manager compiles rules over the services it manages).
+resource-affinity rule between a guest that moved and one that did not is kept by neither
+stack for that pair (neither acts on the other's guest).
 
 The skip is the manager's own (it holds for any way a guest got into pvha's config, a
 hand edit too); ``pvha add`` refusing such a guest only saves the administrator a
 surprise, and this import is the command meant to get past it. One window is PVE's:
 its CRM notices a removed resource at its next round (about 10 s), so a start or
-migration its LRM was already running finishes under PVE; pvha sees the guest's lock
-or its new node in its next view.
+migration its LRM was already running finishes under PVE; pvha's next view shows the
+guest where that left it.
 """
 
 from __future__ import annotations
