@@ -3,7 +3,7 @@
 
 _pvha_subcommands() {
   case "$1" in
-    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history agent what-if check explain crm-command rules sim' ;;
+    '') echo 'config add set remove delete migrate relocate groupadd groupset groupremove groupconfig status watch fence-ack history agent what-if check explain import-pve crm-command rules sim' ;;
     'crm-command') echo 'migrate relocate stop disarm-ha arm-ha node-maintenance' ;;
     'crm-command node-maintenance') echo 'enable disable' ;;
     'rules') echo 'add set remove config list' ;;
@@ -32,6 +32,7 @@ _pvha_options() {
     'what-if') echo '--fail --inventory --output-format --noborder --no-border --noheader --no-header --quiet --config-dir --settings --help -h' ;;
     'check') echo '--tolerate --inventory --config-dir --settings --help -h' ;;
     'explain') echo '--output-format --config-dir --settings --help -h' ;;
+    'import-pve') echo '--dry-run --output-format --config-dir --settings --help -h' ;;
     'crm-command') echo '--help -h' ;;
     'crm-command migrate') echo '--config-dir --help -h' ;;
     'crm-command relocate') echo '--config-dir --help -h' ;;
@@ -145,6 +146,9 @@ _pvha_value() {
     'explain|--output-format') echo 'choice:text json json-pretty yaml' ;;
     'explain|--config-dir') echo 'dir' ;;
     'explain|--settings') echo 'any' ;;
+    'import-pve|--output-format') echo 'choice:text json json-pretty yaml' ;;
+    'import-pve|--config-dir') echo 'dir' ;;
+    'import-pve|--settings') echo 'any' ;;
     'crm-command migrate|--config-dir') echo 'dir' ;;
     'crm-command relocate|--config-dir') echo 'dir' ;;
     'crm-command stop|--config-dir') echo 'dir' ;;
@@ -228,6 +232,7 @@ _pvha_arg() {
     'groupremove|0') echo 'dyn:groups' ;;
     'fence-ack|0') echo 'dyn:nodes' ;;
     'explain|0') echo 'dyn:sids' ;;
+    'import-pve|0') echo 'dyn:sids' ;;
     'crm-command migrate|0') echo 'dyn:sids' ;;
     'crm-command migrate|1') echo 'dyn:nodes' ;;
     'crm-command relocate|0') echo 'dyn:sids' ;;

@@ -182,6 +182,18 @@ class PveHaResource:
 
 
 @dataclass(frozen=True, slots=True)
+class PveHaSection:
+    """A group (``/cluster/ha/groups``) or rule (``/cluster/ha/rules``) of PVE's own HA
+    config: section type (``group``, ``node-affinity``, ``resource-affinity``), id, and
+    the options as the section-config file holds them (strings, in the answer's order;
+    the fields PVE's API adds, ``digest``, ``order``, ``errors``, are left out)."""
+
+    type: str
+    id: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NodeStatus:
     """``/nodes/{node}/status`` (proxied: needs that node alive)."""
 

@@ -475,13 +475,15 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ("PVHA_WATCHDOG_SOCKET", "pvha agent: watchdog-mux's socket (/run/watchdog-mux.sock)"),
     ("PVHA_DEBUG", "set to 1: a traceback for an internal error"),
 )
-PRIVILEGES = ("Sys.Audit", "VM.Audit", "VM.PowerMgmt", "VM.Migrate")
+PRIVILEGES = ("Sys.Audit", "VM.Audit", "VM.PowerMgmt", "VM.Migrate", "Sys.Console")
 """What pvha's API user (and its token) needs on ``/``, propagated: read the cluster, its
 quorum, PVE's own HA and other nodes' tasks (Sys.Audit), the guests (VM.Audit), start and
-stop them (VM.PowerMgmt), migrate them (VM.Migrate). Recovery moves configs on the cluster
-filesystem, not through the API, so no config privilege is needed."""
+stop them (VM.PowerMgmt), migrate them (VM.Migrate), and, for ``pvha import-pve`` only,
+remove resources and groups from PVE's own HA (Sys.Console, as PVE's HA API asks for any
+change). Recovery moves configs on the cluster filesystem, not through the API, so no
+config privilege is needed."""
 TOKEN_SETUP = (
-    'pveum role add PVHA --privs "Sys.Audit VM.Audit VM.PowerMgmt VM.Migrate"',
+    'pveum role add PVHA --privs "Sys.Audit VM.Audit VM.PowerMgmt VM.Migrate Sys.Console"',
     "pveum user add pvha@pve",
     "pveum acl modify / --users pvha@pve --roles PVHA",
     ("pveum user token add pvha@pve ha --privsep 0 --output-format json  # its \"value\": "

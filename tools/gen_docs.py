@@ -523,8 +523,10 @@ def readme(template: str) -> str:
     lines += ["", "Variables without a setting:", ""]
     lines += [f"- `{var}`: {text}" for var, text in settings.VARIABLES]
     lines += ["", (f"API token privileges, on `/`, propagated: {', '.join(settings.PRIVILEGES)} "
-              "(read the cluster and the guests, start, stop and migrate them; recovery moves "
-              "configs on the cluster filesystem, not through the API). For example:"), "",
+              "(read the cluster and the guests, start, stop and migrate them; Sys.Console only "
+              "for `pvha import-pve`, which removes resources from PVE's own HA; recovery "
+              "moves configs on the cluster filesystem, not through the API). For example:"),
+              "",
               *[f"    {line}" for line in settings.TOKEN_SETUP], "", README_END]
     head, sep, rest = template.partition(README_BEGIN)
     if not sep:

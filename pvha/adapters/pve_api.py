@@ -21,7 +21,9 @@ on some entries (pve-api-notes §2): an ``unknown`` guest's ``name`` and figures
 ``comment``) that Perl emitted as a number; HA options from ``resources.cfg`` as digit
 strings; entry types pvha does not use (storage, pool, sdn, network, anything newer) are
 skipped and unknown keys ignored. ``/nodes/{node}/status`` (informational, never used
-for a decision) keeps its lenient parsing.
+for a decision) keeps its lenient parsing. PVE's HA groups and rules (read only by
+``pvha import-pve``) keep every option, unknown ones too, as section-config strings, so
+the caller refuses what it cannot carry over rather than dropping it.
 
 Anything unexpected about a node or guest means "unknown, do nothing", never "offline":
 a node entry without a valid ``online``/``local``, a node or VMID listed twice, no or
@@ -61,6 +63,7 @@ from pvha.ports import (
     NodeResource,
     NodeStatus,
     PveHaResource,
+    PveHaSection,
     TaskStatus,
 )
 from pvha.settings import ApiSettings
@@ -161,6 +164,35 @@ class PveApi:
     def get_ha_resources(self) -> tuple[PveHaResource, ...]:
         """``GET /cluster/ha/resources``: the guests PVE's own HA manages."""
         return self._read("cluster/ha/resources", parse_ha_resources, [])
+
+    def get_ha_groups(self) -> tuple[PveHaSection, ...]:
+        """``GET /cluster/ha/groups``: PVE's legacy HA groups (none once PVE 9 migrated
+        them to rules)."""
+        return self._read("cluster/ha/groups", lambda d: parse_ha_sections(d, "group"), [])
+
+    def get_ha_rules(self) -> tuple[PveHaSection, ...]:
+        """``GET /cluster/ha/rules`` (PVE 9); a PVE 8 server, which has no rules and
+        answers 501 for the path, gives none."""
+        try:
+            return self._read("cluster/ha/rules", lambda d: parse_ha_sections(d, "rule"), [])
+        except ApiPermanentError as exc:
+            if exc.status == 501:
+                return ()
+            raise
+
+    def delete_ha_resource(self, sid: str) -> None:
+        """``DELETE /cluster/ha/resources/{sid}``: PVE's own HA stops managing the guest
+        (PVE 9 also takes it out of its rules). Not retried: a repeated delete of a
+        resource that is gone is an error."""
+        if not isinstance(sid, str) or not _SID_RE.fullmatch(sid):
+            raise ValueError(f"invalid HA resource id {sid!r}")
+        self.client.call("DELETE", f"cluster/ha/resources/{sid}", {}, idempotent=False)
+
+    def delete_ha_group(self, group: str) -> None:
+        """``DELETE /cluster/ha/groups/{group}`` (PVE refuses it while a resource uses it)."""
+        if not isinstance(group, str) or not _CONFIGID_RE.fullmatch(group):
+            raise ValueError(f"invalid HA group id {group!r}")
+        self.client.call("DELETE", f"cluster/ha/groups/{group}", {}, idempotent=False)
 
     def get_task_status(self, node: str, upid: str) -> TaskStatus:
         """``GET /nodes/{node}/tasks/{upid}/status`` (ask the UPID's node; proxied)."""
@@ -487,6 +519,40 @@ def parse_ha_resource(d: Any, index: int = 0) -> PveHaResource:
                          _opt_text(d, "comment", where))
 
 
+_API_FIELDS = ("type", "digest", "order", "errors")
+
+
+def parse_ha_sections(items: Any, id_key: str) -> tuple[PveHaSection, ...]:
+    """``/cluster/ha/groups`` (``id_key`` ``group``) or ``/cluster/ha/rules`` (``rule``).
+    Refused (ShapeError): not a list of objects; an id that is not a PVE config id, or
+    listed twice; a rule without a string ``type`` (groups have ``type: group``); an
+    option that is not a string or an integer (section-config values, booleans as 0/1).
+    Every other key is kept as an option, so a key pvha does not know reaches the caller
+    (which refuses what it cannot carry over) instead of being dropped."""
+    out: dict[str, PveHaSection] = {}
+    for index, e in enumerate(_entries(items)):
+        ident = e.get(id_key)
+        if not isinstance(ident, str) or not _CONFIGID_RE.fullmatch(ident):
+            raise ShapeError(_wrong(f"entry {index}", id_key, ident, "a PVE config id"))
+        where = f"{id_key} '{ident}'"
+        if ident in out:
+            raise ShapeError(f"{where} is listed twice")
+        kind = _req_str(e, "type", where) if id_key == "rule" else "group"
+        if id_key == "group" and _opt_str(e, "type", where) not in (None, "group"):
+            raise ShapeError(_wrong(where, "type", e.get("type"), "'group'"))
+        options = []
+        for key, value in e.items():
+            if key in _API_FIELDS or key == id_key:
+                continue
+            if type(value) is int or type(value) is bool:
+                value = str(int(value))
+            if type(value) is not str:
+                raise ShapeError(_wrong(where, key, value, "a string or an integer"))
+            options.append((key, value))
+        out[ident] = PveHaSection(kind, ident, tuple(options))
+    return tuple(out.values())
+
+
 def parse_task_status(upid: str, d: Any) -> TaskStatus:
     """``/nodes/{node}/tasks/{upid}/status``. Refused (ShapeError): not an object;
     ``status`` missing or not ``running``/``stopped``; ``upid``, when sent, another
@@ -527,6 +593,7 @@ def _refused(path: str, detail: str, host: str | None) -> ApiPermanentError:
 
 
 _SID_RE = re.compile(r"(vm|ct):([1-9][0-9]*)")
+_CONFIGID_RE = re.compile(r"[a-z][a-z0-9_-]+", re.IGNORECASE)
 
 
 def _entries(items: Any) -> list[Mapping[str, Any]]:

@@ -32,6 +32,7 @@ from pvha.cli import (
     fast,
     groups,
     helpfmt,
+    import_pve,
     render,
     resources,
     rules,
@@ -198,6 +199,7 @@ watch.register(app)
 agent.register(app)
 whatif.register(app)
 explain.register(app)
+import_pve.register(app)
 
 
 def main() -> None:

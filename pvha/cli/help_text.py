@@ -55,6 +55,8 @@ HELP = (
     '               group and rules that apply (and those dropped), each node with\n'
     '               why it is excluded or its CRS score, the node placement\n'
     '               chooses, restart and relocate counters, and what it waits for.\n'
+    "  import-pve   Move resources, with their groups and rules, from PVE's own HA\n"
+    "               into pvha's config.\n"
     '  crm-command  Queue a command for the HA manager.\n'
     '  rules        HA rules: node affinity and resource affinity.\n'
     '  sim          Deterministic HA simulator.\n'

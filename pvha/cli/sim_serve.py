@@ -143,9 +143,11 @@ def ctl(
     guest VMID pause|resume|suspend|io-error (a running VM's QEMU state)
     guest VMID fail start|migrate   guest VMID hang start|stop|shutdown|migrate
                             (the guest's next such task fails / never ends)
+    guest VMID fail ha-delete (the next DELETE of its PVE HA resource fails)
     guest VMID template     (a stopped guest becomes a template)
     guest VMID pve-ha started|stopped|disabled|ignored|off
-                            (PVE's own HA manages it)
+                            (PVE's own HA manages it; STATE_DIR/cfs/ha/*.cfg,
+                            PVE's HA config, seeds it too)
     latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
     bmc NODE fail|work      (with --bmc: the node's BMC stops / starts answering)

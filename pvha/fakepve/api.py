@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pvha.fakepve import actions, schema
+from pvha.fakepve import actions, ha_config, schema
 from pvha.fakepve.auth import Auth, AuthFailure, Identity
 from pvha.fakepve.cluster import GIB, Cluster, GuestConf
 from pvha.fakepve.tasks import UPID_RE, Task
@@ -172,7 +172,8 @@ class Api:
         if kind in (None, "node"):
             out += [self._node_entry(node, n, resources=True) for n in sorted(self.c.nodes)]
         if kind in (None, "vm"):
-            out += [self._guest_entry(node, conf)
+            hastate = ha_config.states(self.c.tree, node)
+            out += [self._guest_entry(node, conf, hastate)
                     for _, conf in sorted(self.c.configs(node).items())]
         if kind in (None, "storage"):
             out += [self._storage_entry(node, n) for n in sorted(self.c.nodes)]
@@ -182,15 +183,46 @@ class Api:
         return ok([t.list_entry() for t in self.c.tasks.all()[:50]])
 
     def h_cluster_ha_resources(self, node: str, p: Params, ident: Identity) -> Reply:
-        """The guests PVE's own HA manages (``sim ctl guest VMID pve-ha STATE``)."""
-        out = []
-        for vmid, conf in sorted(self.c.configs(node).items()):
-            state = self.c.rt(vmid).pve_ha
-            kind = "vm" if conf.kind == "qemu" else "ct"
-            if state is not None and p.get("type") in (None, kind):
-                out.append({"sid": f"{kind}:{vmid}", "type": kind, "state": state,
-                            "digest": hashlib.sha1(f"{vmid}{state}".encode()).hexdigest()})
-        return ok(out)
+        """PVE's own HA resources, from ``ha/resources.cfg`` in ``node``'s view."""
+        return ok(ha_config.resources(self.c.tree, node, p.get("type")))
+
+    def h_cluster_ha_groups(self, node: str, p: Params, ident: Identity) -> Reply:
+        return ok(ha_config.groups(self.c.tree, node))
+
+    def h_cluster_ha_rules(self, node: str, p: Params, ident: Identity) -> Reply:
+        return ok(ha_config.rules(self.c.tree, node, p.get("type"), p.get("resource")))
+
+    def h_cluster_ha_resources_sid(self, node: str, p: Params, ident: Identity) -> Reply:
+        """``DELETE``: PVE's ``parse_sid`` (a bare VMID is typed from the guest list),
+        then the domain-locked delete; ``sim ctl "guest VMID fail ha-delete"`` makes the
+        next one of that guest fail writing resources.cfg (an error not worth a retry)."""
+        sid = self._ha_sid(node, str(p["sid"]))
+        self._ha_quorum(node, "delete resource")
+        vmid = sid.partition(":")[2]
+        if vmid.isdigit() and self.c.rt(int(vmid)).faults.pop("ha-delete", None):
+            raise PveError(500, "delete resource failed: close (rename) - "
+                                "'/etc/pve/ha/resources.cfg' failed - Input/output error")
+        ha_config.delete_resource(self.c.tree, node, sid, p.get("purge", "1") == "1")
+        return ok(None)
+
+    def h_cluster_ha_groups_group(self, node: str, p: Params, ident: Identity) -> Reply:
+        """``DELETE`` of a legacy group (refused while a resource uses it)."""
+        self._ha_quorum(node, "delete ha group")
+        ha_config.delete_group(self.c.tree, node, str(p["group"]))
+        return ok(None)
+
+    def _ha_sid(self, node: str, sid: str) -> str:
+        if schema.HA_VMID_RE.match(sid):  # a bare VMID
+            conf = self.c.configs(node).get(int(sid))
+            if conf is None:
+                raise PveError(500, f"unable to detect SID from VMID - VM/CT {sid} does "
+                                    "not exist")
+            return f"{'vm' if conf.kind == 'qemu' else 'ct'}:{sid}"
+        return sid  # the schema checked its format
+
+    def _ha_quorum(self, node: str, what: str) -> None:
+        if not self.c.quorate(node):
+            raise PveError(500, f"{what} failed: cfs-lock 'domain-ha' error: no quorum!")
 
     def h_cluster_ha_status_current(self, node: str, p: Params, ident: Identity) -> Reply:
         q = self.c.quorate(node)
@@ -222,7 +254,8 @@ class Api:
         used = sum(c.maxmem for v, c in confs.items() if self.c.is_running(v, name))
         return 2 * GIB + used
 
-    def _guest_entry(self, viewer: str, conf: GuestConf) -> dict[str, Any]:
+    def _guest_entry(self, viewer: str, conf: GuestConf,
+                     hastate: Mapping[str, str]) -> dict[str, Any]:
         e: dict[str, Any] = {"id": f"{conf.kind}/{conf.vmid}", "vmid": conf.vmid,
                              "node": conf.node, "type": conf.kind}
         s = self.c.sample(viewer, conf)
@@ -242,8 +275,9 @@ class Api:
             e["lock"] = lock
         if conf.values.get("tags"):
             e["tags"] = conf.values["tags"]
-        if rt.pve_ha is not None:
-            e["hastate"] = rt.pve_ha  # pvestatd's view of PVE HA's state
+        sid = f"{'vm' if conf.kind == 'qemu' else 'ct'}:{conf.vmid}"
+        if sid in hastate:
+            e["hastate"] = hastate[sid]  # pvestatd's view of PVE HA's state
         return e
 
     def _storage_entry(self, viewer: str, name: str) -> dict[str, Any]:

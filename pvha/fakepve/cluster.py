@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pvha.fakepve import ha_config
 from pvha.fakepve.tasks import Scheduler, Task, TaskTable
 from pvha.fakepve.tree import DirTree, Tree
+from pvha.fakepve.wire import PveError
 
 log = logging.getLogger("pvha.fakepve")
 
@@ -121,8 +123,8 @@ class Runtime:
     qmp: str | None = None
     # injected for the next task of an action (start, stop, shutdown, migrate): "fail"
     # (the task ends with an error) or "hang" (it never ends); one-shot
+    # (or "ha-delete": the next DELETE of its PVE HA resource fails writing the file)
     faults: dict[str, str] = field(default_factory=dict)
-    pve_ha: str | None = None  # the state PVE's own HA manages it with (ha-manager add)
 
     def status(self, node: str) -> str:
         """The status PVE's resource list shows for the guest on ``node``."""
@@ -431,11 +433,21 @@ class Cluster:
             self.rt(vmid).faults[action] = fault
 
     def set_pve_ha(self, vmid: int, state: str | None) -> None:
-        """PVE's own HA manages the guest with ``state`` (None: it does not)."""
+        """PVE's own HA manages the guest with ``state`` (None: it does not), written to
+        ``ha/resources.cfg`` on the first quorate node, as ``ha-manager`` run there does."""
         with self.lock:
-            if self.config(vmid) is None:
+            conf = self.config(vmid)
+            if conf is None:
                 raise KeyError(f"no guest {vmid}")
-            self.rt(vmid).pve_ha = state
+            writer = next((n for n in sorted(self.nodes) if self.nodes[n].power
+                           and self.quorate(n)), None)
+            if writer is None:
+                raise ValueError("no node has quorum: ha-manager cannot write its config")
+            sid = f"{'vm' if conf.kind == 'qemu' else 'ct'}:{vmid}"
+            try:
+                ha_config.set_state(self.tree, writer, sid, state)
+            except PveError as exc:
+                raise ValueError(exc.message) from None
 
     def make_template(self, vmid: int) -> None:
         """Mark a stopped guest as a template (``template: 1`` in its config), as

@@ -150,14 +150,15 @@ def _guest(fake: FakePve, a: list[str]) -> Any:
 
 
 def _guest_fault(fake: FakePve, vmid: int, a: list[str]) -> Any:
-    """``fail|hang ACTION`` (the guest's next such task), ``template``, ``io-error``,
-    ``pve-ha STATE|off``."""
+    """``fail|hang ACTION`` (the guest's next such task; ``fail ha-delete``: the next
+    DELETE of its PVE HA resource), ``template``, ``io-error``, ``pve-ha STATE|off``."""
     what = a[0]
     if what in ("template", "io-error") and len(a) != 1 or (
-            what in ("fail", "hang") and (len(a) != 2 or a[1] not in _TASKS)) or (
+            what in ("fail", "hang") and (len(a) != 2 or a[1] not in (*_TASKS, "ha-delete"))) or (
             what == "fail" and a[1] in ("stop", "shutdown")) or (
+            what == "hang" and a[1] == "ha-delete") or (
             what == "pve-ha" and (len(a) != 2 or a[1] not in _PVE_HA_STATES)):
-        raise CtlError("expected: guest VMID fail start|migrate, guest VMID hang "
+        raise CtlError("expected: guest VMID fail start|migrate|ha-delete, guest VMID hang "
                        "start|stop|shutdown|migrate, guest VMID template, guest VMID io-error, "
                        f"guest VMID pve-ha {'|'.join(_PVE_HA_STATES)}")
     try:

@@ -7,6 +7,7 @@
     DIR/cfs/                  the cluster filesystem's saved tree (pmxcfs's config.db)
         nodes/<node>/qemu-server/<vmid>.conf, nodes/<node>/lxc/<vmid>.conf
         pvha/resources.cfg    the HA guests pvha manages
+        ha/resources.cfg, groups.cfg, rules.cfg   PVE's own HA config (fakepve.ha_config)
     DIR/nodes/<node>/pve/     the node's pmxcfs mount, laid out like /etc/pve (node1's is
                               PVHA_CFS_ROOT); without FUSE, DIR/cfs is used live instead
     DIR/settings.toml         pvha settings pointing at the simulator
@@ -83,6 +84,7 @@ def make_cfs(cfs: Path, names: list[str], guests: int,
         for sub in CONF_DIRS.values():
             (cfs / "nodes" / node / sub).mkdir(parents=True, exist_ok=True)
     (cfs / "pvha").mkdir(parents=True, exist_ok=True)
+    (cfs / "ha").mkdir(parents=True, exist_ok=True)  # PVE's own HA config (fakepve.ha_config)
     (cfs / "priv" / "lock").mkdir(parents=True, exist_ok=True)
     if not fresh:
         return []

@@ -8,8 +8,8 @@ regenerates it; a test checks the two agree when the shared folder is present.
 Checks made (pve-common ``JSONSchema.pm`` ``check_type``/``check_prop``), with PVE's
 texts: unknown parameter, missing required parameter, ``type check ('boolean') failed``
 (only ``1``/``0``), integers and numbers, enum, minimum/maximum, maxLength, and the
-``pve-node`` / ``pve-vmid`` formats. Every failure gives 400 ``Parameter verification
-failed.`` with one text per parameter.
+``pve-node``, ``pve-vmid``, ``pve-configid`` and ``pve-ha-resource-or-vm-id`` formats.
+Every failure gives 400 ``Parameter verification failed.`` with one text per parameter.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ SERVED: tuple[tuple[str, str], ...] = (
     ("GET", "/cluster/resources"),
     ("GET", "/cluster/tasks"),
     ("GET", "/cluster/ha/resources"),
+    ("DELETE", "/cluster/ha/resources/{sid}"),
+    ("GET", "/cluster/ha/groups"),
+    ("DELETE", "/cluster/ha/groups/{group}"),
+    ("GET", "/cluster/ha/rules"),
     ("GET", "/cluster/ha/status/current"),
     ("GET", "/nodes"),
     ("GET", "/nodes/{node}/status"),
@@ -54,6 +58,9 @@ SERVED: tuple[tuple[str, str], ...] = (
 
 _KEEP = ("type", "optional", "enum", "format", "minimum", "maximum", "maxLength", "default")
 _NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
+_CONFIGID_RE = re.compile(r"^[a-z][a-z0-9_-]+$", re.IGNORECASE)
+HA_VMID_RE = re.compile(r"^[1-9][0-9]{2,8}$")
+_HA_SID_RE = re.compile(r"^[a-z]+:\S+$")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _NUM_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -168,8 +175,17 @@ def check_value(s: Mapping[str, Any], value: str) -> str | None:
         return f"value '{value}' does not have a value in the enumeration '{', '.join(s['enum'])}'"
     if "maxLength" in s and len(value) > int(s["maxLength"]):
         return f"value may only be {s['maxLength']} characters long"
-    if s.get("format") == "pve-node" and not _NODE_RE.match(value):
+    return _check_format(str(s.get("format", "")), value)
+
+
+def _check_format(fmt: str, value: str) -> str | None:
+    if fmt == "pve-node" and not _NODE_RE.match(value):
         return "value does not look like a valid node name"
+    if fmt == "pve-configid" and not _CONFIGID_RE.match(value):
+        return f"invalid configuration ID '{value}'"
+    if fmt == "pve-ha-resource-or-vm-id" and not (
+            HA_VMID_RE.match(value) or _HA_SID_RE.match(value)):
+        return "value does not look like a valid ha resource id"
     return None
 
 

@@ -4,6 +4,39 @@ AGPL-3.0-or-later). Do not edit by hand."""
 import json
 
 ENDPOINTS = json.loads(r'''{
+ "DELETE /cluster/ha/groups/{group}": {
+  "allowtoken": 1,
+  "params": {
+   "group": {
+    "format": "pve-configid",
+    "type": "string"
+   }
+  },
+  "protected": 1,
+  "proxyto": null
+ },
+ "DELETE /cluster/ha/resources/{sid}": {
+  "allowtoken": 1,
+  "params": {
+   "purge": {
+    "default": 1,
+    "optional": 1,
+    "type": "boolean"
+   },
+   "sid": {
+    "format": "pve-ha-resource-or-vm-id",
+    "type": "string"
+   }
+  },
+  "protected": 1,
+  "proxyto": null
+ },
+ "GET /cluster/ha/groups": {
+  "allowtoken": 1,
+  "params": {},
+  "protected": 0,
+  "proxyto": null
+ },
  "GET /cluster/ha/resources": {
   "allowtoken": 1,
   "params": {
@@ -11,6 +44,25 @@ ENDPOINTS = json.loads(r'''{
     "enum": [
      "ct",
      "vm"
+    ],
+    "optional": 1,
+    "type": "string"
+   }
+  },
+  "protected": 0,
+  "proxyto": null
+ },
+ "GET /cluster/ha/rules": {
+  "allowtoken": 1,
+  "params": {
+   "resource": {
+    "optional": 1,
+    "type": "string"
+   },
+   "type": {
+    "enum": [
+     "node-affinity",
+     "resource-affinity"
     ],
     "optional": 1,
     "type": "string"
