@@ -61,6 +61,39 @@ FailbackOpt = Annotated[
         show_default=False,
     ),
 ]
+HealthOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--health", metavar="agent",
+        help="pvha extension, vm: only: restart the guest when its QEMU guest agent stops "
+             "answering pings.",
+        show_default=False,
+    ),
+]
+HealthGraceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--health-grace", "--health_grace", metavar="SECONDS",
+        help="Seconds after a start before failed pings count (default: 300).",
+        show_default=False,
+    ),
+]
+HealthFailuresOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--health-failures", "--health_failures", metavar="N",
+        help="Failed pings in a row that make the guest unhealthy (default: 3).",
+        show_default=False,
+    ),
+]
+HealthIntervalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--health-interval", "--health_interval", metavar="SECONDS",
+        help="Seconds between pings of the guest agent (default: 30).",
+        show_default=False,
+    ),
+]
 TypeOpt = Annotated[
     ResourceType | None,
     typer.Option("--type", help="Resource type, when SID is a bare VMID.", show_default=False),
@@ -83,6 +116,13 @@ def _options(
         "comment": comment,
         "failback": value(failback),
     }
+
+
+def _health_options(
+    health: str | None, grace: str | None, failures: str | None, interval: str | None
+) -> ops.Options:
+    return {"health": health, "health_grace": grace, "health_failures": failures,
+            "health_interval": interval}
 
 
 def config(
@@ -111,6 +151,10 @@ def add(
     max_relocate: MaxRelocateOpt = None,
     comment: CommentOpt = None,
     failback: FailbackOpt = None,
+    health: HealthOpt = None,
+    health_grace: HealthGraceOpt = None,
+    health_failures: HealthFailuresOpt = None,
+    health_interval: HealthIntervalOpt = None,
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
@@ -122,6 +166,8 @@ def add(
     """
     store = store_for(ctx, config_dir)
     options = _options(state, group, max_restart, max_relocate, comment, failback)
+    options = {**options, **_health_options(health, health_grace, health_failures,
+                                            health_interval)}
     bare = sid.isascii() and sid.isdigit() and type_ is None
     resolved, note = _check_guest(sid if bare else ops.resolve_sid(sid, value(type_)))
     ops.add_resource(store, resolved, options)
@@ -147,6 +193,10 @@ def set_(
     max_relocate: MaxRelocateOpt = None,
     comment: CommentOpt = None,
     failback: FailbackOpt = None,
+    health: HealthOpt = None,
+    health_grace: HealthGraceOpt = None,
+    health_failures: HealthFailuresOpt = None,
+    health_interval: HealthIntervalOpt = None,
     delete: DeleteOpt = None,
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
@@ -154,6 +204,8 @@ def set_(
     """Change options of an HA resource (one in error state takes only --state disabled)."""
     store = store_for(ctx, config_dir)
     options = _options(state, group, max_restart, max_relocate, comment, failback)
+    options = {**options, **_health_options(health, health_grace, health_failures,
+                                            health_interval)}
     resolved = ops.resolve_sid(sid, value(type_), store.load().resources.entries)
     ops.set_resource(store, resolved, options, delete)
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pvha.core.health import DEFAULT_FAILURES, DEFAULT_GRACE, DEFAULT_INTERVAL
+
 RESOURCE_TYPES = ("vm", "ct")
 # ``fa`` is the simulator-only "failing" resource type (VirtFail).
 SIM_RESOURCE_TYPES = ("vm", "ct", "fa")
@@ -37,6 +39,10 @@ class Resource:
     max_relocate: int = 1
     comment: str | None = None
     node: str | None = None
+    health: str | None = None  # pvha extension (pvha.core.health): "agent" or unset
+    health_grace: int = DEFAULT_GRACE
+    health_failures: int = DEFAULT_FAILURES
+    health_interval: int = DEFAULT_INTERVAL
 
     @classmethod
     def from_config(cls, sid: str, values: Mapping[str, Any]) -> Resource:
@@ -52,6 +58,10 @@ class Resource:
             max_relocate=int(values.get("max_relocate", 1)),
             comment=values.get("comment"),
             node=values.get("node"),
+            health=values.get("health"),
+            health_grace=int(values.get("health_grace", DEFAULT_GRACE)),
+            health_failures=int(values.get("health_failures", DEFAULT_FAILURES)),
+            health_interval=int(values.get("health_interval", DEFAULT_INTERVAL)),
         )
 
     @property

@@ -117,6 +117,10 @@ class ConfigSource:
                 }
                 if res.group is not None:
                     entry["group"] = res.group
+                if res.health is not None:
+                    entry.update(health=res.health, health_grace=res.health_grace,
+                                 health_failures=res.health_failures,
+                                 health_interval=res.health_interval)
                 entries[sid] = entry
             out[sid] = entry
         return out
