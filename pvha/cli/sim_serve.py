@@ -144,6 +144,8 @@ def ctl(
     guest VMID fail start|migrate   guest VMID hang start|stop|shutdown|migrate
                             (the guest's next such task fails / never ends)
     guest VMID template     (a stopped guest becomes a template)
+    guest VMID agent ok|hung|broken (a VM's guest agent answers / hangs until the VM's
+                            next start / never answers again)
     guest VMID pve-ha started|stopped|disabled|ignored|off (PVE's own HA manages it)
     latency MS [NODE]       drop COUNT [NODE]
     fail5xx COUNT [NODE] [STATUS]                    expire-tickets  clear-faults
