@@ -12,7 +12,9 @@ the ping answers that arrived since the last decision, whether the guest is paus
   its state), or it is within its grace since its last (re)start. Being paused *resets*
   the failures in a row: a backup's fsfreeze or a snapshot may stall the agent, so the
   count starts afresh once the guest is back.
-* ``ok``: the last answer came back (or nothing new came and no failure is pending).
+  Once the grace is over the agent is pinged; until its first answer the verdict stays
+  ``waiting`` (failures are counted meanwhile).
+* ``ok``: the last answer came back.
 * ``unhealthy``: ``health_failures`` pings in a row failed after the grace. The record
   then counts one more restart by health and starts a new grace at ``now``, so the
   verdict is given once per restart; the LRM restarts the guest under the restart policy.
@@ -78,11 +80,13 @@ class HealthRecord:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A verdict, the record to keep, and why (a log-ready phrase)."""
+    """A verdict, the record to keep, why (a log-ready phrase), and whether the guest's
+    agent is to be pinged now (not while paused or in its grace)."""
 
     verdict: str
     record: HealthRecord
     reason: str
+    ping: bool = False
 
 
 def grace_of(spec: HealthSpec, record: HealthRecord) -> int:
@@ -102,10 +106,11 @@ def decide(spec: HealthSpec, record: HealthRecord, answers: Sequence[bool],
     since = max((t for t in (record.started_at, record.last_restart) if t is not None),
                 default=None)
     if since is None:
-        return Decision(WAITING, replace(record, failures=0), "start time not known")
+        return Decision(WAITING, replace(record, failures=0, healthy_since=None),
+                        "start time not known")
     grace = grace_of(spec, record)
     if now - since < grace:
-        return Decision(WAITING, replace(record, failures=0),
+        return Decision(WAITING, replace(record, failures=0, healthy_since=None),
                         f"in its grace of {grace} s since its start")
     failures, healthy = record.failures, record.healthy_since
     for answered in answers:
@@ -119,6 +124,7 @@ def decide(spec: HealthSpec, record: HealthRecord, answers: Sequence[bool],
     if healthy is not None and now - healthy >= STABLE_SECONDS:
         restarts = 0
     kept = replace(record, failures=failures, healthy_since=healthy, restarts=restarts)
-    if failures:
-        return Decision(OK, kept, f"{failures} of {spec.failures} pings in a row failed")
-    return Decision(OK, kept, "guest agent answers")
+    if healthy is None:
+        return Decision(WAITING, kept, f"no answer yet ({failures} of {spec.failures} pings "
+                                       "in a row failed)", ping=True)
+    return Decision(OK, kept, "guest agent answers", ping=True)

@@ -5,7 +5,8 @@ asks :class:`HealthMonitor.verdict` (through ``ExecutorEnv.guest_health``) about
 guest, when its resource has ``health agent``. The monitor keeps, per guest, the
 :class:`~pvha.core.health.HealthRecord` and the ping answers that arrived since the last
 question; it folds them with the core's pure :func:`~pvha.core.health.decide` and, when
-the verdict is not ``waiting`` and the last ping is ``health_interval`` s old, posts the
+the decision asks for pings (not paused, grace over) and the last ping is
+``health_interval`` s old, posts the
 next ping (:meth:`pvha.adapters.pve_api.PveApi.agent_ping`) on a small thread pool. A
 ping never blocks a round: a hung agent keeps one pool thread busy until PVE answers
 (PVE gives up on the agent after its own timeout), and a guest has at most one ping in
@@ -32,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pvha.core.health import WAITING, Decision, HealthRecord, HealthSpec, decide
+from pvha.core.health import Decision, HealthRecord, HealthSpec, decide
 from pvha.errors import ApiError
 from pvha.ports import Guest, GuestRef
 
@@ -78,7 +79,8 @@ class HealthMonitor:
         with self._lock:
             probe = self._probes.get(sid)
             if probe is not None:
-                probe.record = replace(probe.record, started_at=int(now), failures=0)
+                probe.record = replace(probe.record, started_at=int(now), failures=0,
+                                       healthy_since=None)
                 probe.answers.clear()
 
     def verdict(self, sid: str, ref: GuestRef, spec: HealthSpec, g: Guest | None,
@@ -96,7 +98,7 @@ class HealthMonitor:
             decision = decide(spec, record, answers, pause_reason(g), int(now))
             probe.record = decision.record
             due = probe.last_ping is None or now - probe.last_ping >= spec.interval
-            if decision.verdict != WAITING and due and not probe.in_flight:
+            if decision.ping and due and not probe.in_flight:
                 probe.in_flight, probe.last_ping = True, now
                 self._submit(sid, ref)
         return decision
