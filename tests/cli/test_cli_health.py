@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Run
 
 from pvha.config.resources import parse_resources_text
 from pvha.errors import ConfigError
 
 
-def test_add_and_set_write_the_health_keys_in_both_spellings(run: Run, cfg_dir) -> None:  # type: ignore[no-untyped-def]
+def test_add_and_set_write_the_health_keys_in_both_spellings(run, cfg_dir) -> None:  # type: ignore[no-untyped-def]
     res = run("add", "vm:100", "--health", "agent", "--health_grace", "60",
               "--health-failures", "2")
     assert res.exit_code == 0, res.output
@@ -53,7 +52,7 @@ def test_unset_health_leaves_the_defaults() -> None:
      "invalid value for 'health_interval': type check ('integer') failed - got 'x'"),
 ])
 def test_bad_health_options_are_refused_with_one_line_and_nothing_written(
-        run: Run, snapshot, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+        run, snapshot, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
     before = snapshot()
     res = run(*args)
     assert res.exit_code == 2, res.output
