@@ -14,8 +14,8 @@ _pvha_options() {
   case "$1" in
     '') echo '--config-dir --version --help -h' ;;
     'config') echo '--type --output-format --config-dir --help -h' ;;
-    'add') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --priority --after --type --config-dir --help -h' ;;
-    'set') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --priority --after --delete --type --config-dir --help -h' ;;
+    'add') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --priority --after --health --health-grace --health_grace --health-failures --health_failures --health-interval --health_interval --type --config-dir --help -h' ;;
+    'set') echo '--state --group --max-restart --max_restart --max-relocate --max_relocate --comment --failback --priority --after --health --health-grace --health_grace --health-failures --health_failures --health-interval --health_interval --delete --type --config-dir --help -h' ;;
     'remove') echo '--purge --config-dir --help -h' ;;
     'delete') echo '--purge --config-dir --help -h' ;;
     'migrate') echo '--config-dir --help -h' ;;
@@ -71,6 +71,10 @@ _pvha_value() {
     'add|--failback') echo 'any' ;;
     'add|--priority') echo 'any' ;;
     'add|--after') echo 'dyn:sids' ;;
+    'add|--health') echo 'any' ;;
+    'add|--health-grace'|'add|--health_grace') echo 'any' ;;
+    'add|--health-failures'|'add|--health_failures') echo 'any' ;;
+    'add|--health-interval'|'add|--health_interval') echo 'any' ;;
     'add|--type') echo 'choice:vm ct' ;;
     'add|--config-dir') echo 'dir' ;;
     'set|--state') echo 'choice:started stopped enabled disabled ignored' ;;
@@ -81,6 +85,10 @@ _pvha_value() {
     'set|--failback') echo 'any' ;;
     'set|--priority') echo 'any' ;;
     'set|--after') echo 'dyn:sids' ;;
+    'set|--health') echo 'any' ;;
+    'set|--health-grace'|'set|--health_grace') echo 'any' ;;
+    'set|--health-failures'|'set|--health_failures') echo 'any' ;;
+    'set|--health-interval'|'set|--health_interval') echo 'any' ;;
     'set|--delete') echo 'any' ;;
     'set|--type') echo 'choice:vm ct' ;;
     'set|--config-dir') echo 'dir' ;;

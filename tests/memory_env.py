@@ -175,6 +175,9 @@ class MemoryEnv:
     def task_running(self, handle: str) -> bool:
         return False  # every action here is done at once: no task is ever handed out
 
+    def guest_health(self, sid: str) -> tuple[str, str]:
+        return "off", ""
+
     def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         self.stolen.append((sid, current_node, new_node))
         self.services[sid]["node"] = new_node

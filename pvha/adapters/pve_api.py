@@ -258,6 +258,21 @@ class PveApi:
             return self.post_qemu_migrate(ref.node, ref.vmid, target, online=online)
         return self.post_lxc_migrate(ref.node, ref.vmid, target, restart=online)
 
+    def agent_ping(self, ref: GuestRef) -> None:
+        """``POST /nodes/{node}/qemu/{vmid}/agent/ping``: returns when the QEMU guest agent
+        answered. PVE's refusals come as ApiPermanentError with PVE's text (500 ``No QEMU
+        guest agent configured``, ``VM <vmid> not running``, after the agent's timeout
+        ``QEMU guest agent is not running``); an answer that is not PVE's ``{"result":
+        ...}`` object is refused the same way. Not retried: a ping that got no answer is
+        a failed ping, and the caller pings again later."""
+        if ref.kind != "qemu":
+            raise ValueError(f"a container has no QEMU guest agent: {ref.kind}/{ref.vmid}")
+        path = f"{_guest_path(ref)}/agent/ping"
+        data = self._post(path)
+        if not isinstance(data, dict) or "result" not in data:
+            raise _refused(path, f"expected an object with 'result', got {_wrong_value(data)}",
+                           self.client.current_host)
+
     # --- tasks -------------------------------------------------------------------------
 
     def task_status(self, upid: str) -> TaskStatus:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,26 +33,20 @@ GroupOpt = Annotated[
     str | None,
     typer.Option("--group", metavar="GROUP", help="HA group identifier.", show_default=False),
 ]
-MaxRestartOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--max-restart",
-        "--max_restart",
-        metavar="N",
-        help="Restarts on the same node after a failed start (default: 1).",
-        show_default=False,
-    ),
-]
-MaxRelocateOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--max-relocate",
-        "--max_relocate",
-        metavar="N",
-        help="Relocations to other nodes after failed starts (default: 1).",
-        show_default=False,
-    ),
-]
+
+
+def _value_option(name: str, metavar: str, help_: str) -> Any:
+    """A value option of resources.cfg's key ``name``, spelt dashed (``--max-restart``)
+    and, for a key with an underscore, as PVE spells it (``--max_restart``) too."""
+    flag = "--" + name.replace("_", "-")
+    spellings = [flag, f"--{name}"] if "_" in name else [flag]
+    return typer.Option(*spellings, metavar=metavar, help=help_, show_default=False)
+
+
+MaxRestartOpt = Annotated[str | None, _value_option(
+    "max_restart", "N", "Restarts on the same node after a failed start (default: 1).")]
+MaxRelocateOpt = Annotated[str | None, _value_option(
+    "max_relocate", "N", "Relocations to other nodes after failed starts (default: 1).")]
 FailbackOpt = Annotated[
     Bool | None,
     typer.Option(
@@ -61,48 +55,28 @@ FailbackOpt = Annotated[
         show_default=False,
     ),
 ]
-PriorityOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--priority", metavar="N",
-        help="pvha: start priority, -1000 to 1000; higher starts first (default: 0).",
-        show_default=False,
-    ),
-]
-AfterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--after", metavar="SID",
-        help="pvha: the HA resource that must run before this one starts.",
-        show_default=False,
-    ),
-]
+PriorityOpt = Annotated[str | None, _value_option(
+    "priority", "N", "pvha: start priority, -1000 to 1000; higher starts first (default: 0).")]
+AfterOpt = Annotated[str | None, _value_option(
+    "after", "SID", "pvha: the HA resource that must run before this one starts.")]
+HealthOpt = Annotated[str | None, _value_option(
+    "health", "agent", "pvha extension, vm: only: restart the guest when its QEMU guest agent "
+    "stops answering pings.")]
+HealthGraceOpt = Annotated[str | None, _value_option(
+    "health_grace", "SECONDS", "Seconds after a start before failed pings count (default: 300).")]
+HealthFailuresOpt = Annotated[str | None, _value_option(
+    "health_failures", "N", "Failed pings in a row that make the guest unhealthy (default: 3).")]
+HealthIntervalOpt = Annotated[str | None, _value_option(
+    "health_interval", "SECONDS", "Seconds between pings of the guest agent (default: 30).")]
 TypeOpt = Annotated[
     ResourceType | None,
     typer.Option("--type", help="Resource type, when SID is a bare VMID.", show_default=False),
 ]
 
 
-def _options(
-    state: State | None,
-    group: str | None,
-    max_restart: str | None,
-    max_relocate: str | None,
-    comment: str | None,
-    failback: Bool | None,
-    priority: str | None = None,
-    after: str | None = None,
-) -> ops.Options:
-    return {
-        "priority": priority,
-        "after": after,
-        "state": value(state),
-        "group": group,
-        "max_restart": max_restart,
-        "max_relocate": max_relocate,
-        "comment": comment,
-        "failback": value(failback),
-    }
+def _options(state: State | None, failback: Bool | None, **values: str | None) -> ops.Options:
+    """The resources.cfg options of ``add``/``set``: the given ones, by key."""
+    return {"state": value(state), "failback": value(failback), **values}
 
 
 def config(
@@ -133,6 +107,10 @@ def add(
     failback: FailbackOpt = None,
     priority: PriorityOpt = None,
     after: AfterOpt = None,
+    health: HealthOpt = None,
+    health_grace: HealthGraceOpt = None,
+    health_failures: HealthFailuresOpt = None,
+    health_interval: HealthIntervalOpt = None,
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
@@ -143,8 +121,10 @@ def add(
     type from the cluster.
     """
     store = store_for(ctx, config_dir)
-    options = _options(state, group, max_restart, max_relocate, comment, failback,
-                       priority, after)
+    options = _options(state, failback, group=group, max_restart=max_restart,
+                       max_relocate=max_relocate, comment=comment, priority=priority,
+                       after=after, health=health, health_grace=health_grace,
+                       health_failures=health_failures, health_interval=health_interval)
     bare = sid.isascii() and sid.isdigit() and type_ is None
     resolved, note = _check_guest(sid if bare else ops.resolve_sid(sid, value(type_)))
     ops.add_resource(store, resolved, options)
@@ -172,14 +152,20 @@ def set_(
     failback: FailbackOpt = None,
     priority: PriorityOpt = None,
     after: AfterOpt = None,
+    health: HealthOpt = None,
+    health_grace: HealthGraceOpt = None,
+    health_failures: HealthFailuresOpt = None,
+    health_interval: HealthIntervalOpt = None,
     delete: DeleteOpt = None,
     type_: TypeOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
     """Change options of an HA resource (one in error state takes only --state disabled)."""
     store = store_for(ctx, config_dir)
-    options = _options(state, group, max_restart, max_relocate, comment, failback,
-                       priority, after)
+    options = _options(state, failback, group=group, max_restart=max_restart,
+                       max_relocate=max_relocate, comment=comment, priority=priority,
+                       after=after, health=health, health_grace=health_grace,
+                       health_failures=health_failures, health_interval=health_interval)
     resolved = ops.resolve_sid(sid, value(type_), store.load().resources.entries)
     ops.set_resource(store, resolved, options, delete)
 

@@ -145,6 +145,8 @@ def ctl(
                             (the guest's next such task fails / never ends)
     guest VMID fail ha-delete (the next DELETE of its PVE HA resource fails)
     guest VMID template     (a stopped guest becomes a template)
+    guest VMID agent ok|hung|broken (a VM's guest agent answers / hangs until the VM's
+                            next start / never answers again)
     guest VMID pve-ha started|stopped|disabled|ignored|off
                             (PVE's own HA manages it; STATE_DIR/cfs/ha/*.cfg,
                             PVE's HA config, seeds it too)

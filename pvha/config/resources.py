@@ -1,4 +1,9 @@
-"""resources.cfg: ``vm: <vmid>`` / ``ct: <vmid>`` sections (PVE ``PVE::HA::Resources``)."""
+"""resources.cfg: ``vm: <vmid>`` / ``ct: <vmid>`` sections (PVE ``PVE::HA::Resources``).
+
+pvha extension: guest health checks (:mod:`pvha.core.health`) on ``vm:`` sections only,
+``health agent`` with ``health_grace``, ``health_failures`` and ``health_interval``; a
+``ct:`` has no QEMU guest agent, so these keys are refused there with one reason.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +36,25 @@ _KEYS: Mapping[str, Key] = {
     "after": Key(schema.check_sid),
 }
 
+
+def _no_agent(value: str) -> object:
+    raise ValueError("a container has no QEMU guest agent (health checks are for vm: only)")
+
+
+_HEALTH_KEYS: Mapping[str, Key] = {
+    "health": Key(schema.check_enum("agent")),
+    "health_grace": Key(schema.check_int_min(0)),
+    "health_failures": Key(schema.check_int_min(1)),
+    "health_interval": Key(schema.check_int_min(1)),
+}
+_TYPE_KEYS: Mapping[str, Mapping[str, Key]] = {
+    "vm": {**_KEYS, **_HEALTH_KEYS},
+    "ct": {**_KEYS, **{k: Key(_no_agent) for k in _HEALTH_KEYS}},
+}
+
 RESOURCES = Kind(
     file="resources.cfg",
-    types={t: _KEYS for t in RESOURCE_TYPES},
+    types={t: _TYPE_KEYS[t] for t in RESOURCE_TYPES},
     check_name=_check_name,
     section_key=resource_key,
 )

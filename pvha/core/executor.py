@@ -22,13 +22,21 @@ policies then handle as a failed start.
 
 Job phases: None (not begun), ``start``, ``stop`` (a start/shutdown task posted or
 done: check the result), ``move`` (a migration or its preceding shutdown posted: ask
-the port to go on, passing the task that ended).
+the port to go on, passing the task that ended), ``restart`` (the hard stop of a
+restart by health posted: once stopped, start).
+
+Guest health (a pvha extension, :mod:`pvha.core.health`): a ``started`` command that
+finds its guest running asks the port for the guest's health verdict and keeps it in
+the job (``health``); an ``unhealthy`` guest ends the command with
+:data:`EUNHEALTHY`, which the LRM's restart policy turns into a restart (a job marked
+``restart``: hard stop, then start) or, past ``max_restart``, into ERROR.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from pvha.core.health import UNHEALTHY
 from pvha.core.states import ExitCode
 
 RETRY_BUDGET = 120
@@ -37,6 +45,9 @@ TASK_TIMEOUT = 600
 """Seconds a job waits for a task; then it judges by the guest's real state."""
 
 Job = dict[str, Any]
+EUNHEALTHY = 64
+"""pvha's exit code of a ``started`` command whose guest is unhealthy; the LRM's restart
+policy turns it into ETRY_AGAIN or ERROR, so it is never a result."""
 
 
 class RetryLater(Exception):
@@ -69,6 +80,8 @@ class Resources(Protocol):
     ) -> str | bool: ...
 
     def task_running(self, handle: str) -> bool: ...
+
+    def guest_health(self, sid: str) -> tuple[str, str]: ...
 
 
 def new_job(now: int) -> Job:
@@ -145,6 +158,14 @@ def _begin(
     running = env.check_running(sid)
     if cmd == "started":
         if running:
+            if job.get("restart"):
+                env.log("info", f"restarting service {sid} (hard stop, then start)")
+                return _posted(env, sid, cmd, params, job, "restart", env.shutdown(sid, 0))
+            verdict, reason = env.guest_health(sid)
+            job["health"] = verdict
+            if verdict == UNHEALTHY:
+                env.log("warning", f"service '{sid}' unhealthy: {reason}")
+                return EUNHEALTHY
             return ExitCode.SUCCESS
         env.log("info", f"starting service {sid}")
         return _posted(env, sid, cmd, params, job, "start", env.start(sid))
@@ -197,6 +218,12 @@ def _resume(
             return ExitCode.SUCCESS
         env.log("info", f"unable to stop service {sid} (still running)")
         return ExitCode.ERROR
+    if phase == "restart":
+        if env.check_running(sid):
+            env.log("warning", f"unable to stop service {sid} (still running)")
+            return ExitCode.ERROR
+        env.log("info", f"starting service {sid}")
+        return _posted(env, sid, cmd, params, job, "start", env.start(sid))
     if phase == "move":
         target = str(params.get("target"))
         return _moved(env, sid, job,

@@ -11,6 +11,15 @@ Memory (a pvha extension, as :class:`pvha.core.manager.Manager` has): the status
 LRM writes carries, under ``"pvha"``, its role state, restart counters, idle count and
 workers, and :meth:`Lrm.resume` starts from them, so a restarted watcher, or the next
 ``--once`` run, behaves as one continuous LRM.
+
+Guest health (a pvha extension, :mod:`pvha.core.health`): a ``started`` command that
+ends with :data:`~pvha.core.executor.EUNHEALTHY` is a failed start for the restart
+policy: it counts in ``restart_tries`` against ``max_restart`` (the same log lines), and
+then the command is queued again as a restart (hard stop, start); past ``max_restart``
+it ends with ERROR, so the manager relocates the guest, then puts it in ``error``.
+The successful start of such a restart does not reset ``restart_tries``, nor does a
+command that finds the guest not yet judged (``waiting``: in its grace, paused): only a
+guest that answers again, or one without health checks, resets it, as a start does.
 """
 
 from __future__ import annotations
@@ -19,7 +28,17 @@ from typing import Any
 
 from pvha.core.daemon import error_text as _msg
 from pvha.core.daemon import guarded_work
-from pvha.core.executor import RETRY_BUDGET, TASK_TIMEOUT, RetryLater, in_flight, new_job, step
+from pvha.core.executor import (
+    EUNHEALTHY,
+    RETRY_BUDGET,
+    TASK_TIMEOUT,
+    Job,
+    RetryLater,
+    in_flight,
+    new_job,
+    step,
+)
+from pvha.core.health import WAITING
 from pvha.core.lrm_work import do_work, state_changes
 from pvha.core.ports import CfsError, HaEnv
 from pvha.core.start_order import ORDER_WAIT, StartOrder, ordered, priority
@@ -408,10 +427,12 @@ class Lrm:
             return
         if exit_code == -1:
             self.env.log("err", f"resource agent {sid} finished - failed to execute")
-        exit_code = self.handle_service_exitcode(sid, w["state"], exit_code)
-        if exit_code == ExitCode.ETRY_AGAIN:
+        code = self.handle_service_exitcode(sid, w["state"], exit_code, w["job"])
+        if code == ExitCode.ETRY_AGAIN:
+            if exit_code == EUNHEALTHY:  # the retry is a restart: kept for the next round
+                self.workers[sid] = {**w, "job": {**new_job(self.now), "restart": True}}
             return
-        self.results[uid] = {"sid": w["sid"], "state": w["state"], "exit_code": int(exit_code)}
+        self.results[uid] = {"sid": w["sid"], "state": w["state"], "exit_code": int(code)}
 
     def _prune_results(self) -> None:
         # PVE prunes after every finished command; the service status does not change
@@ -429,20 +450,23 @@ class Lrm:
         if exit_code != 0:
             self.shutdown_errors += 1
 
-    def handle_service_exitcode(self, sid: str, cmd: str, exit_code: int) -> int:
+    def handle_service_exitcode(self, sid: str, cmd: str, exit_code: int,
+                                job: Job | None = None) -> int:
         sc = self.env.read_service_config()
         cd = sc.get(sid)
         max_restart = int(cd.get("max_restart", 1)) if cd else 0
         if cmd != "started":
             return exit_code
         if exit_code == ExitCode.SUCCESS:
-            self.restart_tries[sid] = 0
+            if not job or not (job.get("restart") or job.get("health") == WAITING):
+                self.restart_tries[sid] = 0
             return exit_code
-        if exit_code == ExitCode.ERROR:
+        if exit_code in (ExitCode.ERROR, EUNHEALTHY):
             tries = self.restart_tries.setdefault(sid, 0)
             if tries >= max_restart:
+                what = "recover unhealthy" if exit_code == EUNHEALTHY else "start"
                 self.env.log(
-                    "err", f"unable to start service {sid} on local node after {tries} retries"
+                    "err", f"unable to {what} service {sid} on local node after {tries} retries"
                 )
                 self.restart_tries[sid] = 0
                 return ExitCode.ERROR

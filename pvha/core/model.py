@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pvha.core.health import DEFAULT_FAILURES, DEFAULT_GRACE, DEFAULT_INTERVAL
+
 RESOURCE_TYPES = ("vm", "ct")
 # ``fa`` is the simulator-only "failing" resource type (VirtFail).
 SIM_RESOURCE_TYPES = ("vm", "ct", "fa")
@@ -39,6 +41,10 @@ class Resource:
     node: str | None = None
     priority: int = 0  # pvha extension: start order (pvha.core.start_order)
     after: str | None = None  # pvha extension: the resource that must run first
+    health: str | None = None  # pvha extension (pvha.core.health): "agent" or unset
+    health_grace: int = DEFAULT_GRACE
+    health_failures: int = DEFAULT_FAILURES
+    health_interval: int = DEFAULT_INTERVAL
 
     @classmethod
     def from_config(cls, sid: str, values: Mapping[str, Any]) -> Resource:
@@ -56,6 +62,10 @@ class Resource:
             node=values.get("node"),
             priority=int(values.get("priority", 0)),
             after=values.get("after"),
+            health=values.get("health"),
+            health_grace=int(values.get("health_grace", DEFAULT_GRACE)),
+            health_failures=int(values.get("health_failures", DEFAULT_FAILURES)),
+            health_interval=int(values.get("health_interval", DEFAULT_INTERVAL)),
         )
 
     @property

@@ -240,6 +240,12 @@ class ResourcePort(Protocol):
         """Whether the task behind a handle returned above still runs."""
         ...
 
+    def guest_health(self, sid: str) -> tuple[str, str]:
+        """The health verdict of the running guest ``sid`` and why
+        (:mod:`pvha.core.health`: ``ok``, ``waiting``, ``unhealthy``), or ``("off", "")``
+        when its health is not checked. Asked by a ``started`` command; never waits."""
+        ...
+
     def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         """Move the guest config of ``sid`` from the fenced ``current_node`` to
         ``new_node`` (recovery; one atomic rename). Returns None, or the node where the

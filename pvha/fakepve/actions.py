@@ -96,6 +96,7 @@ def _finish(c: Cluster, task: Task, node: str, kind: str, vmid: int, action: str
         rt.running.add(node)
         rt.qmp = None
         rt.started_at = c.clock()
+        rt.fresh_boot()
     elif action in ("stop", "shutdown"):
         if running and c.lock_of(conf):
             return task.finish(f"{word} is locked ({c.lock_of(conf)})", c.clock())
@@ -108,6 +109,27 @@ def _finish(c: Cluster, task: Task, node: str, kind: str, vmid: int, action: str
         rt.started_at = c.clock()
     c.refresh()
     task.finish(None, c.clock())
+
+
+def agent_ping(c: Cluster, node: str, vmid: int) -> float:
+    """``POST /nodes/{node}/qemu/{vmid}/agent/ping`` checks, as PVE's ``agent_cmd``: the
+    config must enable the agent (``agent: 1`` or ``agent: enabled=1,...``), the VM must
+    run, and its agent must answer. Returns 0 when it answers; else the seconds a hung
+    agent keeps the request waiting before PVE's error (the caller waits, without the
+    cluster lock, then answers ``QEMU guest agent is not running``). A paused or
+    suspended VM's agent does not answer either."""
+    conf = _load(c, node, "qemu", vmid)
+    rt = c.rt(vmid)
+    rt.pings += 1
+    raw = conf.values.get("agent", "")
+    enabled = raw.split(",")[0].removeprefix("enabled=") if raw else ""
+    if enabled not in ("1", "on", "yes", "true"):
+        raise PveError(500, "No QEMU guest agent configured")
+    if node not in rt.running:
+        raise PveError(500, f"VM {vmid} not running")
+    if rt.agent != "ok" or rt.qmp is not None:
+        return max(c.timing.agent_timeout, 0.0)
+    return 0.0
 
 
 def migrate(c: Cluster, node: str, kind: str, vmid: int, user: str,

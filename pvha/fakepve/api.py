@@ -69,6 +69,8 @@ class Api:
         except PveError as err:
             if err.status == 401 and self.c.timing.auth_fail_delay > 0:
                 self._sleep(self.c.timing.auth_fail_delay)
+            if err.delay > 0:
+                self._sleep(err.delay)
             return error_reply(err)
         except Exception as exc:  # a bug must still answer, as a PVE handler die does
             log.exception("fake PVE handler failed: %s %s", method, path)
@@ -374,6 +376,12 @@ class Api:
     def h_guest_migrate(self, node: str, p: Params, ident: Identity, kind: str) -> Reply:
         return ok(actions.migrate(self.c, node, kind, int(p["vmid"]), ident.full, p))
 
+    def h_guest_agent_ping(self, node: str, p: Params, ident: Identity, kind: str) -> Reply:
+        wait = actions.agent_ping(self.c, node, int(p["vmid"]))
+        if wait:
+            raise PveError(500, "QEMU guest agent is not running", delay=wait)
+        return ok({"result": {}})
+
     def h_guest_precondition(self, node: str, p: Params, ident: Identity, kind: str) -> Reply:
         return ok(actions.precondition(self.c, node, kind, int(p["vmid"]), p))
 
@@ -422,7 +430,8 @@ def _handler_name(key: str) -> str:
 def _guest_handler(method: str, parts: list[str]) -> str:
     kind, rest = parts[2], "/".join(parts[4:])
     name = {"config": "guest_config", "status/current": "guest_current",
-            "migrate": "guest_migrate" if method == "POST" else "guest_precondition"}.get(rest)
+            "migrate": "guest_migrate" if method == "POST" else "guest_precondition",
+            "agent/ping": "guest_agent_ping"}.get(rest)
     if name is None:
         name = f"guest_action:{rest.removeprefix('status/')}"
     return f"{name}:{kind}"

@@ -62,6 +62,7 @@ class Timing:
     membership_delay: float = 0.0  # corosync token timeout: a lost node stays a member
     watchdog_seconds: float = 60.0  # watchdog-mux's client timeout: unfed, the node resets
     cfs_lock_seconds: float = 120.0  # pmxcfs's lock expiry (CFS_LOCK_TIMEOUT)
+    agent_timeout: float = 1.0  # a hung guest agent's ping answers (an error) after this
 
 
 @dataclass
@@ -125,6 +126,15 @@ class Runtime:
     # (the task ends with an error) or "hang" (it never ends); one-shot
     # (or "ha-delete": the next DELETE of its PVE HA resource fails writing the file)
     faults: dict[str, str] = field(default_factory=dict)
+    # the QEMU guest agent inside a VM: "ok" answers, "hung" does not until the VM's next
+    # start, "broken" never again (``sim ctl guest VMID agent ...``); pings counts them
+    agent: str = "ok"
+    pings: int = 0
+
+    def fresh_boot(self) -> None:
+        """The guest (re)started: a hung agent answers again, a broken one does not."""
+        if self.agent == "hung":
+            self.agent = "ok"
 
     def status(self, node: str) -> str:
         """The status PVE's resource list shows for the guest on ``node``."""
@@ -483,6 +493,17 @@ class Cluster:
             rt.qmp = state
             self.refresh()
 
+    def guest_agent(self, vmid: int, state: str) -> None:
+        """The VM's guest agent answers (``ok``), hangs until its next start (``hung``) or
+        for good (``broken``)."""
+        with self.lock:
+            conf = self.config(vmid)
+            if conf is None:
+                raise KeyError(f"no guest {vmid}")
+            if conf.kind != "qemu":
+                raise ValueError(f"guest {vmid} is a container: no QEMU guest agent")
+            self.rt(vmid).agent = state
+
     def guest_set(self, vmid: int, running: bool) -> None:
         """Out-of-band truth change (tests): start on the owner node, or stop everywhere."""
         with self.lock:
@@ -498,6 +519,7 @@ class Cluster:
                     rt.running.add(conf.node)
                     rt.started_at = self.clock()
                     rt.qmp = None
+                    rt.fresh_boot()
             else:
                 rt.running.clear()
             self.refresh()
@@ -517,7 +539,9 @@ class Cluster:
                 rt = self.rt(vmid)
                 guests[str(vmid)] = {"kind": conf.kind, "node": conf.node, "name": conf.name,
                                      "running_on": sorted(rt.running), "lock": rt.lock,
-                                     "qmp": rt.qmp}
+                                     "qmp": rt.qmp,
+                                     **({"agent": rt.agent, "pings": rt.pings}
+                                        if conf.kind == "qemu" else {})}
             split = [v for v, g in guests.items() if len(g["running_on"]) > 1]
             return {"cluster": self.name, "nodes": nodes, "guests": guests,
                     "split_brain": split}

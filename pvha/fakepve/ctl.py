@@ -15,6 +15,8 @@ part, plus fault injection):
     guest VMID fail start|migrate    guest VMID hang start|stop|shutdown|migrate
                              (the guest's next such task fails / never ends)
     guest VMID template      (a stopped guest becomes a template)
+    guest VMID agent ok|hung|broken   (a VM's QEMU guest agent answers pings / does not
+                             until the VM's next start / never again)
     guest VMID pve-ha started|stopped|disabled|ignored|off   (PVE's own HA manages it)
     latency MS [NODE]        fail5xx COUNT [NODE] [STATUS]    drop COUNT [NODE]
     expire-tickets           clear-faults              status
@@ -126,12 +128,13 @@ def _shutdown(fake: FakePve, a: list[str]) -> Any:
 
 _TASKS = ("start", "stop", "shutdown", "migrate")
 _PVE_HA_STATES = ("started", "stopped", "disabled", "ignored", "off")
+_AGENT_STATES = ("ok", "hung", "broken")
 
 
 def _guest(fake: FakePve, a: list[str]) -> Any:
     vmid = _count(a[0], "VMID")
     action = a[1]
-    if action in ("fail", "hang", "template", "io-error", "pve-ha"):
+    if action in ("fail", "hang", "template", "io-error", "pve-ha", "agent"):
         return _guest_fault(fake, vmid, a[1:])
     if action not in ("start", "stop", "lock", "unlock", "pause", "resume", "suspend") or (
             len(a) == 3) != (action == "lock"):
@@ -151,18 +154,23 @@ def _guest(fake: FakePve, a: list[str]) -> Any:
 
 def _guest_fault(fake: FakePve, vmid: int, a: list[str]) -> Any:
     """``fail|hang ACTION`` (the guest's next such task; ``fail ha-delete``: the next
-    DELETE of its PVE HA resource), ``template``, ``io-error``, ``pve-ha STATE|off``."""
+    DELETE of its PVE HA resource), ``template``, ``io-error``, ``pve-ha STATE|off``,
+    ``agent ok|hung|broken``."""
     what = a[0]
     if what in ("template", "io-error") and len(a) != 1 or (
             what in ("fail", "hang") and (len(a) != 2 or a[1] not in (*_TASKS, "ha-delete"))) or (
             what == "fail" and a[1] in ("stop", "shutdown")) or (
             what == "hang" and a[1] == "ha-delete") or (
-            what == "pve-ha" and (len(a) != 2 or a[1] not in _PVE_HA_STATES)):
+            what == "pve-ha" and (len(a) != 2 or a[1] not in _PVE_HA_STATES)) or (
+            what == "agent" and (len(a) != 2 or a[1] not in _AGENT_STATES)):
         raise CtlError("expected: guest VMID fail start|migrate|ha-delete, guest VMID hang "
                        "start|stop|shutdown|migrate, guest VMID template, guest VMID io-error, "
-                       f"guest VMID pve-ha {'|'.join(_PVE_HA_STATES)}")
+                       f"guest VMID pve-ha {'|'.join(_PVE_HA_STATES)}, "
+                       f"guest VMID agent {'|'.join(_AGENT_STATES)}")
     try:
-        if what == "pve-ha":
+        if what == "agent":
+            fake.cluster.guest_agent(vmid, a[1])
+        elif what == "pve-ha":
             fake.cluster.set_pve_ha(vmid, None if a[1] == "off" else a[1])
         elif what == "template":
             fake.cluster.make_template(vmid)

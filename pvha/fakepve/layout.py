@@ -70,7 +70,7 @@ def guest_plan(names: list[str], guests: int) -> list[tuple[int, str, str]]:
 def conf_text(vmid: int, kind: str) -> str:
     if kind == "qemu":
         return (f"name: vm{vmid}\nmemory: 1024\ncores: 1\nsockets: 1\nostype: l26\n"
-                f"scsi0: shared:vm-{vmid}-disk-0,size=8G\nboot: order=scsi0\n")
+                f"scsi0: shared:vm-{vmid}-disk-0,size=8G\nboot: order=scsi0\nagent: 1\n")
     return (f"hostname: ct{vmid}\nmemory: 512\ncores: 1\nostype: debian\n"
             f"rootfs: shared:subvol-{vmid}-disk-0,size=8G\narch: amd64\n")
 

@@ -53,6 +53,7 @@ SERVED: tuple[tuple[str, str], ...] = (
             ("POST", "migrate"),
         )
     ),
+    ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping"),
 )
 """(method, path template) pairs the fake answers; anything else is 501."""
 

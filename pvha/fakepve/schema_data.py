@@ -590,6 +590,23 @@ ENDPOINTS = json.loads(r'''{
   "protected": 1,
   "proxyto": "node"
  },
+ "POST /nodes/{node}/qemu/{vmid}/agent/ping": {
+  "allowtoken": 1,
+  "params": {
+   "node": {
+    "format": "pve-node",
+    "type": "string"
+   },
+   "vmid": {
+    "format": "pve-vmid",
+    "maximum": 999999999,
+    "minimum": 100,
+    "type": "integer"
+   }
+  },
+  "protected": 1,
+  "proxyto": "node"
+ },
  "POST /nodes/{node}/qemu/{vmid}/migrate": {
   "allowtoken": 1,
   "params": {

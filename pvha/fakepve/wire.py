@@ -13,15 +13,17 @@ from typing import Any
 
 
 class PveError(Exception):
-    """An error answer. ``empty`` = no body (auth failures, proxy errors)."""
+    """An error answer. ``empty`` = no body (auth failures, proxy errors); ``delay`` =
+    seconds the answer is held back, outside the cluster lock (a hung guest agent)."""
 
     def __init__(self, status: int, message: str, errors: dict[str, str] | None = None,
-                 *, empty: bool = False) -> None:
+                 *, empty: bool = False, delay: float = 0.0) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors
         self.empty = empty
+        self.delay = delay
 
 
 def param_error(errors: dict[str, str]) -> PveError:

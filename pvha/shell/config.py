@@ -121,6 +121,10 @@ class ConfigSource:
                     entry["priority"] = res.priority
                 if res.after is not None:
                     entry["after"] = res.after
+                if res.health is not None:
+                    entry.update(health=res.health, health_grace=res.health_grace,
+                                 health_failures=res.health_failures,
+                                 health_interval=res.health_interval)
                 entries[sid] = entry
             out[sid] = entry
         return out

@@ -27,13 +27,15 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pvha.core.health import OFF, HealthSpec
 from pvha.core.ports import CfsError
 from pvha.errors import PvhaError
 from pvha.ports import MANAGER_LOCK
 from pvha.shell.authority import Authority
 from pvha.shell.config import ConfigSource
 from pvha.shell.fencing import Fencing
-from pvha.shell.guests import GuestOps, Guests, split_sid
+from pvha.shell.guests import GuestOps, Guests, ref_of, split_sid
+from pvha.shell.health import HealthMonitor
 from pvha.shell.statusfiles import StatusFiles
 
 _LEVELS = {
@@ -58,8 +60,10 @@ class Shared:
 
     def __init__(self, auth: Authority, config: ConfigSource, statuses: StatusFiles,
                  guests: Guests, fencing: Fencing, recorder: Recorder | None = None,
-                 shutdown_policy: Callable[[], str] = lambda: "conditional") -> None:
+                 shutdown_policy: Callable[[], str] = lambda: "conditional",
+                 health: HealthMonitor | None = None) -> None:
         self.auth = auth
+        self.health = health  # guest health checks (None: no guest is checked)
         self.shutdown_policy = shutdown_policy  # asked when a node's agent reports a shutdown
         self.config = config
         self.statuses = statuses
@@ -293,7 +297,8 @@ class ManagerEnv(_Env):
     def check_running(self, sid: str) -> bool:
         raise CfsError("the manager runs no guest commands")
 
-    start = shutdown = migrate = task_running = guest_runs = check_running  # type: ignore[assignment]
+    start = shutdown = migrate = task_running = check_running  # type: ignore[assignment]
+    guest_runs = guest_health = check_running  # type: ignore[assignment]
 
 
 class ExecutorEnv(_Env):
@@ -306,8 +311,8 @@ class ExecutorEnv(_Env):
         self.node = node
         self.node_shutdown = (False, False)  # (shutdown, reboot), as the node's agent said
         ops = GuestOps(shared.guests, node)
+        self._start = ops.start
         self.check_running = ops.check_running
-        self.start = ops.start
         self.shutdown = ops.shutdown
         self.migrate = ops.migrate
         self.task_running = ops.task_running
@@ -315,6 +320,24 @@ class ExecutorEnv(_Env):
 
     def nodename(self) -> str:
         return self.node
+
+    def start(self, sid: str) -> str | None:
+        """Post a start; its guest's health grace counts from now."""
+        handle = self._start(sid)
+        if self.shared.health is not None:
+            self.shared.health.started(sid, self.auth.clock.time())
+        return handle
+
+    def guest_health(self, sid: str) -> tuple[str, str]:
+        """The verdict of :class:`~pvha.shell.health.HealthMonitor` on ``sid`` when its
+        resource has ``health agent`` (vm: only), else ``("off", "")``."""
+        monitor = self.shared.health
+        spec = HealthSpec.of(self.read_service_config().get(sid))
+        if monitor is None or spec is None or not sid.startswith("vm:"):
+            return OFF, ""
+        g = self.auth.require_view().guests.get(sid)
+        d = monitor.verdict(sid, ref_of(sid, self.node), spec, g, self.auth.clock.time())
+        return d.verdict, d.reason
 
     def is_node_shutdown(self) -> tuple[bool, bool]:
         return self.node_shutdown

@@ -58,6 +58,7 @@ from pvha.shell.env import ManagerEnv, Shared
 from pvha.shell.executor import MAX_WORKERS, Executors
 from pvha.shell.fencing import FenceAcks, Fencing
 from pvha.shell.guests import Guests
+from pvha.shell.health import HealthMonitor
 from pvha.shell.history import History, Recorder
 from pvha.shell.lease import Leases
 from pvha.shell.notifications import Notifier
@@ -132,9 +133,11 @@ class Watcher:
         self.leases = Leases(cfs, clock.monotonic)
         self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history,
                                self.leases)
+        self.health = HealthMonitor(api)
         self.shared = Shared(self.auth, self.config, self.statuses, self.guests, self.fencing,
                              Recorder(self.history, clock.time, self._guest_error),
-                             lambda: datacenter.shutdown_policy(Path(cfs.root), shutdown_policy))
+                             lambda: datacenter.shutdown_policy(Path(cfs.root), shutdown_policy),
+                             self.health)
         self.executors = Executors(self.shared, max_workers=max_workers,
                                    task_timeout=task_timeout, order_wait=order_wait)
         self.fence_delay = resolve_fence_delay(fence_delay, self.power is not None)
@@ -398,6 +401,7 @@ class Watcher:
             self._flush()
             self.release(final=not once)
             self.executors.close()
+            self.health.close()
             if self.power is not None:
                 self.power.close()
             self.notifier.close()

@@ -241,6 +241,9 @@ class SimEnv:
     def task_running(self, handle: str) -> bool:
         return False  # every action here is done at once: no task is ever handed out
 
+    def guest_health(self, sid: str) -> tuple[str, str]:
+        return "off", ""  # simulated guests have no guest agent
+
     def steal_service(self, sid: str, current_node: str, new_node: str) -> str | None:
         # a failed move is a CfsError, as on the real port: the service stays in recovery
         # and the round goes on (PVE's simulator dies with the round here, e.g. for a

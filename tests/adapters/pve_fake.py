@@ -241,6 +241,10 @@ class FakePve:
                 return ok({"status": "running", "qmpstatus": "running", "name": "web",
                            "uptime": 50, "ha": {"managed": 0}})
         if method == "POST":
+            if re.fullmatch(r"nodes/pve3/.*", path):
+                return self._answer(595, "No route to host", None)
+            if re.fullmatch(r"nodes/pve[12]/qemu/\d+/agent/ping", path):
+                return ok({"result": {}})  # qga's guest-ping answers an empty object
             m = re.fullmatch(r"nodes/(pve\d)/(qemu|lxc)/(\d+)/(status/\w+|migrate)", path)
             if m:
                 if m[1] == "pve3":

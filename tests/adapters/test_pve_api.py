@@ -201,3 +201,40 @@ def test_malformed_answers_are_api_errors_not_crashes(fake_pve, fake_time):
     fake_pve.fault("GET", "cluster/status", (200, "OK", {"data": {"not": "a list"}}))
     with pytest.raises(ApiPermanentError):
         make(fake_time).get_cluster_status()
+
+
+# --- guest agent ping (guest health, a pvha extension) ---------------------------------------
+
+
+def test_agent_ping_posts_once_and_returns_when_the_agent_answered(fake_pve, fake_time):
+    assert make(fake_time).agent_ping(VM100) is None
+    assert [(c.method, c.path, c.params) for c in fake_pve.calls] == [
+        ("POST", "nodes/pve1/qemu/100/agent/ping", {})]
+
+
+@pytest.mark.parametrize("message", ["QEMU guest agent is not running",
+                                     "No QEMU guest agent configured", "VM 100 not running"])
+def test_agent_ping_refusals_carry_pves_text_and_are_not_retried(fake_pve, fake_time, message):
+    fake_pve.fault("POST", "nodes/pve1/qemu/100/agent/ping",
+                   (500, message, {"data": None, "message": message + "\n"}))
+    with pytest.raises(ApiPermanentError) as err:
+        make(fake_time).agent_ping(VM100)
+    assert err.value.pve_message == message
+    assert len(fake_pve.paths("POST")) == 1 and fake_time.sleeps == []
+
+
+def test_agent_ping_answer_that_is_not_an_object_with_result_is_refused(fake_pve, fake_time):
+    fake_pve.fault("POST", "nodes/pve1/qemu/100/agent/ping", (200, "OK", {"data": "pong"}))
+    with pytest.raises(ApiPermanentError, match=r"agent/ping: expected an object with 'result'"):
+        make(fake_time).agent_ping(VM100)
+
+
+def test_agent_ping_of_a_container_is_refused_before_any_request(fake_pve, fake_time):
+    with pytest.raises(ValueError, match="no QEMU guest agent"):
+        make(fake_time).agent_ping(CT102)
+    assert fake_pve.calls == []
+
+
+def test_agent_ping_to_a_dead_node_is_transient(fake_pve, fake_time):
+    with pytest.raises(ApiTransientError):
+        make(fake_time).agent_ping(GuestRef("qemu", 101, "pve3"))
