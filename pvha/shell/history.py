@@ -21,7 +21,9 @@ into node and recovery events, so the pure core needs no hook of its own:
 * ``recovering service '<sid>' from fenced node '<n>' failed, no recovery node found``
   -> ``no recovery node``;
 * an executor's ``service status <sid> started`` for a service placed by a recovery ->
-  ``running``: the guest runs elsewhere.
+  ``running``: the guest runs elsewhere;
+* an executor's ``service '<sid>' unhealthy: <why>`` (pvha.core.health) -> a ``health``
+  event, ``unhealthy``: the restart policy restarts or relocates the guest.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ _PLACED = re.compile(r"^recover service '([^']+)' from fenced node '([^']+)' to 
 _NO_NODE = re.compile(r"^recovering service '([^']+)' from fenced node '([^']+)' failed")
 _STARTED = re.compile(r"^service status (\S+) started$")
 _NODE = re.compile(r"^node '([^']+)': state changed from '([^']+)' => '([^']+)'$")
+_UNHEALTHY = re.compile(r"^service '([^']+)' unhealthy: (.*)$")
 _ERROR = re.compile(r"^service '([^']+)': state changed from '([^']+)' to 'error'")
 
 
@@ -160,6 +163,11 @@ class Recorder:
         """``node`` None = a manager line, else the executor of ``node``."""
         if node is None:
             self._manager(msg)
+            return
+        m = _UNHEALTHY.match(msg)
+        if m is not None:
+            self.history.append("health", node, time=self.clock(), sid=m.group(1),
+                                outcome="unhealthy", detail=m.group(2))
             return
         m = _STARTED.match(msg)
         if m is None:

@@ -23,7 +23,8 @@ Events (``event`` in the JSON; the fields vary): ``fence-started``, ``fence-veri
 (a device's read-back, or ``proof: lease``), ``fence-failed``, ``fence-acknowledged``,
 ``recovery-placed``, ``recovery-running`` (``seconds`` since placed, ``fence_seconds``
 since the fence began), ``recovery-failed`` (no node had room), ``guest-error``,
-``guest-running-twice`` (a stale copy its node's agent found), ``quorum-lost``,
+``guest-running-twice`` (a stale copy its node's agent found), ``guest-unhealthy`` (its
+QEMU guest agent stopped answering: pvha.core.health), ``quorum-lost``,
 ``quorum-back``, ``manager-takeover``, ``ha-degraded``, ``ha-healthy``. History events
 are mapped by :func:`from_history`.
 """
@@ -52,6 +53,7 @@ SEVERITY = {
     "fence-started": "warning", "fence-verified": "success", "fence-failed": "failure",
     "fence-acknowledged": "warning", "recovery-placed": "info", "recovery-running": "success",
     "recovery-failed": "failure", "guest-error": "failure", "guest-running-twice": "failure",
+    "guest-unhealthy": "warning",
     "quorum-lost": "failure", "quorum-back": "success", "manager-takeover": "info",
     "ha-degraded": "warning", "ha-healthy": "success",
 }
@@ -99,6 +101,9 @@ def from_history(record: Mapping[str, Any]) -> Event | None:
         where = record.get("target")
         return Event("guest-running-twice", f"{sid} ran on {node} although its config is on "
                      f"{where}: {outcome}", fields, when)
+    if record.get("event") == "health":
+        return Event("guest-unhealthy", f"{sid} on {node} is unhealthy "
+                     f"({record.get('detail')}): restart policy applies", fields, when)
     if kind_of is None or outcome not in kind_of:
         return None
     kind = kind_of[str(outcome)]

@@ -6,6 +6,8 @@ here asserts on speed."""
 
 from __future__ import annotations
 
+import json
+
 from tests.e2e.harness import E2E, Watch, wait_for
 
 UNHEALTHY = r"service 'vm:100' unhealthy: guest agent did not answer 2 pings in a row"
@@ -49,6 +51,14 @@ def test_a_hung_agent_leads_to_a_hard_stop_and_start_and_the_agent_answers_again
     assert w.count(UNHEALTHY) == 1 and e2e.service_states()["vm:100"] == "started"
     # only the guest with `health agent` is ever pinged
     assert [pings(e2e, v) for v in (101, 103, 104)] == [0, 0, 0]
+    # the journal (and so the notifications) has it, and no incident comes of it
+    history = e2e.pvha("history", "--output-format", "json")
+    health = [e for e in json.loads(history.stdout) if e["event"] == "health"]
+    assert [(e["node"], e["sid"], e["outcome"]) for e in health] == \
+        [("node1", "vm:100", "unhealthy")]
+    assert "did not answer 2 pings in a row" in health[0]["detail"]
+    assert json.loads(e2e.pvha("history", "--incidents", "--output-format",
+                               "json").stdout) == []
     assert w.stop() == 0
 
 

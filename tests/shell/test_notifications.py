@@ -104,6 +104,10 @@ def test_history_events_become_notifications_with_their_durations(receiver: Rece
     ({"event": "stale-copy", "node": "n2", "sid": "vm:101", "outcome": "stopped",
       "target": "n3"}, "guest-running-twice",
      "vm:101 ran on n2 although its config is on n3: stopped"),
+    ({"event": "health", "node": "n2", "sid": "vm:101", "outcome": "unhealthy",
+      "detail": "guest agent did not answer 3 pings in a row"}, "guest-unhealthy",
+     ("vm:101 on n2 is unhealthy (guest agent did not answer 3 pings in a row): restart "
+      "policy applies")),
 ])
 def test_each_history_outcome_has_its_event(record: dict[str, Any], kind: str,
                                             summary: str) -> None:
