@@ -149,11 +149,19 @@ def plan(snap: Snapshot, resources: Iterable[PveHaResource], groups: Iterable[Pv
     return Plan(tuple(items), tuple(chosen), tuple(drop_groups))
 
 
+def _canon(values: Mapping[str, object]) -> dict[str, object]:
+    """``values`` with their lists (a group's or rule's nodes, a rule's resources) in
+    sorted order: PVE's API hands them out in hash order, and their order means nothing
+    (node priorities are explicit)."""
+    return {k: tuple(sorted(v, key=str)) if isinstance(v, tuple) else v
+            for k, v in values.items()}
+
+
 def _same(kind: str, ident: str, entry: Entry | None, type_: str,
           values: Mapping[str, object]) -> str:
     if entry is None:
         return ADD
-    if entry.type == type_ and dict(entry.values) == dict(values):
+    if entry.type == type_ and _canon(entry.values) == _canon(values):
         return PRESENT
     raise ConfigError(f"{kind} {ident} is already in pvha's config with other settings; "
                       f"remove it there or make it the same as PVE's, then import again")

@@ -176,3 +176,15 @@ def test_the_managers_checks_refuse_and_nothing_is_written(tmp_path: Path) -> No
                                                             ("resources", "vm:101")))
         pve_import.check(s, pve_import.plan(s.load(), PVE[1:2], [], [nowhere]), CLUSTER)
     assert files(s) == before
+
+
+def test_a_group_pvha_has_with_its_nodes_in_another_order_is_the_same(tmp_path: Path) -> None:
+    # PVE's API lists a group's nodes in hash order; the order means nothing
+    s = store(tmp_path)
+    ops.add_group(s, "prefer1", {"nodes": "node2,node1:2", "nofailback": "1",
+                                 "comment": "web tier"})
+    found = rows(pve_import.plan(s.load(), PVE, [GROUP], []))
+    assert found[("group", "prefer1")][0] == pve_import.PRESENT
+    ops.set_group(s, "prefer1", {"nodes": "node2,node1:3"})  # another priority is not
+    with pytest.raises(ConfigError, match="group 'prefer1' is already in pvha's config"):
+        pve_import.plan(s.load(), PVE, [GROUP], [])
