@@ -208,6 +208,10 @@ _KEYS: dict[str, tuple[str, str]] = {
     "urls_file": ("notify", "PVHA_NOTIFY_URLS_FILE"),
     "pve_mail": ("notify", "PVHA_NOTIFY_PVE_MAIL"),
 }
+_TEXT_KEYS = frozenset({"user", "token_name", "token_secret_file", "password_file", "ca_file",
+                        "cfs_root", "config_dir", "shutdown_policy", "metrics_listen",
+                        "urls_file"})
+"""Settings whose value in the file must be a TOML string (paths and names)."""
 TRUE_WORDS = ("1", "yes", "on", "true")
 FALSE_WORDS = ("0", "no", "off", "false")
 SHUTDOWN_POLICIES = ("conditional", "freeze", "failover", "migrate")
@@ -233,6 +237,37 @@ def load_settings(
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     file_path, explicit = _settings_path(path, env)
     file_values = _read_toml(file_path, explicit)
+    merged = _merge(flags, env, file_values)
+    where = str(file_path) if file_values else None
+    in_file = {k for k in merged if k not in flags and not env.get(_KEYS[k][1])}
+    api = _build_api(merged, env, where, in_file)
+    cfs = _build_cfs(merged)
+    watch = _build_watch(merged, where)
+    mail = merged.get("pve_mail", "auto")
+    notify = NotifySettings(
+        urls_file=Path(merged["urls_file"]) if merged.get("urls_file") else None,
+        pve_mail=None if str(mail).lower() == "auto" else parse_bool(mail, "pve_mail", where))
+    return Settings(api=api, cfs=cfs, source=file_path if file_values else None, watch=watch,
+                    api_configured="hosts" in merged, notify=notify)
+
+
+def cfs_settings(path: str | Path | None = None,
+                 env: Mapping[str, str] | None = None) -> CfsSettings | None:
+    """The ``[cfs]`` settings alone, resolved as :func:`load_settings` resolves them
+    (environment > file), for the commands that need only the config dir; None when
+    neither ``PVHA_CFS_ROOT``/``PVHA_CONFIG_DIR`` nor the settings file names one. The
+    whole file is read and checked: a bad file is a ConfigError here too."""
+    env = os.environ if env is None else env
+    merged = _merge({}, env, _read_toml(*_settings_path(path, env)))
+    if "cfs_root" not in merged and "config_dir" not in merged:
+        return None
+    return _build_cfs(merged)
+
+
+def _merge(flags: Mapping[str, Any], env: Mapping[str, str],
+           file_values: Mapping[str, Any]) -> dict[str, Any]:
+    """Each setting from the first that has it: flags, environment (set and not empty),
+    file."""
     merged: dict[str, Any] = {}
     for key, (_section, var) in _KEYS.items():
         if key in flags:
@@ -241,20 +276,12 @@ def load_settings(
             merged[key] = env[var]
         elif key in file_values:
             merged[key] = file_values[key]
-    where = str(file_path) if file_values else None
-    in_file = {k for k in merged if k not in flags and not env.get(_KEYS[k][1])}
-    api = _build_api(merged, env, where, in_file)
-    cfs = CfsSettings(
-        root=Path(merged.get("cfs_root", DEFAULT_CFS_ROOT)),
-        config_dir=Path(merged["config_dir"]) if "config_dir" in merged else None,
-    )
-    watch = _build_watch(merged, where)
-    mail = merged.get("pve_mail", "auto")
-    notify = NotifySettings(
-        urls_file=Path(merged["urls_file"]) if merged.get("urls_file") else None,
-        pve_mail=None if str(mail).lower() == "auto" else parse_bool(mail, "pve_mail", where))
-    return Settings(api=api, cfs=cfs, source=file_path if file_values else None, watch=watch,
-                    api_configured="hosts" in merged, notify=notify)
+    return merged
+
+
+def _build_cfs(m: Mapping[str, Any]) -> CfsSettings:
+    return CfsSettings(root=Path(m.get("cfs_root", DEFAULT_CFS_ROOT)),
+                       config_dir=Path(m["config_dir"]) if "config_dir" in m else None)
 
 
 def parse_bool(value: Any, name: str, where: str | None = None) -> bool:
@@ -328,6 +355,8 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
             key = "cfs_root" if (section, name) == ("cfs", "root") else name
             if key not in _KEYS or _KEYS[key][0] != section:
                 raise ConfigError(f"unknown setting [{section}] {name}", str(path))
+            if key in _TEXT_KEYS and not isinstance(value, str):
+                raise ConfigError(f"[{section}] {name} must be a string", str(path))
             out[key] = value
     return out
 

@@ -40,7 +40,7 @@ from pvha.cli import (
     whatif,
 )
 from pvha.cli import status as status_cmd
-from pvha.cli.common import CONFIG_DIR_HELP, optional_values, store_for
+from pvha.cli.common import CONFIG_DIR_HELP, optional_values
 from pvha.cli.sim import sim_app
 from pvha.errors import PvhaError
 
@@ -186,7 +186,8 @@ def complete(
     ctx: typer.Context, what: str, config_dir: str | None = typer.Option(None, "--config-dir")
 ) -> None:
     """Ids for shell completion (sids, groups, rules, nodes) from the local config only."""
-    typer.echo(fast.complete_output(store_for(ctx, config_dir), what), nl=False)
+    root_dir = ctx.find_root().params.get("config_dir")
+    typer.echo(fast.complete_output(config_dir, root_dir, what), nl=False)
 
 
 resources.register(app)

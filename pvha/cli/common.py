@@ -65,8 +65,9 @@ OPTIONAL_BOOL_METAVAR = "[<1|0>]"
 
 
 CONFIG_DIR_HELP = (
-    "Configuration directory (env PVHA_CONFIG_DIR; default: /etc/pve/pvha if /etc/pve exists,"
-    " else /etc/pvha for root, else ~/.config/pvha)."
+    "Configuration directory (env PVHA_CONFIG_DIR; else [cfs] of PVHA_CFS_ROOT and the"
+    " settings file, as pvha watch; default: /etc/pve/pvha if /etc/pve exists, else"
+    " /etc/pvha for root, else ~/.config/pvha)."
 )
 
 ConfigDirOpt = Annotated[
@@ -146,11 +147,13 @@ SettingsOpt = Annotated[
 ]
 
 
-def store_for(ctx: typer.Context, config_dir: str | None) -> Store:
+def store_for(ctx: typer.Context, config_dir: str | None,
+              settings_file: str | None = None) -> Store:
     """The store: the command's ``--config-dir``, else the top-level one, else
-    $PVHA_CONFIG_DIR, else ``$PVHA_CFS_ROOT/pvha`` (where ``pvha watch`` looks), else the
-    default (:func:`pvha.cli.fast.store_at`, which the fast path shares)."""
-    return store_at(config_dir, ctx.find_root().params.get("config_dir"))
+    $PVHA_CONFIG_DIR, else the config dir ``pvha watch`` uses ($PVHA_CFS_ROOT and
+    ``[cfs]`` in the settings file), else the default (:func:`pvha.cli.fast.store_at`,
+    which the fast path shares)."""
+    return store_at(config_dir, ctx.find_root().params.get("config_dir"), settings_file)
 
 
 def settings_for(flags: dict[str, Any], settings_file: str | None) -> Settings:

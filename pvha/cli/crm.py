@@ -73,7 +73,7 @@ def maintenance_enable(
     from pvha.cli.whatif import maintenance_room
 
     maintenance_room(ctx, config_dir, node, settings_file, strict)
-    ops.queue_node_maintenance(store_for(ctx, config_dir), "enable", node)
+    ops.queue_node_maintenance(store_for(ctx, config_dir, settings_file), "enable", node)
 
 
 @maintenance_app.command("disable")

@@ -87,7 +87,7 @@ def explain(
     from pvha.cli.status import read_json
     from pvha.config import ops
 
-    store = store_for(ctx, config_dir)
+    store = store_for(ctx, config_dir, settings_file)
     store.require_dir()
     snap, _faults = store.load_lenient()
     resolved = ops.resolve_sid(sid, configured=snap.resources.entries)

@@ -44,20 +44,29 @@ COMPLETE_VAR = "_PVHA_COMPLETE"  # click's shell-completion mode: the Typer app 
 # --- shared with the Typer commands ---------------------------------------------------------
 
 
-def store_at(command_dir: str | None, root_dir: str | None) -> Store:
+def store_at(command_dir: str | None, root_dir: str | None,
+             settings_file: str | None = None) -> Store:
     """The store: the command's ``--config-dir``, else the top-level one, else
-    $PVHA_CONFIG_DIR, else ``$PVHA_CFS_ROOT/pvha`` (where ``pvha watch`` looks), else the
-    default."""
+    $PVHA_CONFIG_DIR, else the config dir ``pvha watch`` uses (``[cfs]`` from
+    $PVHA_CFS_ROOT and the settings file, :func:`pvha.settings.cfs_settings`), else the
+    default. The settings file is read only in that last step: a bad one is then a
+    ConfigError."""
     from pathlib import Path
 
     from pvha.config.store import ENV_VAR, Store, resolve_config_dir
 
     chosen = command_dir or root_dir
     cfs_root = os.environ.get("PVHA_CFS_ROOT")
-    if not chosen and not os.environ.get(ENV_VAR) and cfs_root:
-        directory = Path(cfs_root) / "pvha"
-    else:
+    if chosen or os.environ.get(ENV_VAR):
         directory = resolve_config_dir(chosen)
+    else:
+        from pvha.settings import cfs_settings
+
+        cfs = cfs_settings(settings_file)
+        if cfs is None:
+            directory = resolve_config_dir(None)
+        else:
+            directory, cfs_root = Path(cfs.resolved_config_dir), str(cfs.root)
     root = cluster_root(directory, cfs_root)
     if root is None:
         return Store(directory)
@@ -104,16 +113,17 @@ def config_output(store: Store, type_: str | None, fmt: str) -> tuple[list[str],
     return warnings, render.formatted(rows, fmt, text)
 
 
-def complete_output(store: Store, what: str) -> str:
+def complete_output(command_dir: str | None, root_dir: str | None, what: str) -> str:
     """What ``pvha _complete WHAT`` prints: ids (sids, groups, rules, nodes) one a line,
-    from the local config only; nothing on a broken or missing config, as completion
-    must stay quiet."""
+    from the local config only (the store as :func:`store_at` finds it); nothing on a
+    broken or missing config or settings file, as completion must stay quiet."""
     from pvha.config import views
     from pvha.config.store import MANAGER_STATUS
     from pvha.errors import PvhaError
     from pvha.fsutil import parse_json_object
 
     try:
+        store = store_at(command_dir, root_dir)
         status = parse_json_object(store.read_text(MANAGER_STATUS), store.path(MANAGER_STATUS))
         ids = views.known_ids(store.load(), what, status)
     except PvhaError:
@@ -205,7 +215,7 @@ def _complete(root_dir: str | None, argv: Sequence[str]) -> str | None:
     opts, args = _options(argv, {CONFIG_DIR})
     if opts is None or len(args) != 1:
         return None
-    output = complete_output(store_at(opts.get(CONFIG_DIR), root_dir), args[0])
+    output = complete_output(opts.get(CONFIG_DIR), root_dir, args[0])
     return None if "\x1b" in output else output  # click strips ANSI codes from a pipe
 
 

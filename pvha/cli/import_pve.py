@@ -51,7 +51,7 @@ def import_pve(
     from pvha.config.checks import Cluster
     from pvha.shell import live
 
-    store = store_for(ctx, config_dir)
+    store = store_for(ctx, config_dir, settings_file)
     api, view, groups, rules = _read(settings_file)
     snap = store.load()
     chosen = _choose(sids or [], [r.sid for r in view.snapshot.pve_ha_resources],

@@ -241,7 +241,7 @@ def status(
       3: no pvha manager running (stopped, or its last round too old);
       0: HA operating (also with "HA degraded" lines).
     """
-    store = store_for(ctx, config_dir)
+    store = store_for(ctx, config_dir, settings_file)
     if watch:
         from pvha.cli import live_view
 

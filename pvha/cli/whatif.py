@@ -40,7 +40,7 @@ def _inputs(ctx: typer.Context, config_dir: str | None, inventory: Path | None,
     from pvha.settings import load_settings
     from pvha.shell import live
 
-    store = store_for(ctx, config_dir)
+    store = store_for(ctx, config_dir, settings_file)
     store.require_dir()
     cfg = store.load().ha_config()
     texts = [_text(store.dir / name) for name in ("groups.cfg", "rules.cfg")]

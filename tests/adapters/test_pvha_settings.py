@@ -130,6 +130,9 @@ def test_missing_secret_is_reported_when_the_client_is_built(tmp_path):
      ('[api]\nfingerprint = "AB:CD"\n', "not a SHA-256"),
      ('[api]\nca_file = "/x.pem"\nfingerprint = ["' + FP + '"]\n', "either ca_file"),
      ('[watch]\nshutdown_policy = "poweroff"\n', "is not one of conditional, freeze"),
+     ("[cfs]\nroot = 5\n", "[cfs] root must be a string"),
+     ("[api]\nca_file = true\n", "[api] ca_file must be a string"),
+     ("[notify]\nurls_file = [\"/a\"]\n", "[notify] urls_file must be a string"),
      ("[api\n", "invalid TOML")],
 )
 def test_invalid_settings(tmp_path, text, message):
@@ -137,6 +140,32 @@ def test_invalid_settings(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         load_settings(env={"PVHA_PASSWORD": "pw"}, path=path)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_cfs_settings_alone_resolve_as_load_settings_does(tmp_path, monkeypatch):
+    """What the CLI's config-dir lookup reads (pvha.cli.fast.store_at): the same [cfs]
+    as pvha watch, or None when nothing names it."""
+    monkeypatch.setattr(settings_mod, "DEFAULT_SETTINGS_PATH", tmp_path / "absent.toml")
+    assert settings_mod.cfs_settings(env={}) is None
+    assert settings_mod.cfs_settings(env={"PVHA_CFS_ROOT": ""}) is None
+    root_only = write(tmp_path, '[api]\nport = 8007\n[cfs]\nroot = "/srv/cfs"\n')
+    cases = [
+        ({}, Path("/srv/cfs/pvha")),
+        ({"PVHA_CFS_ROOT": "/srv/env"}, Path("/srv/env/pvha")),  # env beats file
+        ({"PVHA_CONFIG_DIR": "/srv/cfg"}, Path("/srv/cfg")),
+    ]
+    for env, expected in cases:
+        full = load_settings(env={**env, "PVHA_PASSWORD": "pw"}, path=root_only).cfs
+        assert settings_mod.cfs_settings(root_only, env) == full
+        assert full.resolved_config_dir == expected
+    api_only = tmp_path / "api.toml"
+    api_only.write_text("[api]\nport = 8007\n")
+    assert settings_mod.cfs_settings(api_only, {}) is None
+    api_only.write_text("[cfs]\nbogus = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        settings_mod.cfs_settings(api_only, {})
+    with pytest.raises(ConfigError, match="not found"):
+        settings_mod.cfs_settings(tmp_path / "nope.toml", {})
 
 
 def test_explicitly_named_missing_file_is_an_error(tmp_path):

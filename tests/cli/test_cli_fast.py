@@ -144,6 +144,18 @@ CONFIG_CASES = [
         PVHA_CONFIG_DIR="{full}",
         PVHA_CFS_ROOT="{cfs}",
     ),
+    # [cfs] in the settings file: the config dir pvha watch uses
+    case("settings-cfs-root", "config", "--output-format", "json", fast=True,
+         PVHA_SETTINGS="{cfs_settings}"),
+    case("settings-config-dir", "config", fast=True, PVHA_SETTINGS="{dir_settings}"),
+    case("settings-dir-over-env-cfs-root", "config", fast=True,  # as pvha watch: the
+         PVHA_SETTINGS="{dir_settings}", PVHA_CFS_ROOT="{cfs}"),  # dir beats ROOT/pvha
+    case("env-dir-skips-settings", "config", fast=True, PVHA_SETTINGS="{bad_settings}",
+         PVHA_CONFIG_DIR="{full}"),
+    case("root-dir-skips-settings", "--config-dir", "{full}", "config", fast=True,
+         PVHA_SETTINGS="{bad_settings}"),
+    case("settings-bad", "config", fast=False, bad=True, PVHA_SETTINGS="{bad_settings}"),
+    case("settings-missing", "config", fast=False, bad=True, PVHA_SETTINGS="{missing}"),
     # no config dir: an error (a wrong --config-dir must not look empty), left to Typer
     case("default-dir", "config", "--output-format", "json", fast=False, bad=True),
     case("empty-dir", "--config-dir", "{empty}", "config", fast=True),
@@ -237,6 +249,8 @@ COMPLETE_CASES = [
     case("complete-dir-first", "_complete", "--config-dir={full}", "nodes", fast=True),
     case("complete-env", "_complete", "groups", fast=True, PVHA_CONFIG_DIR="{full}"),
     case("complete-cfs", "_complete", "sids", fast=True, PVHA_CFS_ROOT="{cfs}"),
+    case("complete-settings", "_complete", "sids", fast=True, PVHA_SETTINGS="{cfs_settings}"),
+    case("complete-bad-settings", "_complete", "sids", fast=True, PVHA_SETTINGS="{bad_settings}"),
     case("complete-empty", "--config-dir", "{empty}", "_complete", "sids", fast=True),
     case("complete-missing", "--config-dir", "{missing}", "_complete", "nodes", fast=True),
     case("complete-broken", "--config-dir", "{broken}", "_complete", "sids", fast=True),
@@ -291,6 +305,12 @@ def _dirs(root: Path) -> dict[str, Path]:
             target = directory / fname
             target.write_bytes(text if isinstance(text, bytes) else text.encode())
         dirs[name.split("/")[0]] = root / name.split("/")[0]
+    settings = {"cfs_settings": f'[cfs]\nroot = "{root / "cfs"}"\n',
+                "dir_settings": f'[api]\nport = 8006\n[cfs]\nconfig_dir = "{root / "full"}"\n',
+                "bad_settings": "[cfs]\nroot = 5\n"}
+    for name, text in settings.items():
+        dirs[name] = root / f"{name}.toml"
+        dirs[name].write_text(text)
     dirs["missing"] = root / "missing"
     dirs["file"] = root / "a-file"
     dirs["file"].write_text("not a directory\n")
@@ -383,8 +403,20 @@ def test_served_cases_print_something(outcomes: dict[str, tuple[Outcome, Outcome
     assert entry.stdout == b"node1\nnode2\nnode3\n", entry
     entry, _ = outcomes["help"]
     assert b"Usage: pvha [OPTIONS] COMMAND [ARGS]..." in entry.stdout
-    entry, _ = outcomes["env-cfs-root"]
-    assert entry.stdout == b'[{"sid":"ct:300","type":"ct"}]\n', entry
+    ct300 = b'[{"sid":"ct:300","type":"ct"}]\n'
+    for name in ("env-cfs-root", "settings-cfs-root"):
+        entry, _ = outcomes[name]
+        assert entry.stdout == ct300, (name, entry)
+    for name in ("settings-config-dir", "settings-dir-over-env-cfs-root",
+                 "env-dir-skips-settings", "root-dir-skips-settings"):
+        entry, _ = outcomes[name]
+        assert entry.code == 0 and entry.stdout.startswith(b"ct:101\n"), (name, entry)
+    entry, _ = outcomes["settings-bad"]
+    assert b"[cfs] root must be a string" in entry.stderr, entry
+    for name in ("complete-settings", "complete-bad-settings"):
+        entry, _ = outcomes[name]
+        assert entry.stdout == (b"ct:300\n" if name == "complete-settings" else b""), entry
+        assert entry.code == 0 and entry.stderr == b"", (name, entry)
 
 
 def _cfg(tmp_path: Path) -> Path:

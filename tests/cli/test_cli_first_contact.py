@@ -58,3 +58,31 @@ def test_sim_check_without_scenarios_is_an_error(tmp_path: Path) -> None:
     res = _pvha("sim", "check", str(tmp_path))
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr == f"pvha: error: no scenario (a directory with a log.expect) under {tmp_path}\n"
+
+
+def test_commands_use_the_config_dir_that_the_settings_file_gives_pvha_watch(
+        tmp_path: Path) -> None:
+    """`[cfs]` in the settings file moves the config dir for every command, not only for
+    pvha watch: a guest added there is the one the watcher and status see."""
+    from pvha.settings import load_settings
+
+    cfg = tmp_path / "elsewhere" / "pvha"
+    cfg.mkdir(parents=True)
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[cfs]\nconfig_dir = "{cfg}"\n')
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PVHA_SETTINGS": str(settings)}
+    assert load_settings(env=env).cfs.resolved_config_dir == cfg  # where pvha watch looks
+    added = _pvha("add", "vm:100", "--max-restart", "2", env=env)
+    assert added.returncode == 0, added.stderr
+    assert (cfg / "resources.cfg").read_text() == "vm: 100\n\tmax_restart 2\n\n"
+    shown = _pvha("config", env=env)
+    assert shown.returncode == 0 and shown.stdout.startswith("vm:100\n"), shown
+    without = {k: v for k, v in env.items() if k != "PVHA_SETTINGS"}
+    named = _pvha("status", "--settings", str(settings), env=without)
+    assert named.returncode == 5 and named.stderr == "", named  # 5: no API, quorum unknown
+    assert "service vm:100 (---, queued)\n" in named.stdout, named.stdout
+    settings.write_text("[cfs]\nconfig_dir = 7\n")
+    refused = _pvha("add", "vm:101", env=env)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert refused.stderr == f"pvha: error: {settings}: [cfs] config_dir must be a string\n"
+    assert (cfg / "resources.cfg").read_text() == "vm: 100\n\tmax_restart 2\n\n"
