@@ -22,23 +22,47 @@ that holds a config lock (``backup``, ``migrate``, ``snapshot``, ``rollback``,
 ``clone``, ...), whose QEMU state is not ``running`` (paused, suspended, in or after a
 migration), or whose status is not known now. The grace counts from the guest's start:
 its ``uptime`` in the view, or a start this watcher posted (:meth:`started`), whichever
-is later. Records live in memory: a restarted watcher gives every guest a new grace.
+is later.
+
+What survives (as the executors' status files do): the records, the answers not yet
+folded and the time of the last ping are written to ``<config dir>/health_state``
+(atomically, when changed, at most every :data:`SAVE_EVERY` s and when the watcher
+ends) and read back when a watcher begins its tenure of the manager lock
+(:meth:`reset`). So a restarted watcher, another node's watcher taking over and a
+series of ``pvha watch --once`` runs (a timer) judge as one continuous watcher would;
+a ``--once`` run waits for its pings in flight (:meth:`settle`, at most
+:data:`SETTLE_WAIT` s) before it writes them. A missing or damaged file is a fresh
+start: every guest gets a new grace, which never restarts a guest too early. Records of
+guests not asked about for :data:`FORGET_AFTER` s are dropped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from pvha.core.health import Decision, HealthRecord, HealthSpec, decide
 from pvha.errors import ApiError
+from pvha.fsutil import atomic_write
 from pvha.ports import Guest, GuestRef
 
 PING_THREADS = 4
 """Pings in flight at once, over all guests."""
+HEALTH_STATE = "health_state"
+"""File in the config dir that keeps the records between watchers."""
+SAVE_EVERY = 20.0
+"""Seconds between two writes of changed records by a running watcher."""
+SETTLE_WAIT = 45.0
+"""Seconds a ``--once`` run waits for its pings in flight (the API client's read
+timeout, 40 s by default, bounds a ping)."""
+FORGET_AFTER = 3600.0
+"""Seconds after the last question about a guest when its record is dropped."""
 _FAILED = "guest agent is not running"  # PVE's answer after its agent timeout
 log = logging.getLogger("pvha.health")
 
@@ -61,22 +85,117 @@ class _Probe:
     in_flight: bool = False
     last_ping: float | None = None
     warned: str | None = None
+    asked: float | None = None  # when a verdict was last asked for
+
+    def saved(self) -> dict[str, Any]:
+        return {"record": asdict(self.record), "answers": list(self.answers),
+                "last_ping": self.last_ping, "asked": self.asked}
+
+    @classmethod
+    def of(cls, data: Any) -> _Probe:
+        """A probe from its saved form; ValueError/TypeError/KeyError when damaged."""
+        rec = data["record"]
+        names = {f.name for f in fields(HealthRecord)}
+        if not isinstance(rec, dict) or set(rec) != names or not all(
+                v is None or type(v) is int for v in rec.values()):
+            raise ValueError("bad record")
+        answers, last, asked = data["answers"], data["last_ping"], data["asked"]
+        if not (isinstance(answers, list) and all(type(a) is bool for a in answers)):
+            raise ValueError("bad answers")
+        return cls(HealthRecord(**rec), answers, last_ping=_when(last), asked=_when(asked))
+
+
+def _when(value: Any) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise ValueError("bad time")
+    return float(value)
 
 
 class HealthMonitor:
     """Per-guest health records and background pings through ``api`` (see the module
-    docstring). Thread-safe: executors of several nodes ask at once."""
+    docstring), kept in ``config_dir`` (None: in memory only). Thread-safe: executors
+    of several nodes ask at once."""
 
-    def __init__(self, api: Any, threads: int = PING_THREADS) -> None:
+    def __init__(self, api: Any, config_dir: Path | None = None,
+                 threads: int = PING_THREADS) -> None:
         self.api = api
+        self.config_dir = config_dir
         self.threads = threads
         self._probes: dict[str, _Probe] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._loaded = config_dir is None
+        self._saved: dict[str, Any] | None = None
+        self._saved_at: float | None = None
+
+    def reset(self) -> None:
+        """A new tenure of the manager lock: forget what memory holds; the records are
+        read again from ``health_state`` at the next question."""
+        with self._lock:
+            self._probes.clear()
+            self._loaded = self.config_dir is None
+            self._saved = self._saved_at = None
+
+    def save(self, now: float, force: bool = False) -> None:
+        """Write ``health_state`` if the records changed, at most every
+        :data:`SAVE_EVERY` s unless ``force`` (call only while holding the manager
+        lock). An error is only logged: the next watcher then starts with new graces."""
+        if self.config_dir is None:
+            return
+        with self._lock:
+            if not self._loaded:
+                return  # nothing was asked in this tenure: the file is as it was
+            if not force and self._saved_at is not None and now - self._saved_at < SAVE_EVERY:
+                return
+            for sid in [s for s, p in self._probes.items()
+                        if p.asked is not None and now - p.asked > FORGET_AFTER]:
+                del self._probes[sid]
+            state = {sid: probe.saved() for sid, probe in sorted(self._probes.items())}
+            if state == self._saved:
+                return
+            try:
+                atomic_write(self.config_dir / HEALTH_STATE,
+                             json.dumps(state, sort_keys=True).encode())
+                self._saved, self._saved_at = state, now
+            except Exception as err:  # noqa: BLE001 - the next watcher starts afresh
+                log.warning("cannot write %s: %s", HEALTH_STATE, err)
+
+    def settle(self, timeout: float = SETTLE_WAIT) -> None:
+        """Wait until no ping is in flight, at most ``timeout`` s (a ``--once`` run,
+        before :meth:`save`): their answers then count in the next run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(p.in_flight for p in self._probes.values()):
+                    return
+            time.sleep(0.05)
+
+    def _load(self) -> None:
+        """Read ``health_state`` once per tenure (under ``_lock``)."""
+        self._loaded = True
+        assert self.config_dir is not None
+        path = self.config_dir / HEALTH_STATE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+            probes = {str(sid): _Probe.of(item) for sid, item in data.items()}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            log.warning("%s unreadable (%s): every checked guest starts a new grace",
+                        path, err)
+            return
+        self._probes.update(probes)
+        self._saved = {sid: p.saved() for sid, p in sorted(probes.items())}
 
     def started(self, sid: str, now: float) -> None:
         """A start of ``sid`` was posted: its grace counts from ``now``."""
         with self._lock:
+            if not self._loaded:
+                self._load()
             probe = self._probes.get(sid)
             if probe is not None:
                 probe.record = replace(probe.record, started_at=int(now), failures=0,
@@ -88,7 +207,10 @@ class HealthMonitor:
         """The verdict on the running guest ``sid`` (``g``: its entry in the round's
         view); posts its next ping when one is due."""
         with self._lock:
+            if not self._loaded:
+                self._load()
             probe = self._probes.setdefault(sid, _Probe())
+            probe.asked = now
             record = probe.record
             if g is not None and g.uptime is not None and not g.status_stale:
                 seen = int(now) - g.uptime

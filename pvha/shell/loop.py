@@ -24,10 +24,10 @@ long a recovery takes.
 State that survives (issue 8 point 2): everything the manager and the executors
 remember between rounds is in the status files (``manager_status["pvha"]``: last-online
 times, uid counter, since when this manager holds the lock; ``lrm_status/<node>``:
-restart counters, workers with their task UPIDs, results; ``fence_state``: fence jobs),
-written atomically every round. A restarted watcher, a series of ``--once`` runs or
-another node's watcher taking over resume from them and decide as one continuous
-watcher would. Whenever this process does not hold the manager lock, it forgets what it
+restart counters, workers with their task UPIDs, results; ``fence_state``: fence jobs;
+``health_state``: guest health records, :mod:`pvha.shell.health`), written atomically.
+A restarted watcher, a series of ``--once`` runs or another node's watcher taking over
+resume from them and decide as one continuous watcher would. Whenever this process does not hold the manager lock, it forgets what it
 has in memory, so it can never act on a state another watcher has moved on from.
 
 An exception inside a round is logged and the loop goes on; only SIGTERM/SIGINT end it.
@@ -133,7 +133,7 @@ class Watcher:
         self.leases = Leases(cfs, clock.monotonic)
         self.fencing = Fencing(self.auth, FenceAcks(cfs.config_dir), self.power, self.history,
                                self.leases)
-        self.health = HealthMonitor(api)
+        self.health = HealthMonitor(api, cfs.config_dir)
         self.shared = Shared(self.auth, self.config, self.statuses, self.guests, self.fencing,
                              Recorder(self.history, clock.time, self._guest_error),
                              lambda: datacenter.shutdown_policy(Path(cfs.root), shutdown_policy),
@@ -166,6 +166,7 @@ class Watcher:
         if not self.auth.holds_manager_lock():
             self.statuses.reset()
             self.executors.reset()
+            self.health.reset()
         began = self.clock.monotonic()
         try:
             view = take_view(self.api)
@@ -203,6 +204,7 @@ class Watcher:
         crm.do_one_iteration(now)
         if crm.state == "master" and self.auth.may_act():
             self.executors.run_round(now, self.leases.statuses())
+            self.health.save(self.clock.time())
         sentence = round_sentence(view, crm, self.fence_delay, self.fence_wait,
                                   self.config.degraded)
         degraded = self.config.degraded or " in error (" in sentence
@@ -250,6 +252,7 @@ class Watcher:
         """About to become master: drop what memory holds, note since when."""
         self.statuses.reset()
         self.executors.reset()
+        self.health.reset()
         now = self.clock.time()
         self.master_since = now
         try:
@@ -398,6 +401,8 @@ class Watcher:
                 self.wait(started)
         finally:
             notify("STOPPING=1")
+            if once:
+                self.health.settle()  # its pings' answers count in the next run
             self._flush()
             self.release(final=not once)
             self.executors.close()
@@ -412,6 +417,7 @@ class Watcher:
         try:
             if self.auth.may_act():
                 self.statuses.flush()
+                self.health.save(self.clock.time(), force=True)
         except Exception as err:  # noqa: BLE001 - the next process confirms again
             log.warning("could not write the executor status files: %s", err)
 

@@ -89,3 +89,36 @@ def test_a_broken_agent_is_restarted_max_restart_times_then_relocated(e2e: E2E) 
              what="vm 100 relocated and running on another node")
     assert vm100_tasks(e2e).count("qmstop") >= 1
     assert w.stop() == 0
+
+
+def test_watch_once_runs_from_a_timer_judge_health_as_one_watcher_would(e2e: E2E) -> None:
+    """No continuous watcher: `pvha watch --once` again and again, as a systemd timer runs
+    it. The records and the answers of each run's pings are in health_state, so the
+    failures in a row add up across runs and lead to the same restart."""
+    res = e2e.pvha("set", "vm:100", "--health", "agent", "--health-grace", "2",
+                   "--health_interval", "1", "--health-failures", "2")
+    assert res.returncode == 0, res.stderr
+
+    def once() -> str:
+        run = e2e.pvha("watch", "--once")
+        assert run.returncode == 0, run.stderr
+        return run.stderr
+
+    for _ in range(30):
+        once()
+        if e2e.all_started() and pings(e2e, 100) >= 2:
+            break
+    assert pings(e2e, 100) >= 2, "vm 100 was never pinged by the --once runs"
+    before = vm100_tasks(e2e)
+    e2e.ctl("guest 100 agent hung")
+    logs = ""
+    for _ in range(30):
+        logs += once()
+        if "qmstart" in vm100_tasks(e2e)[len(before):]:
+            break
+    assert len([line for line in logs.splitlines() if "unhealthy" in line]) == 1, logs
+    assert vm100_tasks(e2e)[len(before):][:2] == ["qmstop", "qmstart"], vm100_tasks(e2e)
+    state = json.loads((e2e.config_dir / "health_state").read_text())
+    assert state["vm:100"]["record"]["restarts"] == 1
+    history = json.loads(e2e.pvha("history", "--output-format", "json").stdout)
+    assert [e["sid"] for e in history if e["event"] == "health"] == ["vm:100"]
