@@ -52,6 +52,7 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.server.shutdown()
+    r.server.server_close()
 
 
 def test_an_event_reaches_a_webhook_with_its_fields_in_text_and_json(receiver: Receiver) -> None:
@@ -134,8 +135,8 @@ def test_a_failing_target_is_logged_without_its_url_and_the_others_still_get_it(
 
 def test_sending_never_blocks_the_caller() -> None:
     slow = Receiver(delay=2.0)
+    n = Notifier([slow.url])
     try:
-        n = Notifier([slow.url])
         began = time.monotonic()
         for i in range(20):
             n.send(Event("recovery-placed", f"recovering vm:{i}", {"sid": f"vm:{i}"}, 1.0))
@@ -144,6 +145,8 @@ def test_sending_never_blocks_the_caller() -> None:
         n.close(timeout=0.1)
     finally:
         slow.server.shutdown()
+        slow.server.server_close()
+    n.close(timeout=30)  # the rest fail at once now: logged here, not after the tests end
 
 
 def test_pve_mail_route_pipes_a_mail_to_root_through_sendmail(tmp_path: Path) -> None:
