@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -172,6 +173,23 @@ def parse_conf(text: str) -> dict[str, str]:
     return out
 
 
+def with_lock(text: str, lock: str | None) -> str:
+    """``text`` (a guest config) with ``lock: LOCK`` as the main section's lock, or
+    without any lock there (``None``); snapshot sections are kept as they are."""
+    lines = text.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if line.startswith("[")), len(lines))
+    main = [line for line in lines[:end] if not re.match(r"lock\s*:", line)]
+    if lock is not None:
+        if main and not main[-1].endswith("\n"):
+            main[-1] += "\n"
+        while main and main[-1].strip() == "":  # before the blank line of a snapshot
+            main.pop()
+        main.append(f"lock: {lock}\n")
+        if end < len(lines):
+            main.append("\n")
+    return "".join(main + lines[end:])
+
+
 def conf_rel(node: str, kind: str, vmid: int) -> str:
     return f"nodes/{node}/{CONF_DIRS[kind]}/{vmid}.conf"
 
@@ -276,11 +294,23 @@ class Cluster:
         return self.rt(conf.vmid).lock or conf.values.get("lock") or None
 
     def set_lock(self, vmid: int, lock: str | None) -> None:
-        """Out-of-band lock change (tests, the ``guest VMID lock|unlock`` command)."""
+        """Out-of-band lock change (tests, the ``guest VMID lock|unlock`` command), where
+        PVE keeps it: the ``lock:`` line of the config's main section, written through
+        the owner node's view (a backup's ``lock: backup``; ``qm unlock`` deletes it, and
+        so the lock of a task in flight too). ValueError for a bad name; OSError when
+        the owner's pmxcfs refuses the write (no quorum there)."""
+        if lock is not None and not re.fullmatch(r"[a-z][a-z-]*", lock):
+            raise ValueError(f"bad lock name {lock!r}")
         with self.lock:
-            if self.config(vmid) is None:
+            conf = self.config(vmid)
+            if conf is None:
                 raise KeyError(f"no guest {vmid}")
-            self.rt(vmid).lock = lock
+            if lock is None:
+                self.rt(vmid).lock = None
+            text = conf.data.decode("utf-8", "replace")
+            new = with_lock(text, lock)
+            if new != text:
+                self.tree.write(conf.node, conf_rel(conf.node, conf.kind, vmid), new.encode())
 
     def is_running(self, vmid: int, node: str) -> bool:
         return node in self.rt(vmid).running
@@ -538,7 +568,7 @@ class Cluster:
             for vmid, conf in sorted(self.configs().items()):
                 rt = self.rt(vmid)
                 guests[str(vmid)] = {"kind": conf.kind, "node": conf.node, "name": conf.name,
-                                     "running_on": sorted(rt.running), "lock": rt.lock,
+                                     "running_on": sorted(rt.running), "lock": self.lock_of(conf),
                                      "qmp": rt.qmp,
                                      **({"agent": rt.agent, "pings": rt.pings}
                                         if conf.kind == "qemu" else {})}

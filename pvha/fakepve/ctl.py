@@ -150,6 +150,8 @@ def _guest(fake: FakePve, a: list[str]) -> Any:
             fake.cluster.guest_set(vmid, action == "start")
     except (KeyError, ValueError) as exc:
         raise CtlError(str(exc).strip("'\"")) from None
+    except OSError as exc:  # the owner node's pmxcfs is read-only (no quorum there)
+        raise CtlError(f"cannot write the config of guest {vmid}: {exc.strerror or exc}") from None
 
 
 def _guest_fault(fake: FakePve, vmid: int, a: list[str]) -> Any:

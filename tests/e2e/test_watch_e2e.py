@@ -228,3 +228,28 @@ def test_e2e_a_guest_pve_own_ha_manages_is_refused(e2e: E2E) -> None:
     assert "vm: 104" not in (e2e.config_dir / "resources.cfg").read_text()
     e2e.ctl("guest 104 pve-ha off")
     assert e2e.pvha("add", "vm:104").returncode == 0
+
+
+def test_e2e_a_guest_locked_by_a_backup_on_a_failed_node_is_recovered_without_its_lock(
+        e2e: E2E) -> None:
+    """As PVE (semantics: recovery removes leftover `backup` locks): node2 dies during a
+    backup of vm:101, whose config then keeps `lock: backup`. After the proof, pvha drops
+    the lock from the recovered config and starts the guest on another node. (The lock
+    is in the config file, as PVE keeps it; a lock only in the fake's memory would make
+    that start fail.)"""
+    w = steady(e2e)
+    e2e.ctl("guest 101 lock backup")
+    conf = e2e.fp.cfs_root("node2") / "nodes" / "node2" / "qemu-server" / "101.conf"
+    assert "lock: backup\n" in conf.read_text()
+    e2e.ctl("power node2 off")
+    w.wait_log(r"fencing node2: waiting for fence-ack", 30)
+    ack = e2e.pvha("fence-ack", "node2", "--yes")
+    assert ack.returncode == 0, ack.stderr
+    w.wait_log(r"removed leftover lock 'backup' from recovered service 'vm:101' to allow "
+               r"its start", 40)
+    wait_for(lambda: 101 in e2e.running_via_api(), 40, what="vm:101 running elsewhere")
+    node = e2e.running_via_api()[101]
+    moved = e2e.fp.cfs_root(node) / "nodes" / node / "qemu-server" / "101.conf"
+    assert "lock:" not in moved.read_text() and e2e.truth()["guests"]["101"]["lock"] is None
+    e2e.no_split_brain()
+    assert w.stop() == 0

@@ -10,6 +10,7 @@ from fakepve_helpers import ctl, token_client, wait_for, wait_task
 from proxmoxer.core import ResourceException
 from proxmoxer.tools import Tasks
 
+from pvha.fakepve.ctl import CtlError
 from pvha.fakepve.server import FakePve
 
 
@@ -148,8 +149,24 @@ def test_locks_like_pve(fake: FakePve) -> None:
     upid = px.nodes("node3").lxc(102).migrate.post(target="node1", restart=1)  # lxc: task
     assert wait_task(px, "node3", upid)["exitstatus"] == "migration aborted"
     ctl(fake, "guest 102 unlock")
-    res = {g["vmid"]: g for g in px.cluster.resources.get(type="vm")}
-    assert res[100]["lock"] == "backup" and "lock" not in res[102]
+    # the lock is the config's `lock:` line, written on the owner's node (node3) and seen
+    # by the others once pmxcfs has passed it on, as any config change
+    conf102 = (fake.cfs_root("node3") / "nodes/node3/lxc/102.conf").read_text()
+    assert "lock:" not in conf102
+    assert "lock: backup\n" in (fake.cfs_root("node1") / "nodes/node1/qemu-server/100.conf"
+                                ).read_text()
+
+    def resources() -> dict[int, dict[str, Any]]:
+        return {g["vmid"]: g for g in px.cluster.resources.get(type="vm")}
+
+    wait_for(lambda: "lock" not in resources()[102], 10)
+    assert resources()[100]["lock"] == "backup"
+    with pytest.raises(CtlError, match="bad lock name"):  # never a line of its own making
+        ctl(fake, "guest 100 lock Backup:x")
+    ctl(fake, "network node3 off")  # node3's pmxcfs is read-only without quorum
+    with pytest.raises(CtlError, match="cannot write the config of guest 102"):
+        ctl(fake, "guest 102 lock backup")
+    ctl(fake, "network node3 on")
     # a lock written in the config file counts too (written on node2, whose API answers)
     conf = fake.cfs_root("node2") / "nodes/node2/qemu-server/101.conf"
     conf.write_text(conf.read_text() + "lock: migrate\n")
