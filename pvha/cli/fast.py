@@ -49,8 +49,8 @@ def store_at(command_dir: str | None, root_dir: str | None,
     """The store: the command's ``--config-dir``, else the top-level one, else
     $PVHA_CONFIG_DIR, else the config dir ``pvha watch`` uses (``[cfs]`` from
     $PVHA_CFS_ROOT and the settings file, :func:`pvha.settings.cfs_settings`), else the
-    default. The settings file is read only in that last step: a bad one is then a
-    ConfigError."""
+    default. The settings file is read only when neither ``--config-dir`` nor
+    $PVHA_CONFIG_DIR is given: a bad one is then a ConfigError."""
     from pathlib import Path
 
     from pvha.config.store import ENV_VAR, Store, resolve_config_dir

@@ -27,8 +27,9 @@ times, uid counter, since when this manager holds the lock; ``lrm_status/<node>`
 restart counters, workers with their task UPIDs, results; ``fence_state``: fence jobs;
 ``health_state``: guest health records, :mod:`pvha.shell.health`), written atomically.
 A restarted watcher, a series of ``--once`` runs or another node's watcher taking over
-resume from them and decide as one continuous watcher would. Whenever this process does not hold the manager lock, it forgets what it
-has in memory, so it can never act on a state another watcher has moved on from.
+resume from them and decide as one continuous watcher would. Whenever this process does
+not hold the manager lock, it forgets what it has in memory, so it can never act on a
+state another watcher has moved on from.
 
 An exception inside a round is logged and the loop goes on; only SIGTERM/SIGINT end it.
 On the way out a continuous watcher writes ``stopped_at`` into the manager status (so
