@@ -1,4 +1,5 @@
-"""``history``: fence and recovery events of ``pvha watch`` (``<config dir>/history.jsonl``).
+"""``history``: fence and recovery events of ``pvha watch`` (``<config dir>/history.jsonl``,
+merged with the agents' ``history.d/<node>.jsonl``: :class:`pvha.shell.history.History`).
 
 One row per event: when (local time), what (``node`` / ``fence`` / ``recovery``), the
 node, the guest (recoveries), the outcome (``offline``, ``fence``, ``online``;

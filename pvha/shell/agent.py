@@ -290,7 +290,7 @@ class Agent:
                       "node was fenced while it ran)", proc.sid,
                       "stopped" if killed else "found and NOT stopped (kill failed)",
                       self.node, ",".join(owners))
-            History(self.cfs.config_dir, self.on_event).append(
+            History(self.cfs.config_dir, self.on_event, writer=self.node).append(
                 "stale-copy", self.node, time=self._clock(), sid=proc.sid,
                 outcome="stopped" if killed else "kill failed", target=",".join(owners))
             if killed:

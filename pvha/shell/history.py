@@ -1,14 +1,21 @@
 """The fence and recovery journal of ``pvha watch`` (``<config dir>/history.jsonl``).
 
 Theory of operation. One JSON object per line: ``time`` (epoch seconds), ``event``
-(``fence``, ``recovery``, ``node``; ``stale-copy`` from ``pvha agent``), ``node``,
-optional ``sid``, ``outcome`` and ``detail``. Each event is appended with a single ``write(2)`` on a file opened ``O_APPEND`` and
-then fsynced, so concurrent writers never interleave within a line and a crash leaves
-at most a torn last line, which :meth:`History.read` skips. pmxcfs caps a file at 1 MiB
-(a write past it fails), so the journal stays under :data:`MAX_BYTES`: an append that
-would cross it first rewrites the file (atomically) with the newest events that fill
-half of it. Details never hold secrets:
-they come from :class:`pvha.fence.fencer.FenceResult`, which redacts them.
+(``fence``, ``recovery``, ``node``, ``health``; ``stale-copy`` from ``pvha agent``),
+``node``, optional ``sid``, ``outcome`` and ``detail``. Each event is appended with a
+single ``write(2)`` on a file opened ``O_APPEND`` and then fsynced, so the writers of
+one node never interleave within a line and a crash leaves at most a torn last line,
+which :meth:`History.read` skips.
+
+One writer per file across the cluster: an append through pmxcfs lands at the end of the
+file *as the writing node sees it*, so two nodes appending to one file at once overwrite
+each other's lines (pmxcfs applies each write at its offset, in cluster order). The
+manager's events (one master at a time) go to ``history.jsonl``; each node's agent
+writes its own ``history.d/<node>.jsonl`` (``writer``). :meth:`read` merges them by
+time. pmxcfs caps a file at 1 MiB (a write past it fails), so the journal stays under
+:data:`MAX_BYTES`: an append that would cross it first rewrites the file (atomically)
+with the newest events that fill half of it. Details never hold secrets: they come from
+:class:`pvha.fence.fencer.FenceResult`, which redacts them.
 
 :class:`Recorder` turns the manager's and executors' log lines (the core's PVE wording)
 into node and recovery events, so the pure core needs no hook of its own:
@@ -41,6 +48,8 @@ from pvha.errors import StoreError
 from pvha.fsutil import atomic_write
 
 HISTORY = "history.jsonl"
+WRITERS_DIR = "history.d"
+"""Directory of the per-node journals of the agents (``<node>.jsonl``)."""
 MAX_BYTES = 512 * 1024
 """The journal's size bound, half of pmxcfs's 1 MiB file limit."""
 log = logging.getLogger("pvha.watch")
@@ -57,9 +66,13 @@ class History:
     """Append-only journal in ``config_dir`` (see the module docstring)."""
 
     def __init__(self, config_dir: Path | str,
-                 on_append: Callable[[dict[str, Any]], None] | None = None) -> None:
-        """``on_append`` sees every event, written or not (pvha.shell.notifications)."""
-        self.path = Path(config_dir) / HISTORY
+                 on_append: Callable[[dict[str, Any]], None] | None = None,
+                 writer: str | None = None) -> None:
+        """``on_append`` sees every event, written or not (pvha.shell.notifications).
+        ``writer``: the node whose agent appends (its own file); None for the manager."""
+        self.dir = Path(config_dir)
+        self.path = self.dir / HISTORY if writer is None else \
+            self.dir / WRITERS_DIR / f"{writer}.jsonl"
         self.on_append = on_append
         self._lock = threading.Lock()
 
@@ -76,6 +89,8 @@ class History:
         with self._lock:
             try:
                 self._rotate(len(data))
+                if self.path.parent != self.dir:
+                    self.path.parent.mkdir(exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
                 try:
                     os.write(fd, data)
@@ -111,20 +126,35 @@ class History:
         atomic_write(self.path, b"".join(reversed(kept)), 0o644)
 
     def read(self) -> list[dict[str, Any]]:
-        """Every complete event, oldest first (a torn or damaged line is skipped)."""
+        """Every complete event of the config dir's journals (the manager's and every
+        agent's), oldest first; a torn or damaged line is skipped."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
+            agents = sorted(p for p in (self.dir / WRITERS_DIR).iterdir()
+                            if p.suffix == ".jsonl")
+        except (FileNotFoundError, NotADirectoryError):
+            agents = []
         out: list[dict[str, Any]] = []
-        for line in text.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "event" in record and "time" in record:
-                out.append(record)
+        for path in (self.dir / HISTORY, *agents):
+            out.extend(_events(path))
+        out.sort(key=lambda e: e["time"])  # stable: one file's order is kept
         return out
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return []
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" in record and \
+                isinstance(record.get("time"), (int, float)):
+            out.append(record)
+    return out
 
 
 class Recorder:

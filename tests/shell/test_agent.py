@@ -68,7 +68,7 @@ def test_a_stale_copy_is_killed_before_the_first_feed(tmp_path: Path) -> None:
     agent.step()
     assert guests.procs == [own] and wd.feeds == 1  # vm:102 is not HA and its config is here
     assert _status(cfs)["stale_stopped"] == ["vm:101"] and _status(cfs)["stale_running"] == []
-    history = (cfs.config_dir / "history.jsonl").read_text().splitlines()
+    history = (cfs.config_dir / "history.d" / "node2.jsonl").read_text().splitlines()
     assert [json.loads(line)["outcome"] for line in history] == ["stopped"]
 
 
@@ -79,7 +79,7 @@ def test_a_copy_that_cannot_be_killed_is_reported_once_and_blocks_its_node(
     for _ in range(3):
         agent.step()
     assert guests.kills == 3 and _status(cfs)["stale_running"] == ["vm:101"]
-    history = (cfs.config_dir / "history.jsonl").read_text().splitlines()
+    history = (cfs.config_dir / "history.d" / "node2.jsonl").read_text().splitlines()
     assert [json.loads(line)["outcome"] for line in history] == ["kill failed"]
     guests.procs.clear()  # gone at last
     agent.step()
