@@ -428,6 +428,7 @@ class Cluster:
                 n.boot_time = self.clock()
             else:
                 n.generation += 1
+                self._leave_task_locks(name)
                 for rt in self.runtime.values():
                     rt.running.discard(name)
                 self.tasks.crash_node(name, self.clock())
@@ -437,6 +438,24 @@ class Cluster:
             self.refresh()
         for hook in list(self.power_hooks):
             hook(name, on)
+
+    def _leave_task_locks(self, node: str) -> None:
+        """``node`` died in the middle of a task that locks a guest (a migration from
+        it). PVE wrote that lock into the guest's config when the task began, and no one
+        clears it now: the lock moves from memory into the config file, written through
+        a node that still can (the file is the cluster's); with none, it stays in memory."""
+        writers = [w for w in sorted(self.nodes)
+                   if w != node and self.nodes[w].power and self.quorate(w)]
+        for vmid, rt in sorted(self.runtime.items()):
+            conf = self.config(vmid) if rt.lock is not None and writers else None
+            if conf is None or conf.node != node or rt.lock is None:
+                continue
+            text = with_lock(conf.data.decode("utf-8", "replace"), rt.lock)
+            try:
+                self.tree.write(writers[0], conf_rel(node, conf.kind, vmid), text.encode())
+            except OSError:
+                continue
+            rt.lock = None
 
     def set_network(self, name: str, on: bool) -> None:
         with self.lock:

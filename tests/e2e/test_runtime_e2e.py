@@ -111,3 +111,30 @@ def test_e2e_once_runs_reach_the_restart_policy_and_exit_codes_tell_failure(e2e:
     assert "cannot read the cluster through the API" in res.stderr
     assert json.loads((e2e.config_dir / "manager_status").read_text())["timestamp"] == \
         ms["timestamp"], "a run without the API wrote the manager status"
+
+
+def test_e2e_a_guest_whose_node_dies_during_its_migration_is_recovered_without_the_lock(
+        e2e: E2E) -> None:
+    """As PVE: a migration writes `lock: migrate` into the guest's config; the source
+    node dies before the task clears it, so the config keeps it. After the proof, the
+    recovery removes that leftover lock and the guest starts on another node."""
+    e2e.fp.cluster.timing.migrate_seconds = 120.0  # the migration outlives its node
+    w = e2e.watch()
+    wait_for(e2e.all_started, 40, what="all services started")
+    res = e2e.pvha("migrate", "vm:101", "node3")
+    assert res.returncode == 0, res.stderr
+    wait_for(lambda: e2e.truth()["guests"]["101"]["lock"] == "migrate", 20,
+             what="migration running")
+    e2e.ctl("power node2 off")
+    conf = e2e.fp.cfs_root("node1") / "nodes" / "node2" / "qemu-server" / "101.conf"
+    wait_for(lambda: "lock: migrate\n" in conf.read_text(), 10,
+             what="the lock left in the config file")
+    w.wait_log(r"fencing node2: waiting for fence-ack", 30)
+    ack = e2e.pvha("fence-ack", "node2", "--yes")
+    assert ack.returncode == 0, ack.stderr
+    w.wait_log(r"removed leftover lock 'migrate' from recovered service 'vm:101' to allow "
+               r"its start", 40)
+    wait_for(lambda: 101 in e2e.running_via_api(), 40, what="vm:101 running elsewhere")
+    assert e2e.truth()["guests"]["101"]["lock"] is None
+    assert "entering error state" not in w.log()
+    e2e.no_split_brain()
