@@ -127,12 +127,15 @@ class History:
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete event of the config dir's journals (the manager's and every
-        agent's), oldest first; a torn or damaged line is skipped."""
+        agent's), oldest first; a torn or damaged line is skipped. StoreError when a
+        journal cannot be read."""
         try:
             agents = sorted(p for p in (self.dir / WRITERS_DIR).iterdir()
                             if p.suffix == ".jsonl")
         except (FileNotFoundError, NotADirectoryError):
             agents = []
+        except OSError as err:
+            raise StoreError(f"cannot read {self.dir / WRITERS_DIR}: {err.strerror}") from None
         out: list[dict[str, Any]] = []
         for path in (self.dir / HISTORY, *agents):
             out.extend(_events(path))
@@ -145,6 +148,8 @@ def _events(path: Path) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8", errors="replace")
     except (FileNotFoundError, IsADirectoryError):
         return []
+    except OSError as err:
+        raise StoreError(f"cannot read {path}: {err.strerror}") from None
     out: list[dict[str, Any]] = []
     for line in text.splitlines():
         try:

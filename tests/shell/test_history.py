@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from pvha.errors import StoreError
 from pvha.shell.history import HISTORY, MAX_BYTES, History
 
 
@@ -87,3 +90,12 @@ def test_read_merges_the_journals_by_time_and_skips_what_is_not_an_event(
     (agents / "notes.txt").write_text('{"event": "node", "time": 1}\n')
     assert [(e["time"], e["outcome"]) for e in History(tmp_path).read()] == [
         (5, "stopped"), (10, "offline"), (20, "online")]
+
+
+def test_an_unreadable_journal_is_a_store_error(tmp_path: Path) -> None:
+    """`pvha history` then says it in one line (as every StoreError), no traceback."""
+    agents = tmp_path / "history.d"
+    agents.mkdir()
+    (agents / "node2.jsonl").symlink_to(agents / "node2.jsonl")  # a loop: ELOOP on open
+    with pytest.raises(StoreError, match=r"cannot read .*node2.jsonl: "):
+        History(tmp_path).read()
