@@ -177,6 +177,19 @@ class E2E:
     def no_split_brain(self) -> None:
         assert self.truth()["split_brain"] == [], self.truth()
 
+    def recover_locked_after_ack(self, w: Watch, node: str, vmid: int, lock: str) -> str:
+        """``node`` is off with guest ``vmid`` locked ``lock`` in its config: ack the
+        node, wait for the recovery to drop the leftover lock and for the guest to run
+        elsewhere; returns where it runs."""
+        w.wait_log(rf"fencing {node}: waiting for fence-ack", 30)
+        ack = self.pvha("fence-ack", node, "--yes")
+        assert ack.returncode == 0, ack.stderr
+        w.wait_log(rf"removed leftover lock '{lock}' from recovered service 'vm:{vmid}' to "
+                   r"allow its start", 40)
+        wait_for(lambda: vmid in self.running_via_api(), 40, what=f"vm:{vmid} running")
+        assert self.truth()["guests"][str(vmid)]["lock"] is None
+        return self.running_via_api()[vmid]
+
 
 @contextlib.contextmanager
 def running_e2e(tmp_path_factory: pytest.TempPathFactory, name: str,

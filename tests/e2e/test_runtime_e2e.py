@@ -129,12 +129,6 @@ def test_e2e_a_guest_whose_node_dies_during_its_migration_is_recovered_without_t
     conf = e2e.fp.cfs_root("node1") / "nodes" / "node2" / "qemu-server" / "101.conf"
     wait_for(lambda: "lock: migrate\n" in conf.read_text(), 10,
              what="the lock left in the config file")
-    w.wait_log(r"fencing node2: waiting for fence-ack", 30)
-    ack = e2e.pvha("fence-ack", "node2", "--yes")
-    assert ack.returncode == 0, ack.stderr
-    w.wait_log(r"removed leftover lock 'migrate' from recovered service 'vm:101' to allow "
-               r"its start", 40)
-    wait_for(lambda: 101 in e2e.running_via_api(), 40, what="vm:101 running elsewhere")
-    assert e2e.truth()["guests"]["101"]["lock"] is None
+    assert e2e.recover_locked_after_ack(w, "node2", 101, "migrate") != "node2"
     assert "entering error state" not in w.log()
     e2e.no_split_brain()

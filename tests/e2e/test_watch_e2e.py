@@ -242,14 +242,8 @@ def test_e2e_a_guest_locked_by_a_backup_on_a_failed_node_is_recovered_without_it
     conf = e2e.fp.cfs_root("node2") / "nodes" / "node2" / "qemu-server" / "101.conf"
     assert "lock: backup\n" in conf.read_text()
     e2e.ctl("power node2 off")
-    w.wait_log(r"fencing node2: waiting for fence-ack", 30)
-    ack = e2e.pvha("fence-ack", "node2", "--yes")
-    assert ack.returncode == 0, ack.stderr
-    w.wait_log(r"removed leftover lock 'backup' from recovered service 'vm:101' to allow "
-               r"its start", 40)
-    wait_for(lambda: 101 in e2e.running_via_api(), 40, what="vm:101 running elsewhere")
-    node = e2e.running_via_api()[101]
+    node = e2e.recover_locked_after_ack(w, "node2", 101, "backup")
     moved = e2e.fp.cfs_root(node) / "nodes" / node / "qemu-server" / "101.conf"
-    assert "lock:" not in moved.read_text() and e2e.truth()["guests"]["101"]["lock"] is None
+    assert node != "node2" and "lock:" not in moved.read_text()
     e2e.no_split_brain()
     assert w.stop() == 0
