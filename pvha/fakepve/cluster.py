@@ -307,10 +307,15 @@ class Cluster:
                 raise KeyError(f"no guest {vmid}")
             if lock is None:
                 self.rt(vmid).lock = None
-            text = conf.data.decode("utf-8", "replace")
-            new = with_lock(text, lock)
-            if new != text:
-                self.tree.write(conf.node, conf_rel(conf.node, conf.kind, vmid), new.encode())
+            self._write_lock(conf.node, conf, lock)
+
+    def _write_lock(self, viewer: str, conf: GuestConf, lock: str | None) -> None:
+        """Set (or drop) ``conf``'s ``lock:`` line through ``viewer``'s view (OSError
+        when that view refuses the write); nothing is written when it is so already."""
+        text = conf.data.decode("utf-8", "replace")
+        new = with_lock(text, lock)
+        if new != text:
+            self.tree.write(viewer, conf_rel(conf.node, conf.kind, conf.vmid), new.encode())
 
     def is_running(self, vmid: int, node: str) -> bool:
         return node in self.rt(vmid).running
@@ -448,11 +453,10 @@ class Cluster:
                    if w != node and self.nodes[w].power and self.quorate(w)]
         for vmid, rt in sorted(self.runtime.items()):
             conf = self.config(vmid) if rt.lock is not None and writers else None
-            if conf is None or conf.node != node or rt.lock is None:
+            if conf is None or conf.node != node:
                 continue
-            text = with_lock(conf.data.decode("utf-8", "replace"), rt.lock)
             try:
-                self.tree.write(writers[0], conf_rel(node, conf.kind, vmid), text.encode())
+                self._write_lock(writers[0], conf, rt.lock)
             except OSError:
                 continue
             rt.lock = None

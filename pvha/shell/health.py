@@ -41,15 +41,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from pvha.core.health import Decision, HealthRecord, HealthSpec, decide
-from pvha.errors import ApiError
-from pvha.fsutil import atomic_write
+from pvha.errors import ApiError, StoreError
+from pvha.fsutil import atomic_write, parse_json_object
 from pvha.ports import Guest, GuestRef
 
 PING_THREADS = 4
@@ -62,7 +61,8 @@ SETTLE_WAIT = 45.0
 """Seconds a ``--once`` run waits for its pings in flight (the API client's read
 timeout, 40 s by default, bounds a ping)."""
 FORGET_AFTER = 3600.0
-"""Seconds after the last question about a guest when its record is dropped."""
+"""Seconds after the last question about a guest (or after its record was read back)
+when its record is dropped."""
 _FAILED = "guest agent is not running"  # PVE's answer after its agent timeout
 log = logging.getLogger("pvha.health")
 
@@ -85,32 +85,25 @@ class _Probe:
     in_flight: bool = False
     last_ping: float | None = None
     warned: str | None = None
-    asked: float | None = None  # when a verdict was last asked for
+    asked: float = 0.0  # when a verdict was last asked for, or it was read back (not saved)
 
     def saved(self) -> dict[str, Any]:
         return {"record": asdict(self.record), "answers": list(self.answers),
-                "last_ping": self.last_ping, "asked": self.asked}
+                "last_ping": self.last_ping}
 
     @classmethod
-    def of(cls, data: Any) -> _Probe:
-        """A probe from its saved form; ValueError/TypeError/KeyError when damaged."""
-        rec = data["record"]
-        names = {f.name for f in fields(HealthRecord)}
-        if not isinstance(rec, dict) or set(rec) != names or not all(
-                v is None or type(v) is int for v in rec.values()):
+    def of(cls, data: Any, now: float) -> _Probe:
+        """A probe from its saved form, read back at ``now``; ValueError/TypeError/
+        KeyError when damaged."""
+        rec, answers, last = data["record"], data["answers"], data["last_ping"]
+        if not isinstance(rec, dict) or set(rec) != {f.name for f in fields(HealthRecord)} \
+                or not all(v is None or type(v) is int for v in rec.values()):
             raise ValueError("bad record")
-        answers, last, asked = data["answers"], data["last_ping"], data["asked"]
         if not (isinstance(answers, list) and all(type(a) is bool for a in answers)):
             raise ValueError("bad answers")
-        return cls(HealthRecord(**rec), answers, last_ping=_when(last), asked=_when(asked))
-
-
-def _when(value: Any) -> float | None:
-    if value is None:
-        return None
-    if type(value) not in (int, float):
-        raise ValueError("bad time")
-    return float(value)
+        if last is not None and type(last) not in (int, float):
+            raise ValueError("bad last_ping")
+        return cls(HealthRecord(**rec), answers, last_ping=last, asked=now)
 
 
 class HealthMonitor:
@@ -125,6 +118,7 @@ class HealthMonitor:
         self.threads = threads
         self._probes: dict[str, _Probe] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # a ping came back
         self._pool: ThreadPoolExecutor | None = None
         self._loaded = config_dir is None
         self._saved: dict[str, Any] | None = None
@@ -150,7 +144,7 @@ class HealthMonitor:
             if not force and self._saved_at is not None and now - self._saved_at < SAVE_EVERY:
                 return
             for sid in [s for s, p in self._probes.items()
-                        if p.asked is not None and now - p.asked > FORGET_AFTER]:
+                        if now - p.asked > FORGET_AFTER]:
                 del self._probes[sid]
             state = {sid: probe.saved() for sid, probe in sorted(self._probes.items())}
             if state == self._saved:
@@ -165,26 +159,21 @@ class HealthMonitor:
     def settle(self, timeout: float = SETTLE_WAIT) -> None:
         """Wait until no ping is in flight, at most ``timeout`` s (a ``--once`` run,
         before :meth:`save`): their answers then count in the next run."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not any(p.in_flight for p in self._probes.values()):
-                    return
-            time.sleep(0.05)
+        with self._idle:
+            self._idle.wait_for(lambda: not any(p.in_flight for p in self._probes.values()),
+                                timeout)
 
-    def _load(self) -> None:
+    def _load(self, now: float) -> None:
         """Read ``health_state`` once per tenure (under ``_lock``)."""
         self._loaded = True
         assert self.config_dir is not None
         path = self.config_dir / HEALTH_STATE
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise TypeError("not an object")
-            probes = {str(sid): _Probe.of(item) for sid, item in data.items()}
+            data = parse_json_object(path.read_text(encoding="utf-8"), path) or {}
+            probes = {str(sid): _Probe.of(item, now) for sid, item in data.items()}
         except FileNotFoundError:
             return
-        except (OSError, ValueError, TypeError, KeyError) as err:
+        except (OSError, StoreError, ValueError, TypeError, KeyError) as err:
             log.warning("%s unreadable (%s): every checked guest starts a new grace",
                         path, err)
             return
@@ -195,7 +184,7 @@ class HealthMonitor:
         """A start of ``sid`` was posted: its grace counts from ``now``."""
         with self._lock:
             if not self._loaded:
-                self._load()
+                self._load(now)
             probe = self._probes.get(sid)
             if probe is not None:
                 probe.record = replace(probe.record, started_at=int(now), failures=0,
@@ -208,7 +197,7 @@ class HealthMonitor:
         view); posts its next ping when one is due."""
         with self._lock:
             if not self._loaded:
-                self._load()
+                self._load(now)
             probe = self._probes.setdefault(sid, _Probe())
             probe.asked = now
             record = probe.record
@@ -247,13 +236,13 @@ class HealthMonitor:
             note = None if answered is False else str(err)
         except Exception as err:  # noqa: BLE001 - a ping must never kill its thread
             answered, note = None, f"{type(err).__name__}: {err}"
-        with self._lock:
+        with self._idle:
             probe = self._probes.get(sid)
-            if probe is None:
-                return
-            probe.in_flight = False
-            if answered is not None:
-                probe.answers.append(answered)
-            if note is not None and probe.warned != note:
-                log.warning("health check of %s: ping not counted: %s", sid, note)
-            probe.warned = note
+            if probe is not None:
+                probe.in_flight = False
+                if answered is not None:
+                    probe.answers.append(answered)
+                if note is not None and probe.warned != note:
+                    log.warning("health check of %s: ping not counted: %s", sid, note)
+                probe.warned = note
+            self._idle.notify_all()

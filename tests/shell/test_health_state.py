@@ -139,6 +139,14 @@ def test_records_of_guests_no_longer_asked_about_are_dropped(tmp_path: Path) -> 
     ask(monitor, T0 + 11)
     monitor.save(T0 + 11, force=True)
     assert "vm:100" in json.loads((tmp_path / HEALTH_STATE).read_text())
+    saved = json.loads((tmp_path / HEALTH_STATE).read_text())
+    assert set(saved["vm:100"]) == {"record", "answers", "last_ping"}  # no per-round churn
+    later = HealthMonitor(Agent(), tmp_path)  # a new watcher reads it back at T0 + 500
+    later.started("vm:101", T0 + 500)  # not a checked guest: only loads the file
+    later.save(T0 + 500 + FORGET_AFTER, force=True)  # kept: an hour since it was read
+    assert "vm:100" in json.loads((tmp_path / HEALTH_STATE).read_text())
+    later.save(T0 + 501 + FORGET_AFTER, force=True)
+    assert json.loads((tmp_path / HEALTH_STATE).read_text()) == {}
     monitor.save(T0 + 12 + FORGET_AFTER, force=True)
     assert json.loads((tmp_path / HEALTH_STATE).read_text()) == {}
 
@@ -149,9 +157,9 @@ RECORD = ('"record": {"started_at": %s, "failures": 0, "restarts": 0, "last_rest
 
 @pytest.mark.parametrize("text", [
     "{not json", "[]", '{"vm:100": {"record": {}}}',
-    '{"vm:100": {' + RECORD % '"x"' + ', "answers": [], "last_ping": null, "asked": null}}',
-    '{"vm:100": {' + RECORD % "1" + ', "answers": [1], "last_ping": null, "asked": null}}',
-    '{"vm:100": {' + RECORD % "1" + ', "answers": [], "last_ping": "soon", "asked": null}}',
+    '{"vm:100": {' + RECORD % '"x"' + ', "answers": [], "last_ping": null}}',
+    '{"vm:100": {' + RECORD % "1" + ', "answers": [1], "last_ping": null}}',
+    '{"vm:100": {' + RECORD % "1" + ', "answers": [], "last_ping": "soon"}}',
 ])
 def test_a_damaged_file_is_a_fresh_start_with_one_warning(
         tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture) -> None:
